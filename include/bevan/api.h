@@ -1,0 +1,35 @@
+/* Bevan API: the FHIR R4 RESTful interactions on top of the store. The HTTP layer calls
+ * bv_api_handle for every request; `bevan import` and `bevan demo` call bv_api_process_bundle. */
+#ifndef BEVAN_API_H
+#define BEVAN_API_H
+
+#include "bevan/core.h"
+#include "bevan/http.h"
+#include "bevan/store.h"
+
+typedef struct bv_api bv_api;
+
+typedef struct {
+    bv_store *store;
+    bool check_nhs_number;    /* UK Core NHS number check on Patient identifiers (default on) */
+    const char *base_path;    /* "/fhir" */
+} bv_api_options;
+
+bv_api *bv_api_new(const bv_api_options *opt);
+void bv_api_free(bv_api *api);
+
+/* bv_http_handler: ctx is the bv_api. */
+void bv_api_handle(void *ctx, bv_request *req, bv_response *resp);
+
+typedef struct {
+    size_t bundles;
+    size_t entries_ok;
+    size_t entries_failed;
+} bv_import_stats;
+
+/* Processes one batch/transaction Bundle (JSON text) in-process, as POST /fhir would.
+ * Returns the HTTP status; the response body (Bundle or OperationOutcome) is put in out when
+ * out != NULL. Transaction: all-or-nothing. */
+int bv_api_process_bundle(bv_api *api, const char *json, size_t len, bv_buf *out, bv_import_stats *stats);
+
+#endif

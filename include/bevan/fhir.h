@@ -1,0 +1,121 @@
+/* Bevan FHIR logic: OperationOutcomes, validation, FHIRPath, search-index extraction and search
+ * parsing. Pure logic: no sockets, no SQL, no files. Everything allocates from the arena given. */
+#ifndef BEVAN_FHIR_H
+#define BEVAN_FHIR_H
+
+#include "bevan/core.h"
+#include "bevan/json.h"
+#include "bevan/store.h"
+#include "bevan/fhir_defs.h"
+
+/* ---- OperationOutcome ---- */
+typedef enum { BV_SEV_FATAL, BV_SEV_ERROR, BV_SEV_WARNING, BV_SEV_INFORMATION } bv_severity;
+
+typedef struct {
+    bv_severity severity;
+    const char *code;         /* IssueType code: "invalid", "structure", "required", "value", "invariant",
+                                 "security", "not-found", "deleted", "conflict", "too-costly", "not-supported",
+                                 "processing", "exception", "duplicate", "business-rule", "informational" */
+    const char *expression;   /* FHIRPath-style location, e.g. "Patient.birthDate" or "Bundle.entry[2].resource"; NULL ok */
+    const char *diagnostics;
+} bv_issue;
+
+typedef struct {
+    bv_arena *arena;
+    bv_issue *issues;
+    size_t n, cap;
+    size_t n_errors;          /* fatal + error */
+} bv_outcome;
+
+void bv_outcome_init(bv_outcome *oo, bv_arena *a);
+void bv_outcome_add(bv_outcome *oo, bv_severity sev, const char *code, const char *expression,
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* {"resourceType":"OperationOutcome","issue":[...]}; an empty outcome gets one information issue "All OK". */
+json_value *bv_outcome_to_json(const bv_outcome *oo);
+
+/* ---- Validation ---- */
+typedef struct {
+    bool allow_missing_id;    /* create: id may be absent (the server assigns it) */
+    bool check_nhs_number;    /* UK Core: identifier system https://fhir.nhs.uk/Id/nhs-number must pass Modulus 11 */
+} bv_validate_opts;
+
+/* Validates a resource (a parsed JSON object) against the generated R4 definitions: resourceType
+ * known (and equal to expected_type when not NULL); unknown elements; primitive formats and
+ * ranges; cardinality; choice types; required code bindings; contained resources; unknown
+ * modifierExtension; narrative XHTML without active content; NHS number check digit.
+ * Adds issues to oo with FHIRPath-style expressions; returns the number of errors added. */
+size_t bv_fhir_validate(const json_value *resource, const char *expected_type, const bv_validate_opts *opt,
+                        bv_outcome *oo);
+bool bv_fhir_valid_id(const char *id);                 /* [A-Za-z0-9\-\.]{1,64} */
+bool bv_nhs_number_valid(const char *s);               /* 10 digits, Modulus 11 check digit */
+/* Primitive format checks, shared with search parsing. */
+bool bv_fhir_valid_date(const char *s);                /* YYYY, YYYY-MM, YYYY-MM-DD */
+bool bv_fhir_valid_datetime(const char *s);
+bool bv_fhir_valid_instant(const char *s);
+bool bv_fhir_valid_time(const char *s);
+
+/* Date/dateTime/instant (any precision, optional timezone) -> inclusive range [lo, hi] in ms since
+ * epoch. A value without a timezone is taken in UTC (documented; configurable later).
+ * Returns BV_EINVAL if s is not a valid FHIR date/dateTime/instant. */
+int bv_fhir_date_range(const char *s, int64_t *lo, int64_t *hi);
+
+/* ---- FHIRPath (src/fhir/fhirpath*.c) ---- */
+typedef struct bv_fp_expr bv_fp_expr;       /* compiled expression (arena-owned) */
+
+typedef enum {
+    BV_FP_BOOLEAN, BV_FP_INTEGER, BV_FP_DECIMAL, BV_FP_STRING, BV_FP_DATE, BV_FP_DATETIME, BV_FP_TIME,
+    BV_FP_QUANTITY, BV_FP_NODE   /* a JSON node of the resource (element), with its FHIR type name */
+} bv_fp_kind;
+
+typedef struct {
+    bv_fp_kind kind;
+    const json_value *node;   /* BV_FP_NODE: the element's JSON (object, or primitive value) */
+    const char *fhir_type;    /* BV_FP_NODE: FHIR type name when known ("HumanName", "date", "Reference") */
+    const char *str;          /* STRING/DATE/DATETIME/TIME text; DECIMAL text; QUANTITY unit */
+    int64_t i;                /* INTEGER, BOOLEAN (0/1) */
+    double d;                 /* DECIMAL, QUANTITY value */
+} bv_fp_value;
+
+typedef struct {
+    bv_fp_value *items;
+    size_t n, cap;
+} bv_fp_collection;
+
+/* Compile an expression. On error returns NULL and writes a message into err. */
+bv_fp_expr *bv_fhirpath_compile(bv_arena *a, const char *expr, char *err, size_t errlen);
+/* Evaluate against a resource (root type taken from resourceType). resolve() returns references
+ * as typed stubs (enough for `resolve() is Patient`). Returns BV_OK or BV_EINVAL with err set. */
+int bv_fhirpath_eval(bv_arena *a, const bv_fp_expr *e, const json_value *resource,
+                     bv_fp_collection *out, char *err, size_t errlen);
+
+/* ---- Search-index extraction (src/fhir/extract.c) ---- */
+/* Evaluates every search parameter of the resource's type and produces index rows. */
+int bv_fhir_extract_index(bv_arena *a, const json_value *resource, bv_index_row **rows, size_t *n);
+/* Normalises a string for string search: lower-case, accents folded, whitespace collapsed. */
+char *bv_fhir_normalize_string(bv_arena *a, const char *s);
+
+/* ---- Search parsing (src/fhir/search_parse.c) ---- */
+typedef struct {
+    const char *name;         /* as given, e.g. "name:exact" */
+    const char *value;        /* decoded */
+} bv_param;
+
+typedef struct {
+    bv_search search;         /* what the store runs */
+    /* result-shaping parameters */
+    const char *summary;      /* _summary value or NULL */
+    const char *elements;     /* _elements value or NULL */
+    const char *total;        /* _total value or NULL */
+    const char *const *includes; size_t n_includes;       /* _include values */
+    const char *const *revincludes; size_t n_revincludes; /* _revinclude values */
+    bv_param *applied;        /* parameters applied, in order, for the self link */
+    size_t n_applied;
+} bv_search_request;
+
+/* Parses query parameters for a search on `type` (NULL for system-level) into req.
+ * strict: unknown/unsupported parameters are errors (400); lenient: ignored (not in applied).
+ * Returns BV_OK or BV_EINVAL with issues in oo. */
+int bv_fhir_parse_search(bv_arena *a, const char *type, const bv_param *params, size_t n_params,
+                         bool strict, bv_search_request *req, bv_outcome *oo);
+
+#endif

@@ -1,0 +1,186 @@
+/* Bevan store: the one interface to persistence. SQLite (src/store/sqlite*.c) is the embedded
+ * default; PostgreSQL can follow behind the same interface without touching src/api/.
+ *
+ * Model: the current version of each resource lives apart from its history; every version
+ * (including the current one and deletions) is a history row with a global sequence number.
+ * Search index rows are extracted by src/fhir at write time and stored with the current version.
+ *
+ * Threads: reads run on the calling thread's own connection (opened lazily, thread-local).
+ * Writes run as units on one writer thread; concurrent units are group-committed (one durable
+ * sync for many requests), each unit isolated by a SAVEPOINT so one failing unit never affects
+ * another. A unit's caller is answered only after the group's COMMIT has been synced. */
+#ifndef BEVAN_STORE_H
+#define BEVAN_STORE_H
+
+#include "bevan/core.h"
+
+typedef struct bv_store bv_store;
+typedef struct bv_store_txn bv_store_txn;   /* valid only inside a write unit */
+
+typedef struct {
+    const char *dir;          /* data folder; created if missing; the database is DIR/bevan.db */
+    bool sync_normal;         /* PRAGMA synchronous=NORMAL instead of FULL (documented trade-off) */
+    unsigned group_max;       /* max units per group commit (0 = 512) */
+    bool read_only;           /* open for checks/export without the writer thread */
+} bv_store_options;
+
+/* One stored version of a resource. Strings live in the arena passed to the call. */
+typedef struct {
+    const char *type;
+    const char *id;
+    int64_t version;          /* meta.versionId, 1-based */
+    int64_t last_updated_ms;  /* meta.lastUpdated */
+    bool deleted;             /* this version is a deletion (body is NULL) */
+    const char *method;       /* "POST", "PUT", "PATCH", "DELETE" (how this version was made) */
+    const char *body;         /* stored JSON bytes, served as they are; NUL-terminated */
+    size_t body_len;
+    int64_t seq;              /* global history sequence: increases with every stored version */
+} bv_record;
+
+/* ---- Index rows (one table per kind). Which fields are used depends on kind. ---- */
+typedef enum {
+    BV_IX_STRING, BV_IX_TOKEN, BV_IX_REFERENCE, BV_IX_DATE, BV_IX_NUMBER, BV_IX_QUANTITY, BV_IX_URI
+} bv_index_kind;
+
+typedef struct {
+    bv_index_kind kind;
+    const char *param;        /* search parameter code, e.g. "identifier" */
+    int32_t group;            /* same non-zero group = components of one composite value; 0 otherwise */
+    /* STRING: norm = lower-cased, accents folded; text = original value
+     * TOKEN: system (NULL if none), code, text = display/CodeableConcept.text for :text
+     * REFERENCE: ref_type + ref_id for a local reference; text = reference as written
+     *            (absolute/canonical URL when not local); ref_version optional
+     * URI: text = the uri
+     * DATE: lo..hi inclusive, ms since epoch (a partial date or Period is a range)
+     * NUMBER: num = value, num_lo..num_hi = implicit precision range
+     * QUANTITY: NUMBER fields plus system and code (unit code) */
+    const char *system;
+    const char *code;
+    const char *text;
+    const char *norm;
+    const char *ref_type;
+    const char *ref_id;
+    const char *ref_version;
+    int64_t lo, hi;
+    double num, num_lo, num_hi;
+} bv_index_row;
+
+/* ---- Search as the store sees it: AND of ORs of predicates on index rows. ---- */
+typedef enum {
+    BV_OP_EQ, BV_OP_NE, BV_OP_GT, BV_OP_LT, BV_OP_GE, BV_OP_LE, BV_OP_SA, BV_OP_EB, BV_OP_AP, /* ordered values */
+    BV_OP_STR_STARTS, BV_OP_STR_EXACT, BV_OP_STR_CONTAINS,        /* string */
+    BV_OP_TOKEN, BV_OP_TOKEN_TEXT,                                  /* token: system/code match; :text */
+    BV_OP_REF,                                                      /* reference: type/id or url */
+    BV_OP_URI_EQ, BV_OP_URI_BELOW, BV_OP_URI_ABOVE,                 /* uri */
+    BV_OP_MISSING                                                   /* :missing=true|false (see missing) */
+} bv_op;
+
+typedef struct bv_search bv_search;
+
+typedef struct {
+    bv_index_kind kind;
+    const char *param;        /* "_id" and "_lastUpdated" are columns of the resource, not index rows */
+    bv_op op;
+    bool negate;              /* :not (token) / ne: resources with no matching row */
+    bool missing;             /* for BV_OP_MISSING: true = no row for param */
+    /* TOKEN: system_given false = any system; system_given true and system NULL = no system (|code);
+     *        code NULL = any code in system (system|) */
+    bool system_given;
+    const char *system;
+    const char *code;
+    const char *text;         /* STRING (already normalised unless EXACT), TOKEN_TEXT, URI, REF url */
+    const char *ref_type;     /* REF: NULL = any type */
+    const char *ref_id;
+    int64_t lo, hi;           /* DATE: the parameter value's range (ms) */
+    double num, num_lo, num_hi; /* NUMBER/QUANTITY: value and implicit range */
+    const bv_search *chain;   /* REF: reference target must match this search (chaining), or NULL */
+    const bv_search *has;     /* _has: a resource of has->type whose param `param` refers to this one matches has */
+} bv_pred;
+
+typedef struct {
+    const bv_pred *preds;
+    size_t n;                 /* OR over these */
+} bv_or;
+
+typedef struct {
+    const char *param;        /* "_id", "_lastUpdated" or an index param */
+    bv_index_kind kind;
+    bool desc;
+} bv_sort;
+
+struct bv_search {
+    const char *type;         /* NULL = all types (system search) */
+    const char *const *types; /* with type NULL: restrict to these types (_type); NULL = all */
+    size_t n_types;
+    const bv_or *ands;
+    size_t n_ands;
+    const bv_sort *sort;      /* ties always broken by resource row order (stable) */
+    size_t n_sort;
+    size_t count;             /* page size; 0 = count only */
+    size_t offset;
+    int64_t max_seq;          /* > 0: ignore versions with seq > max_seq (stable paging snapshot) — best effort */
+    bool want_total;
+};
+
+typedef struct {
+    const char *type;         /* NULL = system history */
+    const char *id;           /* NULL = type history */
+    bool has_since;
+    int64_t since_ms;         /* only versions with last_updated >= since */
+    bool has_at;
+    int64_t at_ms;            /* the version current at this instant, per resource */
+    int64_t before_seq;       /* paging cursor: only seq < before_seq (0 = from newest) */
+    size_t count;
+} bv_history_query;
+
+typedef struct {
+    const char *type;
+    const char *id;
+    int64_t version;
+    int64_t last_updated_ms;
+    bool deleted;             /* writes a deletion version: current row marked deleted, index rows removed */
+    const char *method;       /* "POST", "PUT", "PATCH", "DELETE" */
+    const char *body;         /* JSON with id/meta already set; NULL for a deletion */
+    size_t body_len;
+    const bv_index_row *rows;
+    size_t n_rows;
+} bv_put;
+
+int bv_store_open(const bv_store_options *opt, bv_store **out, char *err, size_t errlen);
+void bv_store_close(bv_store *s);   /* stops the writer after the queued units; closes connections */
+
+/* ---- Reads (any thread) ---- */
+/* Current version. BV_ENOTFOUND if never existed; a deleted resource returns BV_OK with deleted=true. */
+int bv_store_read(bv_store *s, bv_arena *a, const char *type, const char *id, bv_record *out);
+int bv_store_vread(bv_store *s, bv_arena *a, const char *type, const char *id, int64_t version, bv_record *out);
+/* Newest first (by seq). *total = number of matching versions when total != NULL. */
+int bv_store_history(bv_store *s, bv_arena *a, const bv_history_query *q, bv_record **out, size_t *n,
+                     int64_t *total);
+/* Current, non-deleted resources matching q, in sort order. *total when want_total (else -1). */
+int bv_store_search(bv_store *s, bv_arena *a, const bv_search *q, bv_record **out, size_t *n, int64_t *total);
+/* Highest seq committed so far (for stable paging snapshots). */
+int64_t bv_store_last_seq(bv_store *s);
+/* PRAGMA integrity_check + Bevan's own invariants (current row = newest history row, index rows
+ * only for live resources). On failure returns BV_EINTERNAL and a description in msg. */
+int bv_store_check(bv_store *s, char *msg, size_t msglen);
+/* Counts of current, non-deleted resources by type: calls fn for each type. */
+int bv_store_count_by_type(bv_store *s, void (*fn)(void *ctx, const char *type, int64_t n), void *ctx);
+
+/* ---- Writes ---- */
+typedef int (*bv_store_write_fn)(bv_store_txn *txn, void *ctx);
+/* Runs fn on the writer thread inside its own SAVEPOINT of a group transaction and waits.
+ * fn returns 0 to keep its changes, or a non-zero value to roll them back; that value is returned.
+ * When fn returned 0, bv_store_write returns 0 only after the group is durably committed, or
+ * BV_EIO when the commit failed (then none of fn's changes are stored: never acknowledge).
+ * fn must do no I/O of its own and must not call bv_store_write. */
+int bv_store_write(bv_store *s, bv_store_write_fn fn, void *ctx);
+
+/* Inside a unit: reads and searches see the unit's own changes. */
+int bv_txn_read(bv_store_txn *t, bv_arena *a, const char *type, const char *id, bv_record *out);
+int bv_txn_search(bv_store_txn *t, bv_arena *a, const bv_search *q, bv_record **out, size_t *n, int64_t *total);
+/* Timestamp for this unit's versions: strictly greater than any earlier unit's. */
+int64_t bv_txn_now_ms(bv_store_txn *t);
+/* Store a new version: a history row, the current row replaced, the index rows replaced. */
+int bv_txn_put(bv_store_txn *t, const bv_put *p);
+
+#endif

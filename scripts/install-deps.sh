@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Idempotent: installs only what is missing. Debian packages for C, npm for test tooling.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  build-essential cmake pkg-config clang libclang-rt-14-dev
+  libmicrohttpd-dev libjson-c-dev libsqlite3-dev libssl-dev libcmocka-dev
+  python3 curl jq wrk nodejs npm
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "install-deps: apt installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm: the official R4 definitions/examples (generator input, round-trip tests) and test tooling.
+if [ ! -f node_modules/.bevan-deps-ok ] || [ package.json -nt node_modules/.bevan-deps-ok ]; then
+  echo "install-deps: npm ci"
+  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; else npm install --no-audit --no-fund --loglevel=error; fi
+  touch node_modules/.bevan-deps-ok
+fi

@@ -1,0 +1,441 @@
+/* The subcommands: serve, import, check, demo. */
+#include "bevan/cli.h"
+#include "bevan/api.h"
+#include "bevan/demo.h"
+#include "bevan/http.h"
+#include "bevan/json.h"
+#include "bevan/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct {
+    const char *data;
+    const char *listen;
+    const char *port_file;
+    unsigned threads;
+    bool sync_normal;
+    unsigned demo_patients;
+    uint64_t seed;
+    bool no_nhs_check;
+} options;
+
+static int parse_uint(const char *s, unsigned *out)
+{
+    uint64_t v;
+    if (!s || bv_str_to_u64(s, strlen(s), 10000000, &v)) return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+/* Common options; returns the index of the first positional argument, or -1 on error. */
+static int parse_options(int argc, char **argv, options *o, const char *help)
+{
+    int i = 1;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { fputs(help, stdout); exit(0); }
+        else if (strcmp(a, "--data") == 0 && next) { o->data = next; i++; }
+        else if (strcmp(a, "--listen") == 0 && next) { o->listen = next; i++; }
+        else if (strcmp(a, "--port-file") == 0 && next) { o->port_file = next; i++; }
+        else if (strcmp(a, "--threads") == 0 && next) { if (parse_uint(next, &o->threads)) goto bad; i++; }
+        else if (strcmp(a, "--sync") == 0 && next) {
+            if (strcmp(next, "normal") == 0) o->sync_normal = true;
+            else if (strcmp(next, "full") != 0) goto bad;
+            i++;
+        } else if ((strcmp(a, "--demo") == 0 || strcmp(a, "--patients") == 0) && next) {
+            if (parse_uint(next, &o->demo_patients)) goto bad;
+            i++;
+        } else if (strcmp(a, "--seed") == 0 && next) {
+            uint64_t v;
+            if (bv_str_to_u64(next, strlen(next), UINT64_MAX, &v)) goto bad;
+            o->seed = v;
+            i++;
+        } else if (strcmp(a, "--no-nhs-number-check") == 0) o->no_nhs_check = true;
+        else if (strcmp(a, "--") == 0) { i++; break; }
+        else if (a[0] == '-' && a[1]) goto bad;
+        else break;
+    }
+    return i;
+bad:
+    fprintf(stderr, "bevan: bad option '%s'\n%s", argv[i], help);
+    return -1;
+}
+
+static int open_store(const options *o, bv_store **s)
+{
+    char err[256];
+    bv_store_options so = {.dir = o->data, .sync_normal = o->sync_normal};
+    if (bv_store_open(&so, s, err, sizeof err)) {
+        fprintf(stderr, "bevan: cannot open the store in %s: %s\n", o->data, err);
+        return -1;
+    }
+    return 0;
+}
+
+static bv_api *make_api(const options *o, bv_store *s)
+{
+    bv_api_options ao = {.store = s, .check_nhs_number = !o->no_nhs_check, .base_path = "/fhir"};
+    return bv_api_new(&ao);
+}
+
+/* ---- demo ---- */
+typedef struct {
+    bv_api *api;
+    bv_import_stats stats;
+    size_t failures;
+} demo_sink;
+
+static int demo_emit(void *ctx, const char *json, size_t len)
+{
+    demo_sink *d = ctx;
+    bv_buf out;
+    bv_buf_init(&out, 0);
+    int status = bv_api_process_bundle(d->api, json, len, &out, &d->stats);
+    if (status >= 300) {
+        fprintf(stderr, "bevan demo: a bundle failed (%d): %.400s\n", status, bv_buf_cstr(&out));
+        d->failures++;
+    }
+    bv_buf_free(&out);
+    return status >= 300 ? -1 : 0;
+}
+
+static int run_demo(bv_api *api, unsigned patients, uint64_t seed)
+{
+    demo_sink d = {.api = api};
+    bv_demo_options dopt = {.seed = seed, .patients = patients};
+    int64_t t0 = bv_now_ms();
+    int rc = bv_demo_generate(&dopt, demo_emit, &d);
+    fprintf(stderr, "bevan demo: %u patients, %zu resources stored in %.1f s%s\n", patients, d.stats.entries_ok,
+            (double)(bv_now_ms() - t0) / 1000.0, rc ? " (FAILED)" : "");
+    return rc ? -1 : 0;
+}
+
+static void count_cb(void *ctx, const char *type, int64_t n)
+{
+    (void)type;
+    *(int64_t *)ctx += n;
+}
+
+static const char demo_help[] =
+    "usage: bevan demo --data DIR [--patients N] [--seed S]\n"
+    "Generates a deterministic synthetic UK population (GP practices, practitioners, patients with\n"
+    "valid NHS numbers, conditions, observations, medications) and stores it in DIR.\n";
+
+int bv_cmd_demo(int argc, char **argv)
+{
+    options o = {.data = "./data", .demo_patients = 100, .seed = 1};
+    if (parse_options(argc, argv, &o, demo_help) < 0) return 2;
+    bv_store *s;
+    if (open_store(&o, &s)) return 1;
+    bv_api *api = make_api(&o, s);
+    int rc = run_demo(api, o.demo_patients, o.seed);
+    bv_api_free(api);
+    bv_store_close(s);
+    return rc ? 1 : 0;
+}
+
+/* ---- serve ---- */
+static const char serve_help[] =
+    "usage: bevan serve [--listen HOST:PORT] [--data DIR] [--port-file F] [--threads N]\n"
+    "                   [--sync full|normal] [--demo N] [--seed S]\n"
+    "Serves the FHIR R4 API at http://HOST:PORT/fhir (default 127.0.0.1:8080, data ./data).\n"
+    "  --port-file F  write the bound port to F (use with --listen 127.0.0.1:0)\n"
+    "  --sync normal  faster commits that may lose the last transactions on power loss (default full)\n"
+    "  --demo N       on first start (empty store) seed N synthetic patients\n"
+    "SIGTERM or SIGINT finishes in-flight requests and exits 0.\n";
+
+int bv_cmd_serve(int argc, char **argv)
+{
+    options o = {.data = "./data", .listen = "127.0.0.1:8080", .seed = 1};
+    if (parse_options(argc, argv, &o, serve_help) < 0) return 2;
+    /* Block the stop signals in every thread; the main thread waits for them. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    bv_store *s;
+    if (open_store(&o, &s)) return 1;
+    bv_api *api = make_api(&o, s);
+    if (o.demo_patients) {
+        int64_t n = 0;
+        bv_store_count_by_type(s, count_cb, &n);
+        if (n == 0 && run_demo(api, o.demo_patients, o.seed)) {
+            bv_api_free(api);
+            bv_store_close(s);
+            return 1;
+        }
+    }
+    bv_http_options ho = {.listen = o.listen, .threads = o.threads};
+    bv_http_server *srv;
+    char err[256];
+    if (bv_http_start(&ho, bv_api_handle, api, &srv, err, sizeof err)) {
+        fprintf(stderr, "bevan: cannot listen on %s: %s\n", o.listen, err);
+        bv_api_free(api);
+        bv_store_close(s);
+        return 1;
+    }
+    int port = bv_http_port(srv);
+    if (o.port_file) {
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s.tmp", o.port_file);
+        FILE *f = fopen(tmp, "w");
+        if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 || rename(tmp, o.port_file) != 0) {
+            fprintf(stderr, "bevan: cannot write the port file %s\n", o.port_file);
+            bv_http_stop(srv);
+            bv_api_free(api);
+            bv_store_close(s);
+            return 1;
+        }
+    }
+    char host[256];
+    snprintf(host, sizeof host, "%s", o.listen);
+    char *colon = strrchr(host, ':');
+    if (colon) *colon = '\0';
+    bv_log(BV_LOG_INFO, "Bevan serving FHIR R4 at http://%s:%d/fhir (data %s)", host, port, o.data);
+    int sig = 0;
+    sigwait(&set, &sig);
+    bv_log(BV_LOG_INFO, "signal %d: finishing in-flight requests", sig);
+    bv_http_stop(srv);
+    bv_api_free(api);
+    bv_store_close(s);
+    bv_log(BV_LOG_INFO, "stopped");
+    return 0;
+}
+
+/* ---- import ---- */
+static const char import_help[] =
+    "usage: bevan import [--data DIR] FILE|DIR...\n"
+    "Imports FHIR transaction/batch Bundles (.json) and NDJSON files (.ndjson: one resource per line).\n"
+    "Each Bundle is all-or-nothing; an NDJSON file is stored in transactions of up to 10,000 lines.\n"
+    "Prints a summary; exits non-zero if anything failed.\n";
+
+typedef struct {
+    bv_api *api;
+    bv_import_stats stats;
+    size_t files, files_failed, total_files;
+    bool tty;
+} import_state;
+
+static char *read_file(const char *path, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) { close(fd); return NULL; }
+    size_t n = (size_t)st.st_size;
+    char *buf = bv_malloc(n + 1);
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) { free(buf); close(fd); return NULL; }
+        got += (size_t)r;
+    }
+    close(fd);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+static bool ends_with(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+static int import_ndjson(import_state *st, const char *path, const char *data, size_t len)
+{
+    /* Wrap lines into transaction Bundles of PUT (id given) or POST entries. */
+    const size_t chunk = 10000;
+    size_t line_no = 0;
+    const char *p = data, *end = data + len;
+    int failed = 0;
+    while (p < end) {
+        bv_buf b;
+        bv_buf_init(&b, 0);
+        bv_buf_puts(&b, "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":[");
+        size_t n = 0;
+        bv_arena *a = bv_arena_new(1 << 16);
+        while (p < end && n < chunk) {
+            const char *nl = memchr(p, '\n', (size_t)(end - p));
+            size_t ll = nl ? (size_t)(nl - p) : (size_t)(end - p);
+            line_no++;
+            const char *line = p;
+            p = nl ? nl + 1 : end;
+            while (ll && (line[ll - 1] == '\r' || line[ll - 1] == ' ')) ll--;
+            if (ll == 0) continue;
+            json_value *v;
+            json_error err;
+            if (json_parse(a, line, ll, NULL, &v, &err)) {
+                fprintf(stderr, "\n%s:%zu: %s\n", path, line_no, err.message);
+                failed = 1;
+                continue;
+            }
+            const char *type = json_get_str(v, "resourceType"), *id = json_get_str(v, "id");
+            if (!type) { fprintf(stderr, "\n%s:%zu: no resourceType\n", path, line_no); failed = 1; continue; }
+            if (n++) bv_buf_putc(&b, ',');
+            bv_buf_puts(&b, "{\"resource\":");
+            bv_buf_append(&b, line, ll);
+            if (id) bv_buf_printf(&b, ",\"request\":{\"method\":\"PUT\",\"url\":\"%s/%s\"}}", type, id);
+            else bv_buf_printf(&b, ",\"request\":{\"method\":\"POST\",\"url\":\"%s\"}}", type);
+        }
+        bv_arena_free(a);
+        bv_buf_puts(&b, "]}");
+        if (!failed && n) {
+            bv_buf out;
+            bv_buf_init(&out, 0);
+            int status = bv_api_process_bundle(st->api, b.data, b.len, &out, &st->stats);
+            if (status >= 300) {
+                fprintf(stderr, "\n%s: lines up to %zu rejected (%d): %.600s\n", path, line_no, status, bv_buf_cstr(&out));
+                failed = 1;
+            }
+            bv_buf_free(&out);
+        }
+        bv_buf_free(&b);
+        if (failed) break;
+    }
+    return failed ? -1 : 0;
+}
+
+static void progress(import_state *st, const char *path)
+{
+    if (!st->tty) return;
+    int width = 30, filled = st->total_files ? (int)(width * st->files / st->total_files) : width;
+    fprintf(stderr, "\r[%-*.*s] %zu/%zu files, %zu resources  %.40s   ", width, filled,
+            "##############################", st->files, st->total_files, st->stats.entries_ok, path);
+}
+
+static int import_file(import_state *st, const char *path)
+{
+    size_t len;
+    char *data = read_file(path, &len);
+    if (!data) { fprintf(stderr, "\n%s: cannot read\n", path); st->files_failed++; st->files++; return -1; }
+    int rc = 0;
+    if (ends_with(path, ".ndjson")) rc = import_ndjson(st, path, data, len);
+    else {
+        bv_buf out;
+        bv_buf_init(&out, 0);
+        int status = bv_api_process_bundle(st->api, data, len, &out, &st->stats);
+        if (status >= 300) {
+            fprintf(stderr, "\n%s: rejected (%d): %.600s\n", path, status, bv_buf_cstr(&out));
+            rc = -1;
+        }
+        bv_buf_free(&out);
+    }
+    free(data);
+    st->files++;
+    if (rc) st->files_failed++;
+    progress(st, path);
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Collect files (sorted, for a deterministic order) from the arguments. */
+static void collect(const char *path, char ***files, size_t *n, size_t *cap)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (*n == *cap) { *cap = *cap ? *cap * 2 : 64; *files = bv_realloc(*files, *cap * sizeof **files); }
+        (*files)[(*n)++] = bv_strdup(path); /* reported as unreadable later */
+        return;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        if (!d) return;
+        struct dirent *e;
+        char **sub = NULL;
+        size_t sn = 0, sc = 0;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] == '.') continue;
+            if (!ends_with(e->d_name, ".json") && !ends_with(e->d_name, ".ndjson")) continue;
+            if (sn == sc) { sc = sc ? sc * 2 : 64; sub = bv_realloc(sub, sc * sizeof *sub); }
+            size_t l = strlen(path) + strlen(e->d_name) + 2;
+            sub[sn] = bv_malloc(l);
+            snprintf(sub[sn], l, "%s/%s", path, e->d_name);
+            sn++;
+        }
+        closedir(d);
+        qsort(sub, sn, sizeof *sub, cmp_str);
+        for (size_t i = 0; i < sn; i++) {
+            if (*n == *cap) { *cap = *cap ? *cap * 2 : 64; *files = bv_realloc(*files, *cap * sizeof **files); }
+            (*files)[(*n)++] = sub[i];
+        }
+        free(sub);
+        return;
+    }
+    if (*n == *cap) { *cap = *cap ? *cap * 2 : 64; *files = bv_realloc(*files, *cap * sizeof **files); }
+    (*files)[(*n)++] = bv_strdup(path);
+}
+
+int bv_cmd_import(int argc, char **argv)
+{
+    options o = {.data = "./data"};
+    int first = parse_options(argc, argv, &o, import_help);
+    if (first < 0) return 2;
+    if (first >= argc) { fputs(import_help, stderr); return 2; }
+    char **files = NULL;
+    size_t n = 0, cap = 0;
+    for (int i = first; i < argc; i++) collect(argv[i], &files, &n, &cap);
+    bv_store *s;
+    if (open_store(&o, &s)) return 1;
+    bv_api *api = make_api(&o, s);
+    import_state st = {.api = api, .total_files = n, .tty = isatty(2)};
+    int64_t t0 = bv_now_ms();
+    for (size_t i = 0; i < n; i++) {
+        import_file(&st, files[i]);
+        free(files[i]);
+    }
+    free(files);
+    double secs = (double)(bv_now_ms() - t0) / 1000.0;
+    if (st.tty) fputc('\n', stderr);
+    printf("imported %zu files (%zu failed): %zu resources stored, %zu entries failed, in %.2f s (%.0f resources/s)\n",
+           st.files, st.files_failed, st.stats.entries_ok, st.stats.entries_failed, secs,
+           secs > 0 ? (double)st.stats.entries_ok / secs : 0.0);
+    bv_api_free(api);
+    bv_store_close(s);
+    return st.files_failed ? 1 : 0;
+}
+
+/* ---- check ---- */
+static const char check_help[] =
+    "usage: bevan check [--data DIR]\n"
+    "Runs SQLite's integrity check and Bevan's own invariants on the store; exits 0 when sound.\n";
+
+static void print_count(void *ctx, const char *type, int64_t n)
+{
+    (void)ctx;
+    printf("  %-28s %lld\n", type, (long long)n);
+}
+
+int bv_cmd_check(int argc, char **argv)
+{
+    options o = {.data = "./data"};
+    if (parse_options(argc, argv, &o, check_help) < 0) return 2;
+    struct stat stt;
+    if (stat(o.data, &stt) != 0) { fprintf(stderr, "bevan check: %s does not exist\n", o.data); return 1; }
+    bv_store *s;
+    if (open_store(&o, &s)) return 1;
+    char msg[1024];
+    int rc = bv_store_check(s, msg, sizeof msg);
+    if (rc) printf("check FAILED: %s\n", msg);
+    else {
+        printf("check ok\n");
+        bv_store_count_by_type(s, print_count, NULL);
+    }
+    bv_store_close(s);
+    return rc ? 1 : 0;
+}

@@ -1,0 +1,534 @@
+/* Bevan HTTP on libmicrohttpd 0.9.75 (see include/bevan/http.h and docs/http.md).
+ *
+ * Request life cycle (one struct http_req per request, living in its own arena):
+ *   uri_log_cb      MHD has read the request line: the arena is created here and the raw request
+ *                   target (path + query, still percent-encoded) is kept. MHD strips and decodes
+ *                   the query itself; we parse the raw target so that '+', order, repeated names,
+ *                   %00 and bad escapes are handled exactly as documented.
+ *   access_cb #1    headers are in: limits checked (URL, query count, header count,
+ *                   Content-Length). Only a 413 is queued here (that closes the connection, which
+ *                   is what we want: the body is not read). Everything else waits for the last
+ *                   call, because queuing on the first call makes MHD answer Connection: close.
+ *   access_cb #2..  body chunks appended to a capped buffer (chunked bodies over the cap: 413).
+ *   access_cb last  *upload_data_size == 0: the handler runs and the response is queued.
+ *   completed_cb    the arena and the body buffer are freed. */
+#include "bevan/http.h"
+
+#include <microhttpd.h>
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <time.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define HTTP_MAX_HEADERS        100
+#define HTTP_CONN_MEMORY_LIMIT  (64u * 1024u)
+#define HTTP_DEFAULT_CTYPE      "application/fhir+json; charset=utf-8"
+#define HTTP_MAX_DISCARD        (1024u * 1024u) /* body bytes read and dropped after an error, then close */
+#define HTTP_STOP_WAIT_MS       10000   /* bv_http_stop: how long in-flight requests may take */
+#define HTTP_STR_(x) #x
+#define HTTP_STR(x) HTTP_STR_(x)
+
+struct bv_http_server {
+    struct MHD_Daemon *daemon;
+    bv_http_handler handler;
+    void *ctx;
+    size_t max_body;
+    int port;
+    atomic_int in_flight;     /* requests between uri_log_cb and completed_cb */
+    char fallback_base[96];   /* "http://HOST:PORT" from the listen address */
+};
+
+typedef struct {
+    bv_arena *arena;
+    const char *raw_target;   /* request target as received */
+    bool started;             /* first access_cb call done */
+    bool queued;              /* a response has been queued */
+    int error_status;         /* non-zero: answer this (with error_msg) instead of calling the handler */
+    const char *error_code;
+    const char *error_msg;
+    bv_buf body;
+    size_t discarded;         /* body bytes dropped after an error */
+    bv_request req;
+    size_t hdr_cap;
+} http_req;
+
+/* ---------------------------------------------------------------- small helpers */
+
+const char *bv_request_header(const bv_request *r, const char *name)
+{
+    if (!r || !name) return NULL;
+    for (size_t i = 0; i < r->n_headers; i++)
+        if (strcasecmp(r->headers[i].name, name) == 0) return r->headers[i].value;
+    return NULL;
+}
+
+void bv_response_header(bv_response *r, const char *name, const char *value)
+{
+    if (r->n_headers == r->cap_headers) {
+        size_t cap = r->cap_headers ? r->cap_headers * 2 : 8;
+        bv_kv *h = bv_arena_alloc(r->arena, cap * sizeof *h);
+        if (r->n_headers) memcpy(h, r->headers, r->n_headers * sizeof *h);
+        r->headers = h;
+        r->cap_headers = cap;
+    }
+    r->headers[r->n_headers].name = bv_arena_strdup(r->arena, name);
+    r->headers[r->n_headers].value = bv_arena_strdup(r->arena, value ? value : "");
+    r->n_headers++;
+}
+
+static void response_init(bv_response *resp, bv_arena *a)
+{
+    memset(resp, 0, sizeof *resp);
+    resp->status = 200;
+    resp->content_type = HTTP_DEFAULT_CTYPE;
+    resp->arena = a;
+    bv_buf_init(&resp->body, 0);
+}
+
+void bv_http_dispatch_local(bv_http_handler handler, void *ctx, bv_request *req, bv_response *resp)
+{
+    response_init(resp, req->arena);
+    if (!req->method) req->method = "GET";
+    if (!req->path) req->path = "/";
+    if (!req->raw_query) req->raw_query = "";
+    if (!req->body) { req->body = ""; req->body_len = 0; }
+    if (!req->base_url) req->base_url = "http://localhost";
+    if (!req->peer) req->peer = "local";
+    handler(ctx, req, resp);
+}
+
+/* Percent-decode s[0..len) into the arena; NULL on a bad escape or a decoded NUL byte. */
+static char *decode(bv_arena *a, const char *s, size_t len, bool form)
+{
+    size_t escapes = 0;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] == '%') escapes++;
+    char *out = bv_url_decode(a, s, len, form);
+    if (!out) return NULL;
+    if (strlen(out) != len - 2 * escapes) return NULL;   /* %00 (or a raw NUL) inside */
+    return out;
+}
+
+/* Splits "a=1&b=2" into decoded pairs in order (empty segments skipped). Returns 0, or an HTTP
+ * status with *msg set. */
+static int parse_query(bv_arena *a, const char *q, bv_kv **out, size_t *n_out, const char **msg)
+{
+    size_t n = 0, cap = 1;
+    for (const char *p = q; *p; p++)
+        if (*p == '&') cap++;
+    if (cap > BV_MAX_QUERY_PARAMS) {
+        /* cap counts separators; count the non-empty segments before refusing */
+        size_t segs = 0;
+        for (const char *p = q; *p;) {
+            const char *e = strchr(p, '&');
+            size_t l = e ? (size_t)(e - p) : strlen(p);
+            if (l) segs++;
+            p += l + (e ? 1 : 0);
+        }
+        if (segs > BV_MAX_QUERY_PARAMS) {
+            *msg = "too many query parameters (limit " HTTP_STR(BV_MAX_QUERY_PARAMS) ")";
+            return 400;
+        }
+        cap = segs ? segs : 1;
+    }
+    bv_kv *kv = bv_arena_alloc(a, cap * sizeof *kv);
+    for (const char *p = q; *p;) {
+        const char *e = strchr(p, '&');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l) {
+            const char *eq = memchr(p, '=', l);
+            size_t nl = eq ? (size_t)(eq - p) : l;
+            char *name = decode(a, p, nl, true);
+            char *value = eq ? decode(a, eq + 1, l - nl - 1, true) : bv_arena_strdup(a, "");
+            if (!name || !value) {
+                *msg = "invalid percent-encoding in the query";
+                return 400;
+            }
+            kv[n].name = name;
+            kv[n].value = value;
+            n++;
+        }
+        p += l + (e ? 1 : 0);
+    }
+    *out = kv;
+    *n_out = n;
+    return 0;
+}
+
+/* The Host header is copied into self links: accept only host[:port] characters. */
+static bool host_ok(const char *h)
+{
+    if (!h || !*h || strlen(h) > 255) return false;
+    for (const char *p = h; *p; p++) {
+        char c = *p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+              c == '-' || c == ':' || c == '[' || c == ']' || c == '_'))
+            return false;
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------------- MHD callbacks */
+
+static void *uri_log_cb(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    bv_http_server *s = cls;
+    (void)conn;
+    atomic_fetch_add(&s->in_flight, 1);
+    bv_arena *a = bv_arena_new(8192);
+    http_req *hr = bv_arena_calloc(a, 1, sizeof *hr);
+    hr->arena = a;
+    hr->raw_target = bv_arena_strdup(a, uri ? uri : "");
+    return hr;
+}
+
+static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    bv_http_server *s = cls;
+    (void)conn;
+    (void)toe;
+    http_req *hr = *con_cls;
+    if (!hr) return;
+    atomic_fetch_sub(&s->in_flight, 1);
+    bv_buf_free(&hr->body);
+    *con_cls = NULL;
+    bv_arena_free(hr->arena);   /* hr lives in its own arena */
+}
+
+static enum MHD_Result header_cb(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    (void)kind;
+    http_req *hr = cls;
+    bv_request *r = &hr->req;
+    if (r->n_headers == hr->hdr_cap) {
+        size_t cap = hr->hdr_cap ? hr->hdr_cap * 2 : 16;
+        bv_kv *h = bv_arena_alloc(hr->arena, cap * sizeof *h);
+        if (r->n_headers) memcpy(h, r->headers, r->n_headers * sizeof *h);
+        r->headers = h;
+        hr->hdr_cap = cap;
+    }
+    r->headers[r->n_headers].name = bv_arena_strdup(hr->arena, key ? key : "");
+    r->headers[r->n_headers].value = bv_arena_strdup(hr->arena, value ? value : "");
+    r->n_headers++;
+    return MHD_YES;
+}
+
+static void set_error(http_req *hr, int status, const char *code, const char *msg)
+{
+    if (hr->error_status) return;   /* the first problem wins */
+    hr->error_status = status;
+    hr->error_code = code;
+    hr->error_msg = msg;
+}
+
+static enum MHD_Result queue_error(struct MHD_Connection *conn, http_req *hr)
+{
+    bv_buf b;
+    bv_buf_init(&b, 0);
+    /* messages are fixed strings of ours: nothing to escape */
+    bv_buf_printf(&b,
+                  "{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":\"error\","
+                  "\"code\":\"%s\",\"diagnostics\":\"%s\"}]}",
+                  hr->error_code, hr->error_msg);
+    size_t len;
+    char *data = bv_buf_steal(&b, &len);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    if (!resp) { free(data); return MHD_NO; }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, HTTP_DEFAULT_CTYPE);
+    enum MHD_Result rc = MHD_queue_response(conn, (unsigned)hr->error_status, resp);
+    MHD_destroy_response(resp);
+    if (rc == MHD_YES) hr->queued = true;
+    return rc;
+}
+
+/* First call: parse the target and check every limit that the headers alone decide. */
+static void first_call(bv_http_server *s, struct MHD_Connection *conn, http_req *hr, const char *method)
+{
+    bv_arena *a = hr->arena;
+    bv_request *r = &hr->req;
+    r->arena = a;
+    /* HEAD is served as GET; MHD sends the headers (with Content-Length) and drops the body. */
+    r->method = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0 ? "GET" : bv_arena_strdup(a, method);
+    r->path = "/";
+    r->raw_query = "";
+    r->body = "";
+    bv_buf_init(&hr->body, s->max_body);
+
+    unsigned n_headers = (unsigned)MHD_get_connection_values(conn, MHD_HEADER_KIND, NULL, NULL);
+    if (n_headers > HTTP_MAX_HEADERS) {
+        set_error(hr, 431, "too-costly", "too many request headers (limit 100)");
+    } else {
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, header_cb, hr);
+    }
+
+    const char *t = hr->raw_target;
+    if (strlen(t) > BV_MAX_URL_BYTES) {
+        set_error(hr, 414, "too-costly", "request URL too long (limit " HTTP_STR(BV_MAX_URL_BYTES) " bytes)");
+    } else {
+        /* absolute-form (http://host/path) -> origin-form */
+        if (strncasecmp(t, "http://", 7) == 0 || strncasecmp(t, "https://", 8) == 0) {
+            const char *p = strstr(t, "://") + 3;
+            const char *slash = strpbrk(p, "/?");
+            t = slash ? slash : "/";
+        }
+        const char *q = strchr(t, '?');
+        size_t plen = q ? (size_t)(q - t) : strlen(t);
+        char *path = decode(a, t, plen, false);
+        if (!path) {
+            set_error(hr, 400, "invalid", "invalid percent-encoding in the path");
+        } else {
+            r->path = *path ? path : "/";
+            if (q) {
+                r->raw_query = bv_arena_strdup(a, q + 1);
+                const char *msg = NULL;
+                int st = parse_query(a, r->raw_query, &r->query, &r->n_query, &msg);
+                if (st) set_error(hr, st, st == 400 && strstr(msg, "too many") ? "too-costly" : "invalid", msg);
+            }
+        }
+    }
+
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl) {
+        uint64_t v;
+        if (bv_str_to_u64(cl, strlen(cl), UINT64_MAX, &v) != BV_OK)
+            set_error(hr, 400, "invalid", "invalid Content-Length");
+        else if (v > s->max_body) {
+            hr->error_status = 0;   /* 413 takes precedence: answer now and skip the body */
+            set_error(hr, 413, "too-costly", "request body too large");
+        }
+    }
+
+    const char *host = bv_request_header(r, MHD_HTTP_HEADER_HOST);
+    r->base_url = host_ok(host) ? bv_arena_printf(a, "http://%s", host) : s->fallback_base;
+
+    r->peer = "unknown";
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci && ci->client_addr) {
+        char buf[INET6_ADDRSTRLEN] = "";
+        const struct sockaddr *sa = ci->client_addr;
+        if (sa->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, buf, sizeof buf);
+        else if (sa->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, buf, sizeof buf);
+        if (buf[0]) r->peer = bv_arena_strdup(a, buf);
+    }
+}
+
+static enum MHD_Result send_response(struct MHD_Connection *conn, bv_response *resp)
+{
+    size_t len;
+    char *data = bv_buf_steal(&resp->body, &len);
+    struct MHD_Response *mr = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    if (!mr) { free(data); return MHD_NO; }
+    for (size_t i = 0; i < resp->n_headers; i++)
+        MHD_add_response_header(mr, resp->headers[i].name, resp->headers[i].value);
+    if (resp->content_type && len > 0)
+        MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type);
+    int status = resp->status >= 100 && resp->status <= 599 ? resp->status : 500;
+    enum MHD_Result rc = MHD_queue_response(conn, (unsigned)status, mr);
+    MHD_destroy_response(mr);
+    return rc;
+}
+
+static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                 const char *version, const char *upload_data, size_t *upload_data_size,
+                                 void **con_cls)
+{
+    (void)url;
+    (void)version;
+    bv_http_server *s = cls;
+    http_req *hr = *con_cls;
+    if (!hr) return MHD_NO;   /* uri_log_cb always sets it */
+
+    if (!hr->started) {
+        hr->started = true;
+        first_call(s, conn, hr, method);
+        if (hr->error_status == 413) return queue_error(conn, hr);
+        return MHD_YES;
+    }
+    if (hr->queued) {          /* early 413: MHD drops the rest */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        if (!hr->error_status && bv_buf_append(&hr->body, upload_data, *upload_data_size) != BV_OK) {
+            set_error(hr, 413, "too-costly", "request body too large");
+            bv_buf_free(&hr->body);
+            *upload_data_size = 0;
+            /* Try to answer at once (MHD closes the connection and stops reading); if MHD refuses
+             * a response in the middle of a body, the rest is discarded and 413 goes at the end. */
+            /* MHD 0.9.75 refuses a response in the middle of a body (measured), so the rest is
+             * read and dropped and the 413 goes at the end, keeping the connection. */
+            queue_error(conn, hr);
+            return MHD_YES;
+        }
+        if (hr->error_status) {
+            hr->discarded += *upload_data_size;
+            if (hr->discarded > HTTP_MAX_DISCARD) return MHD_NO;   /* stop reading: close */
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+
+    /* whole request received */
+    if (hr->error_status) return queue_error(conn, hr);
+    bv_request *r = &hr->req;
+    r->body = bv_buf_cstr(&hr->body);
+    r->body_len = hr->body.len;
+    bv_response resp;
+    response_init(&resp, hr->arena);
+    s->handler(s->ctx, r, &resp);
+    hr->queued = true;
+    return send_response(conn, &resp);
+}
+
+__attribute__((format(printf, 2, 0)))
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = '\0';
+    bv_log(BV_LOG_WARN, "http: %s", msg);
+}
+
+/* ---------------------------------------------------------------- start / stop */
+
+/* "HOST:PORT" or "[V6]:PORT" -> sockaddr. */
+static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *sl, bool *v6,
+                        char *err, size_t errlen)
+{
+    char host[256];
+    const char *port;
+    if (!listen || !*listen) { snprintf(err, errlen, "empty listen address"); return BV_EINVAL; }
+    if (listen[0] == '[') {
+        const char *rb = strchr(listen, ']');
+        if (!rb || rb[1] != ':' || (size_t)(rb - listen - 1) >= sizeof host) {
+            snprintf(err, errlen, "bad listen address '%s' (want [IPv6]:PORT)", listen);
+            return BV_EINVAL;
+        }
+        memcpy(host, listen + 1, (size_t)(rb - listen - 1));
+        host[rb - listen - 1] = '\0';
+        port = rb + 2;
+    } else {
+        const char *colon = strrchr(listen, ':');
+        if (!colon || colon == listen || (size_t)(colon - listen) >= sizeof host ||
+            memchr(listen, ':', (size_t)(colon - listen))) {
+            snprintf(err, errlen, "bad listen address '%s' (want HOST:PORT)", listen);
+            return BV_EINVAL;
+        }
+        memcpy(host, listen, (size_t)(colon - listen));
+        host[colon - listen] = '\0';
+        port = colon + 1;
+    }
+    uint64_t pv;
+    if (bv_str_to_u64(port, strlen(port), 65535, &pv) != BV_OK) {
+        snprintf(err, errlen, "bad port in listen address '%s'", listen);
+        return BV_EINVAL;
+    }
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0 || !res) {
+        snprintf(err, errlen, "cannot resolve listen host '%s': %s", host, gai_strerror(rc));
+        if (res) freeaddrinfo(res);
+        return BV_EINVAL;
+    }
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *sl = res->ai_addrlen;
+    *v6 = res->ai_family == AF_INET6;
+    freeaddrinfo(res);
+    return BV_OK;
+}
+
+int bv_http_start(const bv_http_options *opt, bv_http_handler handler, void *ctx, bv_http_server **out,
+                  char *err, size_t errlen)
+{
+    *out = NULL;
+    struct sockaddr_storage ss;
+    socklen_t sl = 0;
+    bool v6 = false;
+    int rc = parse_listen(opt->listen, &ss, &sl, &v6, err, errlen);
+    if (rc) return rc;
+    (void)sl;
+
+    unsigned threads = opt->threads;
+    if (threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n > 0 ? (unsigned)n : 1;
+    }
+    unsigned max_conn = opt->max_connections ? opt->max_connections : BV_MAX_CONNECTIONS;
+    if (max_conn < threads) max_conn = threads;   /* MHD splits the limit per pool thread */
+
+    bv_http_server *s = bv_calloc(1, sizeof *s);
+    atomic_init(&s->in_flight, 0);
+    s->handler = handler;
+    s->ctx = ctx;
+    s->max_body = opt->max_body ? opt->max_body : BV_MAX_BODY_BYTES;
+
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_POLL;
+    if (v6) flags |= MHD_USE_IPv6;
+    /* MHD warns about a pool of 1: give the option only for 2+ threads */
+    struct MHD_OptionItem pool[] = {
+        {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)threads, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    unsigned timeout = opt->timeout_s ? opt->timeout_s : BV_CONNECTION_TIMEOUT_S;
+    s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, access_cb, s,
+                                 MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s,
+                                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                                 MHD_OPTION_ARRAY, pool,
+                                 MHD_OPTION_CONNECTION_LIMIT, max_conn,
+                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY_LIMIT,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, timeout,
+                                 MHD_OPTION_URI_LOG_CALLBACK, uri_log_cb, s,
+                                 MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s,
+                                 MHD_OPTION_END);
+    if (!s->daemon) {
+        snprintf(err, errlen, "cannot listen on %s (address in use or not available)", opt->listen);
+        free(s);
+        return BV_EIO;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = di ? (int)di->port : 0;
+    char host[INET6_ADDRSTRLEN] = "127.0.0.1";
+    if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)&ss)->sin_addr, host, sizeof host);
+    else
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)(void *)&ss)->sin6_addr, host, sizeof host);
+    snprintf(s->fallback_base, sizeof s->fallback_base, v6 ? "http://[%s]:%d" : "http://%s:%d", host, s->port);
+    *out = s;
+    return BV_OK;
+}
+
+int bv_http_port(const bv_http_server *s) { return s ? s->port : 0; }
+
+void bv_http_stop(bv_http_server *s)
+{
+    if (!s) return;
+    if (s->daemon) {
+        MHD_socket fd = MHD_quiesce_daemon(s->daemon);   /* stop accepting */
+        /* Let requests in progress be answered (bounded), then close everything. */
+        for (int i = 0; i < HTTP_STOP_WAIT_MS / 5 && atomic_load(&s->in_flight) > 0; i++) {
+            struct timespec ts = {0, 5 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        MHD_stop_daemon(s->daemon);
+        if (fd != MHD_INVALID_SOCKET) close(fd);
+    }
+    free(s);
+}

@@ -1,0 +1,139 @@
+/* Private to src/store: shared structures of the SQLite store. Never include sqlite3.h here, so
+ * tests and the benchmark can use the test hooks at the end without seeing SQLite. */
+#ifndef BEVAN_STORE_INTERNAL_H
+#define BEVAN_STORE_INTERNAL_H
+
+#include "bevan/store.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+#define BV__SCHEMA_VERSION 1
+#define BV__APPLICATION_ID 0x4256414e /* "BVAN" in the database header */
+#define BV__DYN_CACHE 32              /* per-connection LRU of dynamic (search) statements */
+#define BV__MAX_SQL (256u * 1024u)    /* cap on one generated statement */
+#define BV__MAX_NEST 4                /* chain / _has nesting depth */
+
+/* Fixed statements, prepared lazily once per connection (SQLITE_PREPARE_PERSISTENT). The
+ * per-kind ones follow bv_index_kind order, so ST_IX_DEL_STRING + kind is the right one. */
+typedef enum {
+    ST_BEGIN, ST_BEGIN_IMMEDIATE, ST_COMMIT, ST_ROLLBACK,
+    ST_SAVEPOINT, ST_RELEASE, ST_ROLLBACK_TO,
+    ST_PUT_SAVEPOINT, ST_PUT_RELEASE, ST_PUT_ROLLBACK_TO,
+    ST_READ, ST_VREAD, ST_LOOKUP, ST_HIST_INSERT, ST_RES_INSERT, ST_RES_UPDATE, ST_MAX_SEQ,
+    ST_IX_DEL_STRING, ST_IX_DEL_TOKEN, ST_IX_DEL_REFERENCE, ST_IX_DEL_DATE, ST_IX_DEL_NUMBER,
+    ST_IX_DEL_QUANTITY, ST_IX_DEL_URI,
+    ST_IX_INS_STRING, ST_IX_INS_TOKEN, ST_IX_INS_REFERENCE, ST_IX_INS_DATE, ST_IX_INS_NUMBER,
+    ST_IX_INS_QUANTITY, ST_IX_INS_URI,
+    ST__COUNT
+} bv__stmt_id;
+
+#define BV__N_KINDS 7
+
+typedef struct {
+    char *sql;                   /* heap copy: the cache key */
+    struct sqlite3_stmt *st;
+    uint64_t used;               /* LRU clock */
+} bv__dyn;
+
+/* One SQLite connection: the writer's, or one reader thread's. Never shared between threads. */
+typedef struct bv__conn {
+    struct sqlite3 *db;
+    struct sqlite3_stmt *st[ST__COUNT];
+    bv__dyn dyn[BV__DYN_CACHE];
+    uint64_t tick;
+    bv_store *store;
+    struct bv__conn *prev, *next; /* the store's list of reader connections */
+} bv__conn;
+
+/* A queued write unit; lives on the stack of the thread waiting in bv_store_write. */
+typedef struct bv__unit {
+    bv_store_write_fn fn;
+    void *ctx;
+    int rc;
+    bool done;
+    pthread_cond_t cond;
+    struct bv__unit *next;
+} bv__unit;
+
+struct bv_store_txn {
+    bv_store *s;
+    bv__conn *c;
+    int64_t now_ms;              /* 0 until bv_txn_now_ms is first called in this unit */
+};
+
+struct bv_store {
+    char *path;                  /* DIR/bevan.db */
+    bool read_only;
+    bool sync_normal;
+    unsigned group_max;
+    pthread_key_t key;           /* this thread's reader bv__conn */
+    pthread_mutex_t mu;          /* guards everything below except wconn, last_ms, last_seq */
+    pthread_cond_t wcond;        /* writer waits here for units */
+    bv__unit *head, *tail;
+    size_t pending;
+    bool stopping;
+    bool writer_started;
+    pthread_t writer;
+    bv__conn *conns;             /* reader connections, closed by bv_store_close */
+    uint64_t groups, units, commit_failures;
+    bv__conn *wconn;             /* writer thread only */
+    int64_t last_ms;             /* writer thread only: last timestamp handed out */
+    _Atomic int64_t last_seq;
+};
+
+/* ---- sqlite.c: connections and statements ---- */
+bv__conn *bv__reader(bv_store *s, int *err);
+struct sqlite3_stmt *bv__stmt(bv__conn *c, bv__stmt_id id);
+/* A statement for generated SQL, from the connection's LRU cache (prepared on a miss). */
+struct sqlite3_stmt *bv__dyn_stmt(bv__conn *c, const char *sql);
+void bv__done(struct sqlite3_stmt *st);           /* reset + clear bindings; NULL ok */
+int bv__fail(bv__conn *c, int rc, const char *what); /* logs; maps a SQLite code to bv_err */
+int bv__step_simple(bv__conn *c, bv__stmt_id id);   /* runs a no-parameter statement */
+
+/* ---- Query builder: SQL text plus its bindings, in order. Values are never spliced. ---- */
+typedef enum { BV__B_TEXT, BV__B_INT, BV__B_REAL } bv__bind_type;
+typedef struct {
+    bv__bind_type t;
+    const char *s;               /* must outlive the statement's use (caller's arena/query) */
+    int64_t i;
+    double d;
+} bv__bind;
+typedef struct {
+    bv_buf sql;
+    bv__bind *b;
+    size_t n, cap;
+    int err;                     /* sticky: first error while building */
+} bv__qb;
+void bv__qb_init(bv__qb *q);
+void bv__qb_free(bv__qb *q);
+void bv__qb_sql(bv__qb *q, const char *sql);
+void bv__qb_sqlf(bv__qb *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void bv__qb_text(bv__qb *q, const char *s);     /* appends "?" bound to s */
+void bv__qb_int(bv__qb *q, int64_t v);
+void bv__qb_real(bv__qb *q, double v);
+void bv__qb_append(bv__qb *q, const bv__qb *other);
+int bv__qb_bind(const bv__qb *q, struct sqlite3_stmt *st);
+
+/* ---- sqlite_read.c ---- */
+/* Columns from col0: type, id, version, last_updated, deleted, method, body, seq. */
+void bv__record_from(bv_arena *a, struct sqlite3_stmt *st, int col0, bv_record *out);
+int bv__read(bv__conn *c, bv_arena *a, const char *type, const char *id, bv_record *out);
+/* Run generated SQL (from the connection's cache) built by q. Records are REC columns from col0. */
+int bv__query_count(bv__conn *c, bv__qb *q, int64_t *out);
+int bv__query_records(bv__conn *c, bv_arena *a, bv__qb *q, int col0, bv_record **out, size_t *n);
+
+/* ---- sqlite_search.c ---- */
+int bv__search(bv__conn *c, bool in_txn, bv_arena *a, const bv_search *q, bv_record **out, size_t *n,
+               int64_t *total);
+
+/* ---- Test and benchmark hooks (not for production callers) ---- */
+size_t bv__store_pending(bv_store *s);           /* units queued and not yet taken by the writer */
+void bv__store_stats(bv_store *s, uint64_t *groups, uint64_t *units, uint64_t *commit_failures);
+/* Runs raw SQL inside a write unit (used to provoke failures and corruption in tests). */
+int bv__txn_exec(bv_store_txn *t, const char *sql);
+
+#endif

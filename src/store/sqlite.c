@@ -1,0 +1,890 @@
+/* SQLite store: schema and migrations, per-thread connections with statement caches, the query
+ * builder, and the group-committing writer thread with the write-unit API (bv_txn_*).
+ * Reads are in sqlite_read.c, search SQL in sqlite_search.c. */
+#include "internal.h"
+
+#include <sqlite3.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* ---- Schema. Migration i brings user_version from i to i + 1; append, never edit. ---- */
+static const char *const migrations[BV__SCHEMA_VERSION] = {
+    /* 1: current versions apart from history; one index table per search-parameter kind.
+     * Index tables are WITHOUT ROWID, clustered by (rid, ord): replacing a resource's rows is
+     * one range delete, and every secondary index carries rid for the IN (...) lookups. */
+    "CREATE TABLE resources ("
+    " rid INTEGER PRIMARY KEY,"
+    " type TEXT NOT NULL,"
+    " id TEXT NOT NULL,"
+    " version INTEGER NOT NULL,"
+    " last_updated INTEGER NOT NULL,"   /* ms since epoch */
+    " deleted INTEGER NOT NULL,"
+    " method TEXT NOT NULL,"
+    " seq INTEGER NOT NULL,"            /* history.seq of this version */
+    " body TEXT,"                       /* NULL when deleted */
+    " UNIQUE (type, id)) STRICT;"
+    "CREATE INDEX resources_type_lu ON resources(type, last_updated);"
+    "CREATE TABLE history ("
+    " seq INTEGER PRIMARY KEY,"
+    " type TEXT NOT NULL,"
+    " id TEXT NOT NULL,"
+    " version INTEGER NOT NULL,"
+    " last_updated INTEGER NOT NULL,"
+    " deleted INTEGER NOT NULL,"
+    " method TEXT NOT NULL,"
+    " body TEXT,"
+    " UNIQUE (type, id, version)) STRICT;"
+    "CREATE INDEX history_type_seq ON history(type, seq);"
+    "CREATE INDEX history_lu ON history(last_updated);"
+    "CREATE TABLE ix_string ("
+    " rid INTEGER NOT NULL REFERENCES resources(rid), ord INTEGER NOT NULL,"
+    " param TEXT NOT NULL, grp INTEGER NOT NULL,"
+    " norm TEXT NOT NULL, text TEXT,"
+    " PRIMARY KEY (rid, ord)) STRICT, WITHOUT ROWID;"
+    "CREATE INDEX ix_string_q ON ix_string(param, norm, rid);"
+    "CREATE TABLE ix_token ("
+    " rid INTEGER NOT NULL REFERENCES resources(rid), ord INTEGER NOT NULL,"
+    " param TEXT NOT NULL, grp INTEGER NOT NULL,"
+    " system TEXT, code TEXT, text TEXT,"
+    " PRIMARY KEY (rid, ord)) STRICT, WITHOUT ROWID;"
+    "CREATE INDEX ix_token_q ON ix_token(param, code, system, rid);"
+    "CREATE TABLE ix_reference ("
+    " rid INTEGER NOT NULL REFERENCES resources(rid), ord INTEGER NOT NULL,"
+    " param TEXT NOT NULL, grp INTEGER NOT NULL,"
+    " ref_type TEXT, ref_id TEXT, ref_version TEXT, text TEXT,"
+    " PRIMARY KEY (rid, ord)) STRICT, WITHOUT ROWID;"
+    "CREATE INDEX ix_reference_q ON ix_reference(param, ref_type, ref_id, rid);"
+    "CREATE INDEX ix_reference_url ON ix_reference(param, text, rid);"
+    "CREATE TABLE ix_date ("
+    " rid INTEGER NOT NULL REFERENCES resources(rid), ord INTEGER NOT NULL,"
+    " param TEXT NOT NULL, grp INTEGER NOT NULL,"
+    " lo INTEGER NOT NULL, hi INTEGER NOT NULL,"
+    " PRIMARY KEY (rid, ord)) STRICT, WITHOUT ROWID;"
+    "CREATE INDEX ix_date_lo ON ix_date(param, lo, hi, rid);"
+    "CREATE INDEX ix_date_hi ON ix_date(param, hi, lo, rid);"
+    "CREATE TABLE ix_number ("
+    " rid INTEGER NOT NULL REFERENCES resources(rid), ord INTEGER NOT NULL,"
+    " param TEXT NOT NULL, grp INTEGER NOT NULL,"
+    " num REAL, num_lo REAL, num_hi REAL,"
+    " PRIMARY KEY (rid, ord)) STRICT, WITHOUT ROWID;"
+    "CREATE INDEX ix_number_q ON ix_number(param, num, rid);"
+    "CREATE TABLE ix_quantity ("
+    " rid INTEGER NOT NULL REFERENCES resources(rid), ord INTEGER NOT NULL,"
+    " param TEXT NOT NULL, grp INTEGER NOT NULL,"
+    " num REAL, num_lo REAL, num_hi REAL, system TEXT, code TEXT,"
+    " PRIMARY KEY (rid, ord)) STRICT, WITHOUT ROWID;"
+    "CREATE INDEX ix_quantity_q ON ix_quantity(param, num, rid);"
+    "CREATE TABLE ix_uri ("
+    " rid INTEGER NOT NULL REFERENCES resources(rid), ord INTEGER NOT NULL,"
+    " param TEXT NOT NULL, grp INTEGER NOT NULL,"
+    " text TEXT NOT NULL,"
+    " PRIMARY KEY (rid, ord)) STRICT, WITHOUT ROWID;"
+    "CREATE INDEX ix_uri_q ON ix_uri(param, text, rid);",
+};
+
+#define REC_COLS "type, id, version, last_updated, deleted, method, body, seq"
+
+static const char *const stmt_sql[ST__COUNT] = {
+    [ST_BEGIN] = "BEGIN",
+    [ST_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SAVEPOINT] = "SAVEPOINT u",
+    [ST_RELEASE] = "RELEASE u",
+    [ST_ROLLBACK_TO] = "ROLLBACK TO u",
+    [ST_PUT_SAVEPOINT] = "SAVEPOINT p",
+    [ST_PUT_RELEASE] = "RELEASE p",
+    [ST_PUT_ROLLBACK_TO] = "ROLLBACK TO p",
+    [ST_READ] = "SELECT " REC_COLS " FROM resources WHERE type = ?1 AND id = ?2",
+    [ST_VREAD] = "SELECT " REC_COLS " FROM history WHERE type = ?1 AND id = ?2 AND version = ?3",
+    [ST_LOOKUP] = "SELECT rid, version FROM resources WHERE type = ?1 AND id = ?2",
+    [ST_HIST_INSERT] = "INSERT INTO history (type, id, version, last_updated, deleted, method, body)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_RES_INSERT] = "INSERT INTO resources (type, id, version, last_updated, deleted, method, seq, body)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [ST_RES_UPDATE] = "UPDATE resources SET version = ?3, last_updated = ?4, deleted = ?5, method = ?6,"
+                      " seq = ?7, body = ?8 WHERE rid = ?1",
+    [ST_MAX_SEQ] = "SELECT coalesce(max(seq), 0), coalesce(max(last_updated), 0) FROM history",
+    [ST_IX_DEL_STRING] = "DELETE FROM ix_string WHERE rid = ?1",
+    [ST_IX_DEL_TOKEN] = "DELETE FROM ix_token WHERE rid = ?1",
+    [ST_IX_DEL_REFERENCE] = "DELETE FROM ix_reference WHERE rid = ?1",
+    [ST_IX_DEL_DATE] = "DELETE FROM ix_date WHERE rid = ?1",
+    [ST_IX_DEL_NUMBER] = "DELETE FROM ix_number WHERE rid = ?1",
+    [ST_IX_DEL_QUANTITY] = "DELETE FROM ix_quantity WHERE rid = ?1",
+    [ST_IX_DEL_URI] = "DELETE FROM ix_uri WHERE rid = ?1",
+    [ST_IX_INS_STRING] = "INSERT INTO ix_string (rid, ord, param, grp, norm, text)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_IX_INS_TOKEN] = "INSERT INTO ix_token (rid, ord, param, grp, system, code, text)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_IX_INS_REFERENCE] = "INSERT INTO ix_reference (rid, ord, param, grp, ref_type, ref_id, ref_version, text)"
+                            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [ST_IX_INS_DATE] = "INSERT INTO ix_date (rid, ord, param, grp, lo, hi) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_IX_INS_NUMBER] = "INSERT INTO ix_number (rid, ord, param, grp, num, num_lo, num_hi)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_IX_INS_QUANTITY] = "INSERT INTO ix_quantity (rid, ord, param, grp, num, num_lo, num_hi, system, code)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [ST_IX_INS_URI] = "INSERT INTO ix_uri (rid, ord, param, grp, text) VALUES (?1, ?2, ?3, ?4, ?5)",
+};
+
+_Static_assert(ST_IX_DEL_URI - ST_IX_DEL_STRING == BV_IX_URI, "per-kind statements follow bv_index_kind");
+_Static_assert(ST_IX_INS_URI - ST_IX_INS_STRING == BV_IX_URI, "per-kind statements follow bv_index_kind");
+
+/* ---- Errors ---- */
+int bv__fail(bv__conn *c, int rc, const char *what)
+{
+    bv_log(BV_LOG_WARN, "store: %s: %s (%d)", what, c && c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc), rc);
+    switch (rc & 0xff) {
+    case SQLITE_CONSTRAINT: return BV_ECONFLICT;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return BV_EBUSY;
+    case SQLITE_NOMEM: return BV_ENOMEM;
+    case SQLITE_TOOBIG: return BV_ETOOBIG;
+    case SQLITE_MISUSE:
+    case SQLITE_ERROR:
+    case SQLITE_RANGE: return BV_EINTERNAL;
+    default: return BV_EIO;
+    }
+}
+
+/* ---- Statements ---- */
+sqlite3_stmt *bv__stmt(bv__conn *c, bv__stmt_id id)
+{
+    if (!c->st[id]) {
+        int rc = sqlite3_prepare_v3(c->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &c->st[id], NULL);
+        if (rc != SQLITE_OK) {
+            bv__fail(c, rc, stmt_sql[id]);
+            c->st[id] = NULL;
+        }
+    }
+    return c->st[id];
+}
+
+void bv__done(sqlite3_stmt *st)
+{
+    if (!st) return;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+sqlite3_stmt *bv__dyn_stmt(bv__conn *c, const char *sql)
+{
+    bv__dyn *victim = NULL;
+    for (size_t i = 0; i < BV__DYN_CACHE; i++) {
+        bv__dyn *d = &c->dyn[i];
+        if (!d->sql) { /* slots fill in order and are never emptied: no hit beyond this one */
+            victim = d;
+            break;
+        }
+        if (strcmp(d->sql, sql) == 0) {
+            d->used = ++c->tick;
+            return d->st;
+        }
+        if (!victim || d->used < victim->used) victim = d;
+    }
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
+    if (rc != SQLITE_OK) {
+        bv__fail(c, rc, "prepare search");
+        return NULL;
+    }
+    if (victim->sql) {
+        sqlite3_finalize(victim->st);
+        free(victim->sql);
+    }
+    victim->sql = bv_strdup(sql);
+    victim->st = st;
+    victim->used = ++c->tick;
+    return st;
+}
+
+int bv__step_simple(bv__conn *c, bv__stmt_id id)
+{
+    sqlite3_stmt *st = bv__stmt(c, id);
+    if (!st) return BV_EINTERNAL;
+    int rc = sqlite3_step(st);
+    bv__done(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) return bv__fail(c, rc, stmt_sql[id]);
+    return BV_OK;
+}
+
+/* ---- Query builder ---- */
+void bv__qb_init(bv__qb *q)
+{
+    memset(q, 0, sizeof *q);
+    bv_buf_init(&q->sql, BV__MAX_SQL);
+}
+
+void bv__qb_free(bv__qb *q)
+{
+    bv_buf_free(&q->sql);
+    free(q->b);
+    memset(q, 0, sizeof *q);
+}
+
+void bv__qb_sql(bv__qb *q, const char *sql)
+{
+    if (q->err) return;
+    if (bv_buf_puts(&q->sql, sql) != BV_OK) q->err = BV_EINVAL;
+}
+
+void bv__qb_sqlf(bv__qb *q, const char *fmt, ...)
+{
+    if (q->err) return;
+    va_list ap;
+    va_start(ap, fmt);
+    if (bv_buf_vprintf(&q->sql, fmt, ap) != BV_OK) q->err = BV_EINVAL;
+    va_end(ap);
+}
+
+static bv__bind *qb_push(bv__qb *q)
+{
+    if (q->n == q->cap) {
+        q->cap = q->cap ? q->cap * 2 : 16;
+        q->b = bv_realloc(q->b, q->cap * sizeof *q->b);
+    }
+    bv__bind *b = &q->b[q->n++];
+    memset(b, 0, sizeof *b);
+    return b;
+}
+
+void bv__qb_text(bv__qb *q, const char *s)
+{
+    bv__qb_sql(q, "?");
+    if (q->err) return;
+    bv__bind *b = qb_push(q);
+    b->t = BV__B_TEXT;
+    b->s = s;
+}
+
+void bv__qb_int(bv__qb *q, int64_t v)
+{
+    bv__qb_sql(q, "?");
+    if (q->err) return;
+    bv__bind *b = qb_push(q);
+    b->t = BV__B_INT;
+    b->i = v;
+}
+
+void bv__qb_real(bv__qb *q, double v)
+{
+    bv__qb_sql(q, "?");
+    if (q->err) return;
+    bv__bind *b = qb_push(q);
+    b->t = BV__B_REAL;
+    b->d = v;
+}
+
+void bv__qb_append(bv__qb *q, const bv__qb *o)
+{
+    if (!q->err && o->err) q->err = o->err;
+    if (q->err) return;
+    if (o->sql.len && bv_buf_append(&q->sql, o->sql.data, o->sql.len) != BV_OK) {
+        q->err = BV_EINVAL;
+        return;
+    }
+    for (size_t i = 0; i < o->n; i++) *qb_push(q) = o->b[i];
+}
+
+int bv__qb_bind(const bv__qb *q, sqlite3_stmt *st)
+{
+    for (size_t i = 0; i < q->n; i++) {
+        const bv__bind *b = &q->b[i];
+        int idx = (int)i + 1, rc;
+        switch (b->t) {
+        case BV__B_TEXT: rc = b->s ? sqlite3_bind_text(st, idx, b->s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, idx); break;
+        case BV__B_INT: rc = sqlite3_bind_int64(st, idx, b->i); break;
+        default: rc = sqlite3_bind_double(st, idx, b->d); break;
+        }
+        if (rc != SQLITE_OK) return BV_EINTERNAL;
+    }
+    return BV_OK;
+}
+
+/* ---- Connections ---- */
+static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
+
+static void sqlite_global_init(void)
+{
+    /* Memory statistics take a global mutex on every allocation, serialising reader threads.
+     * Only possible before SQLite initialises; harmless (ignored) if someone else was first. */
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    sqlite3_initialize();
+}
+
+static void conn_free(bv__conn *c)
+{
+    if (!c) return;
+    for (size_t i = 0; i < ST__COUNT; i++) sqlite3_finalize(c->st[i]);
+    for (size_t i = 0; i < BV__DYN_CACHE; i++) {
+        sqlite3_finalize(c->dyn[i].st);
+        free(c->dyn[i].sql);
+    }
+    if (c->db && sqlite3_close(c->db) != SQLITE_OK)
+        bv_log(BV_LOG_ERROR, "store: close: %s", sqlite3_errmsg(c->db));
+    free(c);
+}
+
+static int conn_exec(bv__conn *c, const char *sql, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(c->db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        if (err) snprintf(err, errlen, "%s: %s", sql, msg ? msg : sqlite3_errstr(rc));
+        sqlite3_free(msg);
+        return bv__fail(c, rc, "exec");
+    }
+    return BV_OK;
+}
+
+static int conn_open(bv_store *s, bool writer, bv__conn **out, char *err, size_t errlen)
+{
+    bv__conn *c = bv_calloc(1, sizeof *c);
+    c->store = s;
+    int flags = SQLITE_OPEN_NOMUTEX;
+    if (s->read_only) flags |= SQLITE_OPEN_READONLY;
+    else flags |= SQLITE_OPEN_READWRITE | (writer ? SQLITE_OPEN_CREATE : 0);
+    int rc = sqlite3_open_v2(s->path, &c->db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", s->path, c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+        goto fail;
+    }
+    sqlite3_extended_result_codes(c->db, 1);
+    sqlite3_busy_timeout(c->db, 5000);
+    char pragmas[512];
+    snprintf(pragmas, sizeof pragmas,
+             "%s"
+             "PRAGMA synchronous=%s;"
+             "PRAGMA foreign_keys=ON;"
+             "PRAGMA journal_size_limit=67108864;"
+             "PRAGMA wal_autocheckpoint=1000;"
+             "PRAGMA cache_size=%d;"
+             "PRAGMA temp_store=MEMORY;"
+             "%s",
+             s->read_only ? "" : "PRAGMA journal_mode=WAL;", s->sync_normal ? "NORMAL" : "FULL",
+             writer ? -32768 : -8192, /* KiB: the writer's working set is larger */
+             writer || s->read_only ? "" : "PRAGMA query_only=ON;");
+    if (conn_exec(c, pragmas, err, errlen) != BV_OK) goto fail;
+    *out = c;
+    return BV_OK;
+fail:
+    conn_free(c);
+    *out = NULL;
+    return BV_EIO;
+}
+
+/* pthread key destructor: a reader thread exits. */
+static void reader_release(void *p)
+{
+    bv__conn *c = p;
+    bv_store *s = c->store;
+    pthread_mutex_lock(&s->mu);
+    if (c->prev) c->prev->next = c->next;
+    else s->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    pthread_mutex_unlock(&s->mu);
+    conn_free(c);
+}
+
+bv__conn *bv__reader(bv_store *s, int *err)
+{
+    bv__conn *c = pthread_getspecific(s->key);
+    if (c) return c;
+    char msg[256];
+    if (conn_open(s, false, &c, msg, sizeof msg) != BV_OK) {
+        bv_log(BV_LOG_ERROR, "store: reader connection: %s", msg);
+        *err = BV_EIO;
+        return NULL;
+    }
+    pthread_mutex_lock(&s->mu);
+    c->next = s->conns;
+    if (s->conns) s->conns->prev = c;
+    s->conns = c;
+    pthread_mutex_unlock(&s->mu);
+    pthread_setspecific(s->key, c);
+    return c;
+}
+
+/* ---- Open: schema check and migrations ---- */
+static int pragma_int(bv__conn *c, const char *sql, int64_t *out)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *out = sqlite3_column_int64(st, 0);
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_OK ? BV_OK : bv__fail(c, rc, sql);
+}
+
+static int migrate(bv_store *s, bv__conn *c, char *err, size_t errlen)
+{
+    int64_t ver = 0, app = 0, objects = 0;
+    if (pragma_int(c, "PRAGMA user_version", &ver) || pragma_int(c, "PRAGMA application_id", &app) ||
+        pragma_int(c, "SELECT count(*) FROM sqlite_schema", &objects)) {
+        snprintf(err, errlen, "%s: cannot read the schema version", s->path);
+        return BV_EIO;
+    }
+    if ((app != 0 && app != BV__APPLICATION_ID) || (ver == 0 && objects > 0)) {
+        snprintf(err, errlen, "%s: not a Bevan database", s->path);
+        return BV_EINVAL;
+    }
+    if (ver > BV__SCHEMA_VERSION) {
+        snprintf(err, errlen, "%s: schema version %lld is newer than this Bevan (%d)", s->path, (long long)ver,
+                 BV__SCHEMA_VERSION);
+        return BV_EINVAL;
+    }
+    if (ver < BV__SCHEMA_VERSION && s->read_only) {
+        snprintf(err, errlen, "%s: schema version %lld needs migrating; open read-write once", s->path,
+                 (long long)ver);
+        return BV_EINVAL;
+    }
+    for (; ver < BV__SCHEMA_VERSION; ver++) {
+        char tail[128];
+        /* user_version and application_id take no bound parameters; these are our own integers. */
+        snprintf(tail, sizeof tail, "PRAGMA user_version=%lld; PRAGMA application_id=%d;", (long long)ver + 1,
+                 BV__APPLICATION_ID);
+        if (conn_exec(c, "BEGIN IMMEDIATE", err, errlen)) return BV_EIO;
+        if (conn_exec(c, migrations[ver], err, errlen) || conn_exec(c, tail, err, errlen)) {
+            conn_exec(c, "ROLLBACK", NULL, 0);
+            return BV_EIO;
+        }
+        if (conn_exec(c, "COMMIT", err, errlen)) {
+            conn_exec(c, "ROLLBACK", NULL, 0);
+            return BV_EIO;
+        }
+        bv_log(BV_LOG_INFO, "store: %s migrated to schema version %lld", s->path, (long long)ver + 1);
+    }
+    return BV_OK;
+}
+
+/* Highest seq and last_updated in history (the writer starts its clock from the latter). */
+static int load_high_marks(bv__conn *c, int64_t *seq, int64_t *ms)
+{
+    sqlite3_stmt *st = bv__stmt(c, ST_MAX_SEQ);
+    if (!st) return BV_EINTERNAL;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *seq = sqlite3_column_int64(st, 0);
+        if (ms) *ms = sqlite3_column_int64(st, 1);
+    }
+    bv__done(st);
+    return rc == SQLITE_ROW ? BV_OK : bv__fail(c, rc, "max seq");
+}
+
+static void *writer_main(void *arg);
+
+int bv_store_open(const bv_store_options *opt, bv_store **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!opt || !opt->dir || !*opt->dir) {
+        snprintf(err, errlen, "no data folder given");
+        return BV_EINVAL;
+    }
+    pthread_once(&sqlite_once, sqlite_global_init);
+    if (!opt->read_only && mkdir(opt->dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "%s: %s", opt->dir, strerror(errno));
+        return BV_EIO;
+    }
+    bv_store *s = bv_calloc(1, sizeof *s);
+    size_t plen = strlen(opt->dir) + sizeof "/bevan.db";
+    s->path = bv_malloc(plen);
+    snprintf(s->path, plen, "%s/bevan.db", opt->dir);
+    s->read_only = opt->read_only;
+    s->sync_normal = opt->sync_normal;
+    s->group_max = opt->group_max ? opt->group_max : 512;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->wcond, NULL);
+    if (pthread_key_create(&s->key, reader_release) != 0) {
+        snprintf(err, errlen, "pthread_key_create failed");
+        pthread_cond_destroy(&s->wcond);
+        pthread_mutex_destroy(&s->mu);
+        free(s->path);
+        free(s);
+        return BV_EINTERNAL;
+    }
+    int rc;
+    bv__conn *c = NULL;
+    int64_t seq = 0;
+    if (s->read_only) {
+        rc = BV_OK;
+        c = bv__reader(s, &rc);
+        if (!c) {
+            snprintf(err, errlen, "%s: cannot open read-only", s->path);
+            goto fail;
+        }
+    } else {
+        rc = conn_open(s, true, &s->wconn, err, errlen);
+        if (rc) goto fail;
+        c = s->wconn;
+    }
+    rc = migrate(s, c, err, errlen);
+    if (rc) goto fail;
+    rc = load_high_marks(c, &seq, &s->last_ms);
+    if (rc) {
+        snprintf(err, errlen, "%s: cannot read history", s->path);
+        goto fail;
+    }
+    atomic_store(&s->last_seq, seq);
+    if (!s->read_only) {
+        if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
+            snprintf(err, errlen, "cannot start the writer thread");
+            rc = BV_EINTERNAL;
+            goto fail;
+        }
+        s->writer_started = true;
+    }
+    *out = s;
+    return BV_OK;
+fail:
+    bv_store_close(s);
+    return rc ? rc : BV_EIO;
+}
+
+void bv_store_close(bv_store *s)
+{
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->wcond);
+    pthread_mutex_unlock(&s->mu);
+    if (s->writer_started) pthread_join(s->writer, NULL);
+    conn_free(s->wconn);
+    /* Reader threads still alive keep a dangling key value; deleting the key first means their
+     * destructor never runs. Callers close the store only after its reader threads are done. */
+    if (pthread_getspecific(s->key)) pthread_setspecific(s->key, NULL);
+    pthread_key_delete(s->key);
+    for (bv__conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        conn_free(c);
+    }
+    pthread_cond_destroy(&s->wcond);
+    pthread_mutex_destroy(&s->mu);
+    free(s->path);
+    free(s);
+}
+
+/* ---- Writer thread and group commit ---- */
+
+/* The SQLite transaction vanished under us (SQLite rolls back by itself on some I/O, disk-full
+ * and out-of-memory errors): every unit since BEGIN that meant to keep its changes lost them. */
+static void units_lost(bv__unit *from, bv__unit *to_incl)
+{
+    for (bv__unit *u = from; u; u = u->next) {
+        if (u->rc == 0) u->rc = BV_EIO;
+        if (u == to_incl) break;
+    }
+}
+
+static void run_group(bv_store *s, bv__unit *batch)
+{
+    bv__conn *c = s->wconn;
+    bv__unit *first = NULL; /* first unit of the open transaction; NULL when none is open */
+    uint64_t groups = 0, failures = 0;
+    for (bv__unit *u = batch; u; u = u->next) {
+        if (!first) {
+            if (bv__step_simple(c, ST_BEGIN_IMMEDIATE) != BV_OK) {
+                u->rc = BV_EIO;
+                continue;
+            }
+            first = u;
+        }
+        if (bv__step_simple(c, ST_SAVEPOINT) != BV_OK) {
+            u->rc = BV_EIO;
+        } else {
+            bv_store_txn t = {.s = s, .c = c, .now_ms = 0};
+            u->rc = u->fn(&t, u->ctx);
+            if (!sqlite3_get_autocommit(c->db)) {
+                bool ok = u->rc != 0 ? bv__step_simple(c, ST_ROLLBACK_TO) == BV_OK &&
+                                           bv__step_simple(c, ST_RELEASE) == BV_OK
+                                     : bv__step_simple(c, ST_RELEASE) == BV_OK;
+                if (!ok) bv__step_simple(c, ST_ROLLBACK); /* cannot isolate the unit: give up the group */
+            }
+        }
+        if (sqlite3_get_autocommit(c->db)) {
+            units_lost(first, u);
+            first = NULL;
+            failures++;
+        }
+    }
+    if (first) {
+        if (bv__step_simple(c, ST_COMMIT) == BV_OK) {
+            groups++;
+            int64_t seq = 0;
+            if (load_high_marks(c, &seq, NULL) == BV_OK) atomic_store(&s->last_seq, seq);
+        } else {
+            /* e.g. a failed sync, or a deferred constraint: nothing of this transaction is stored. */
+            if (!sqlite3_get_autocommit(c->db)) bv__step_simple(c, ST_ROLLBACK);
+            units_lost(first, NULL);
+            failures++;
+        }
+    }
+    size_t n = 0;
+    for (bv__unit *u = batch; u; u = u->next) n++;
+    pthread_mutex_lock(&s->mu);
+    s->groups += groups;
+    s->units += n;
+    s->commit_failures += failures;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void *writer_main(void *arg)
+{
+    bv_store *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->head && !s->stopping) pthread_cond_wait(&s->wcond, &s->mu);
+        if (!s->head) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        /* Take everything queued (up to group_max): whoever arrived during the last sync. */
+        bv__unit *batch = s->head, *last = batch;
+        size_t n = 1;
+        while (n < s->group_max && last->next) {
+            last = last->next;
+            n++;
+        }
+        s->head = last->next;
+        if (!s->head) s->tail = NULL;
+        last->next = NULL;
+        s->pending -= n;
+        pthread_mutex_unlock(&s->mu);
+
+        run_group(s, batch);
+
+        /* Only now, after COMMIT returned, are the callers answered. */
+        pthread_mutex_lock(&s->mu);
+        for (bv__unit *u = batch, *next; u; u = next) {
+            next = u->next; /* u lives on the waiter's stack: read before waking it */
+            u->done = true;
+            pthread_cond_signal(&u->cond);
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    return NULL;
+}
+
+int bv_store_write(bv_store *s, bv_store_write_fn fn, void *ctx)
+{
+    if (!s || !fn || s->read_only) return BV_EINVAL;
+    if (pthread_equal(pthread_self(), s->writer)) return BV_EINTERNAL; /* would wait on itself */
+    bv__unit u;
+    memset(&u, 0, sizeof u);
+    u.fn = fn;
+    u.ctx = ctx;
+    pthread_cond_init(&u.cond, NULL);
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        pthread_cond_destroy(&u.cond);
+        return BV_EIO;
+    }
+    if (s->tail) s->tail->next = &u;
+    else s->head = &u;
+    s->tail = &u;
+    s->pending++;
+    pthread_cond_signal(&s->wcond);
+    while (!u.done) pthread_cond_wait(&u.cond, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+    pthread_cond_destroy(&u.cond);
+    return u.rc;
+}
+
+int64_t bv_store_last_seq(bv_store *s) { return atomic_load(&s->last_seq); }
+
+/* ---- Inside a unit ---- */
+int64_t bv_txn_now_ms(bv_store_txn *t)
+{
+    if (!t->now_ms) {
+        int64_t now = bv_now_ms();
+        t->now_ms = now > t->s->last_ms ? now : t->s->last_ms + 1;
+        t->s->last_ms = t->now_ms;
+    }
+    return t->now_ms;
+}
+
+int bv_txn_read(bv_store_txn *t, bv_arena *a, const char *type, const char *id, bv_record *out)
+{
+    return bv__read(t->c, a, type, id, out);
+}
+
+int bv_txn_search(bv_store_txn *t, bv_arena *a, const bv_search *q, bv_record **out, size_t *n, int64_t *total)
+{
+    return bv__search(t->c, true, a, q, out, n, total);
+}
+
+static int bind_text(sqlite3_stmt *st, int idx, const char *s)
+{
+    return s ? sqlite3_bind_text(st, idx, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, idx);
+}
+
+static int step_done(bv__conn *c, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st);
+    bv__done(st);
+    return rc == SQLITE_DONE ? BV_OK : bv__fail(c, rc, what);
+}
+
+static int put_row(bv__conn *c, int64_t rid, int64_t ord, const bv_index_row *r)
+{
+    sqlite3_stmt *st = bv__stmt(c, (bv__stmt_id)(ST_IX_INS_STRING + (int)r->kind));
+    if (!st) return BV_EINTERNAL;
+    sqlite3_bind_int64(st, 1, rid);
+    sqlite3_bind_int64(st, 2, ord);
+    bind_text(st, 3, r->param);
+    sqlite3_bind_int(st, 4, r->group);
+    switch (r->kind) {
+    case BV_IX_STRING:
+        bind_text(st, 5, r->norm);
+        bind_text(st, 6, r->text);
+        break;
+    case BV_IX_TOKEN:
+        bind_text(st, 5, r->system);
+        bind_text(st, 6, r->code);
+        bind_text(st, 7, r->text);
+        break;
+    case BV_IX_REFERENCE:
+        bind_text(st, 5, r->ref_type);
+        bind_text(st, 6, r->ref_id);
+        bind_text(st, 7, r->ref_version);
+        bind_text(st, 8, r->text);
+        break;
+    case BV_IX_DATE:
+        sqlite3_bind_int64(st, 5, r->lo);
+        sqlite3_bind_int64(st, 6, r->hi);
+        break;
+    case BV_IX_NUMBER:
+    case BV_IX_QUANTITY:
+        sqlite3_bind_double(st, 5, r->num);
+        sqlite3_bind_double(st, 6, r->num_lo);
+        sqlite3_bind_double(st, 7, r->num_hi);
+        if (r->kind == BV_IX_QUANTITY) {
+            bind_text(st, 8, r->system);
+            bind_text(st, 9, r->code);
+        }
+        break;
+    case BV_IX_URI:
+        bind_text(st, 5, r->text);
+        break;
+    }
+    return step_done(c, st, "insert index row");
+}
+
+static int check_put(const bv_put *p)
+{
+    if (!p->type || !*p->type || !p->id || !*p->id || !p->method || p->version < 1) return BV_EINVAL;
+    if (p->deleted ? p->body != NULL : p->body == NULL) return BV_EINVAL;
+    if (p->n_rows && !p->rows) return BV_EINVAL;
+    for (size_t i = 0; !p->deleted && i < p->n_rows; i++) {
+        const bv_index_row *r = &p->rows[i];
+        if ((unsigned)r->kind >= BV__N_KINDS || !r->param) return BV_EINVAL;
+        if (r->kind == BV_IX_STRING && !r->norm) return BV_EINVAL;
+        if (r->kind == BV_IX_URI && !r->text) return BV_EINVAL;
+        if (r->kind == BV_IX_DATE && r->lo > r->hi) return BV_EINVAL;
+    }
+    return BV_OK;
+}
+
+/* The body of bv_txn_put, run inside its own savepoint so a put is all-or-nothing. */
+static int put_inner(bv__conn *c, const bv_put *p)
+{
+    int64_t rid = 0, cur = 0;
+    sqlite3_stmt *st = bv__stmt(c, ST_LOOKUP);
+    if (!st) return BV_EINTERNAL;
+    bind_text(st, 1, p->type);
+    bind_text(st, 2, p->id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        rid = sqlite3_column_int64(st, 0);
+        cur = sqlite3_column_int64(st, 1);
+    }
+    bv__done(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return bv__fail(c, rc, "lookup");
+    /* Versions are contiguous: a put must name the next one (guards against lost updates). */
+    if (p->version != cur + 1) return BV_ECONFLICT;
+
+    if (!(st = bv__stmt(c, ST_HIST_INSERT))) return BV_EINTERNAL;
+    bind_text(st, 1, p->type);
+    bind_text(st, 2, p->id);
+    sqlite3_bind_int64(st, 3, p->version);
+    sqlite3_bind_int64(st, 4, p->last_updated_ms);
+    sqlite3_bind_int(st, 5, p->deleted);
+    bind_text(st, 6, p->method);
+    if (p->body) sqlite3_bind_text64(st, 7, p->body, p->body_len, SQLITE_STATIC, SQLITE_UTF8);
+    if ((rc = step_done(c, st, "insert history"))) return rc;
+    int64_t seq = sqlite3_last_insert_rowid(c->db);
+
+    if (rid) {
+        for (int k = 0; k < BV__N_KINDS; k++) {
+            if (!(st = bv__stmt(c, (bv__stmt_id)(ST_IX_DEL_STRING + k)))) return BV_EINTERNAL;
+            sqlite3_bind_int64(st, 1, rid);
+            if ((rc = step_done(c, st, "delete index rows"))) return rc;
+        }
+    }
+    if (!(st = bv__stmt(c, rid ? ST_RES_UPDATE : ST_RES_INSERT))) return BV_EINTERNAL;
+    if (rid) {
+        sqlite3_bind_int64(st, 1, rid);
+    } else {
+        bind_text(st, 1, p->type);
+        bind_text(st, 2, p->id);
+    }
+    sqlite3_bind_int64(st, 3, p->version);
+    sqlite3_bind_int64(st, 4, p->last_updated_ms);
+    sqlite3_bind_int(st, 5, p->deleted);
+    bind_text(st, 6, p->method);
+    sqlite3_bind_int64(st, 7, seq);
+    if (p->body) sqlite3_bind_text64(st, 8, p->body, p->body_len, SQLITE_STATIC, SQLITE_UTF8);
+    if ((rc = step_done(c, st, rid ? "update resource" : "insert resource"))) return rc;
+    if (!rid) rid = sqlite3_last_insert_rowid(c->db);
+
+    for (size_t i = 0; !p->deleted && i < p->n_rows; i++)
+        if ((rc = put_row(c, rid, (int64_t)i, &p->rows[i]))) return rc;
+    return BV_OK;
+}
+
+int bv_txn_put(bv_store_txn *t, const bv_put *p)
+{
+    if (!t || !p) return BV_EINVAL;
+    int rc = check_put(p);
+    if (rc) return rc;
+    bv__conn *c = t->c;
+    if ((rc = bv__step_simple(c, ST_PUT_SAVEPOINT))) return rc;
+    rc = put_inner(c, p);
+    if (rc == BV_OK) {
+        if ((rc = bv__step_simple(c, ST_PUT_RELEASE)) == BV_OK) return BV_OK;
+    }
+    if (!sqlite3_get_autocommit(c->db) && bv__step_simple(c, ST_PUT_ROLLBACK_TO) == BV_OK)
+        bv__step_simple(c, ST_PUT_RELEASE);
+    return rc;
+}
+
+/* ---- Hooks ---- */
+size_t bv__store_pending(bv_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    size_t n = s->pending;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+void bv__store_stats(bv_store *s, uint64_t *groups, uint64_t *units, uint64_t *commit_failures)
+{
+    pthread_mutex_lock(&s->mu);
+    if (groups) *groups = s->groups;
+    if (units) *units = s->units;
+    if (commit_failures) *commit_failures = s->commit_failures;
+    pthread_mutex_unlock(&s->mu);
+}
+
+int bv__txn_exec(bv_store_txn *t, const char *sql)
+{
+    return conn_exec(t->c, sql, NULL, 0);
+}
