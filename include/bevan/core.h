@@ -70,7 +70,7 @@ int bv_buf_append(bv_buf *b, const void *data, size_t n);
 int bv_buf_puts(bv_buf *b, const char *s);
 int bv_buf_putc(bv_buf *b, char c);
 int bv_buf_printf(bv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int bv_buf_vprintf(bv_buf *b, const char *fmt, va_list ap);
+int bv_buf_vprintf(bv_buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 const char *bv_buf_cstr(bv_buf *b);   /* "" for an empty buffer */
 /* Hand the bytes to the caller (free with free()); the buffer becomes empty. */
 char *bv_buf_steal(bv_buf *b, size_t *len_out);

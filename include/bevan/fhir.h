@@ -88,6 +88,21 @@ bv_fp_expr *bv_fhirpath_compile(bv_arena *a, const char *expr, char *err, size_t
 int bv_fhirpath_eval(bv_arena *a, const bv_fp_expr *e, const json_value *resource,
                      bv_fp_collection *out, char *err, size_t errlen);
 
+/* Evaluation options (bv_fhirpath_eval uses all-false). */
+typedef struct {
+    bool strict;      /* FHIRPath strict mode: a leading type name that does not match the context
+                         (Encounter.name on a Patient) is an error instead of empty; iif() criteria
+                         must be Boolean */
+    bool lenient_as;  /* `x as T` / x.as(T) on several items filters like ofType(T) instead of failing
+                         (what search-parameter extraction needs for e.g. useContext.value as Quantity) */
+} bv_fp_options;
+/* As bv_fhirpath_eval with options; resource may be NULL (then the context is empty).
+ * A BV_FP_NODE of a primitive that has only extensions (no value) has node = its "_name" object. */
+int bv_fhirpath_eval_opts(bv_arena *a, const bv_fp_expr *e, const json_value *resource,
+                          const bv_fp_options *opt, bv_fp_collection *out, char *err, size_t errlen);
+/* The source text a compiled expression was made from. */
+const char *bv_fhirpath_source(const bv_fp_expr *e);
+
 /* ---- Search-index extraction (src/fhir/extract.c) ---- */
 /* Evaluates every search parameter of the resource's type and produces index rows. */
 int bv_fhir_extract_index(bv_arena *a, const json_value *resource, bv_index_row **rows, size_t *n);

@@ -1,6 +1,6 @@
 /* Bevan JSON: a strict RFC 8259 parser into an arena DOM, and a serialiser.
  *
- * Why our own (see docs/storage.md, "JSON"): json-c keeps decimal text but accepts duplicate keys,
+ * Why our own (see docs/json.md): json-c keeps decimal text but accepts duplicate keys,
  * NaN and lone surrogates; jansson is strict but loses decimals; cJSON is neither. A strict
  * pre-scan for json-c is already most of a parser, so Bevan owns one parser that is strict,
  * keeps every number's source text (1.50, 1E-17 and 10000000000000000 come back byte-identical),

@@ -165,6 +165,10 @@ int64_t bv_store_last_seq(bv_store *s);
 int bv_store_check(bv_store *s, char *msg, size_t msglen);
 /* Counts of current, non-deleted resources by type: calls fn for each type. */
 int bv_store_count_by_type(bv_store *s, void (*fn)(void *ctx, const char *type, int64_t n), void *ctx);
+/* Hot backup: copies one consistent snapshot of the database to out_path (a single SQLite file,
+ * written as out_path.tmp, synced, then renamed) while writes go on. Restore by placing it as
+ * DIR/bevan.db of a stopped server. On failure returns BV_EIO/BV_EINVAL and a message in err. */
+int bv_store_backup(bv_store *s, const char *out_path, char *err, size_t errlen);
 
 /* ---- Writes ---- */
 typedef int (*bv_store_write_fn)(bv_store_txn *txn, void *ctx);

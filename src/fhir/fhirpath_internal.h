@@ -39,6 +39,7 @@ typedef struct fp_item {
     double d;                  /* DECIMAL, QUANTITY value */
     int prec;                  /* DECIMAL/QUANTITY: digits after the point */
     bool calendar;             /* QUANTITY: unit is a calendar duration keyword (year, month, ...) */
+    bool loose;                /* NODE: came from children()/descendants(): unknown names give empty */
 } fp_item;
 
 typedef struct {
@@ -85,10 +86,7 @@ struct bv_fp_expr {
 };
 
 /* ---- Evaluation ---- */
-typedef struct {
-    bool strict;        /* a leading type name must match the context; iif() needs a Boolean */
-    bool lenient_as;    /* `as`/as() on several items filters like ofType() (search extraction) */
-} fp_opts;
+typedef bv_fp_options fp_opts;
 
 typedef struct fp_env {
     const fp_coll *focus;      /* what a term (identifier/function without a focus) applies to; $this */
@@ -105,8 +103,11 @@ typedef struct fp_ctx {
     char *err;
     size_t errlen;
     size_t steps;
+    bool too_costly;           /* the step budget ran out (reported by fp_eval) */
     int depth;
 } fp_ctx;
+
+#define FP_MAX_EVAL_DEPTH 400  /* AST recursion during evaluation (long operator/path chains) */
 
 /* fhirpath_parse.c */
 fp_node *fp_parse(bv_arena *a, const char *src, char *err, size_t errlen);
@@ -115,6 +116,8 @@ bool fp_typespec_from_node(const fp_node *n, fp_typespec *ts);
 /* fhirpath.c */
 int fp_fail(fp_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void fp_push(fp_ctx *c, fp_coll *out, const fp_item *it);
+/* Charge n units of work against the step budget (quadratic set operations). */
+void fp_charge(fp_ctx *c, size_t n);
 int fp_eval(fp_ctx *c, const fp_node *n, const fp_env *env, fp_coll *out);
 int fp_eval_on(fp_ctx *c, const fp_node *n, const fp_coll *focus, fp_coll *out);
 int fp_member(fp_ctx *c, const fp_item *it, const char *name, fp_coll *out);
@@ -128,6 +131,16 @@ int fp_to_bool(fp_ctx *c, const fp_coll *v, int *out);
 fp_item fp_node_item(const json_value *v, const json_value *ext, const char *type, const fhir_element *elem);
 /* Make the item for a resource (type taken from resourceType). */
 fp_item fp_resource_item(const json_value *res);
+/* Equality of two items: 1 equal, 0 not, -1 unknown (different date precision, incomparable units). */
+int fp_item_equal(fp_ctx *c, const fp_item *a, const fp_item *b);
+bool fp_item_equivalent(fp_ctx *c, const fp_item *a, const fp_item *b);
+/* Ordering: 0 with *res, 1 = unknown (empty result), BV_EINVAL (error set) when not comparable. */
+int fp_item_compare(fp_ctx *c, const fp_item *a, const fp_item *b, int *res);
+/* Parses a reference: "Type/id", "Type/id/_history/v", "http://base/Type/id[/_history/v]".
+ * Returns false for "#contained", urn: references and anything without a known resource type. */
+bool fp_ref_parse(bv_arena *a, const char *ref, const char **type, const char **id, const char **version);
+/* Public value of an internal item. */
+bv_fp_value fp_public_value(bv_arena *a, const fp_item *it);
 
 /* fhirpath_funcs.c */
 typedef int (*fp_fn_impl)(fp_ctx *c, const fp_node *call, const fp_coll *in, const fp_env *env, fp_coll *out);

@@ -11,6 +11,7 @@ void bv_outcome_init(bv_outcome *oo, bv_arena *a)
 }
 
 /* Formats into the arena (vsnprintf twice: measure, then write). */
+static char *arena_vprintf(bv_arena *a, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static char *arena_vprintf(bv_arena *a, const char *fmt, va_list ap)
 {
     va_list ap2;

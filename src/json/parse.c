@@ -51,6 +51,7 @@ typedef struct {
     size_t nodes_left, node_chunk;
     char *sbuf;              /* string chunk being handed out */
     size_t sbuf_left;
+    size_t sbuf_chunk;       /* next chunk size: small documents get one chunk no bigger than they are */
 } parser;
 
 const char *jx_utf8_why(const unsigned char *s, const unsigned char *end)
@@ -151,8 +152,10 @@ static char *str_alloc(parser *ps, size_t n)
     size_t need = n + 1;
     if (need > ps->sbuf_left) {
         if (need > STR_DIRECT) return bv_arena_alloc(ps->a, need);
-        ps->sbuf = bv_arena_alloc(ps->a, STR_CHUNK);
-        ps->sbuf_left = STR_CHUNK;
+        size_t chunk = ps->sbuf_chunk > need ? ps->sbuf_chunk : need;
+        ps->sbuf = bv_arena_alloc(ps->a, chunk);
+        ps->sbuf_left = chunk;
+        ps->sbuf_chunk = STR_CHUNK;
     }
     char *d = ps->sbuf;
     ps->sbuf += need;
@@ -618,6 +621,8 @@ int json_parse(bv_arena *a, const char *text, size_t len, const json_limits *lim
     ps.end = ps.base + (text ? len : 0);
     ps.err = err;
     ps.node_chunk = 8;
+    /* Decoded strings and number texts (each with its NUL) never need more than len + 1 bytes. */
+    ps.sbuf_chunk = len < STR_CHUNK ? len + 1 : STR_CHUNK;
     size_t max_bytes = lim && lim->max_bytes ? lim->max_bytes : BV_MAX_BODY_BYTES;
     ps.max_depth = lim && lim->max_depth ? lim->max_depth : BV_MAX_JSON_DEPTH;
     ps.max_string = lim && lim->max_string ? lim->max_string : BV_MAX_JSON_STRING;

@@ -185,6 +185,8 @@ sqlite3_stmt *bv__dyn_stmt(bv__conn *c, const char *sql)
         }
         if (!victim || d->used < victim->used) victim = d;
     }
+    /* Generated SQL holds only placeholders, never values: safe to log. */
+    bv_log(BV_LOG_DEBUG, "store: prepare %s", sql);
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
     if (rc != SQLITE_OK) {

@@ -380,6 +380,33 @@ static void test_limits(void **state)
         resp_free(&r);
     }
 
+    /* past MHD's 64 KB per-connection memory: MHD answers itself (431 / 414) */
+    size_t big = 70000;
+    char *hb = malloc(big + 256);
+    o = (size_t)snprintf(hb, 256, "GET /p HTTP/1.1\r\nHost: a.test\r\nX-Big: ");
+    memset(hb + o, 'a', big);
+    o += big;
+    memcpy(hb + o, "\r\n\r\n", 4);
+    roundtrip(hb, o + 4, &r, false);
+    assert_int_equal(r.status, 431);
+    resp_free(&r);
+    o = (size_t)snprintf(hb, 256, "GET /");
+    memset(hb + o, 'a', big);
+    o += big;
+    o += (size_t)snprintf(hb + o, 256, " HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    roundtrip(hb, o, &r, false);
+    assert_int_equal(r.status, 414);
+    resp_free(&r);
+    /* a 40 KB bearer token fits */
+    o = (size_t)snprintf(hb, 256, "GET /p HTTP/1.1\r\nHost: a.test\r\nAuthorization: Bearer ");
+    memset(hb + o, 'a', 40000);
+    o += 40000;
+    memcpy(hb + o, "\r\n\r\n", 4);
+    roundtrip(hb, o + 4, &r, false);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    free(hb);
+
     const char *bad_cl = "POST /x HTTP/1.1\r\nHost: a.test\r\nContent-Length: 12abc\r\n\r\n";
     roundtrip(bad_cl, strlen(bad_cl), &r, false);
     assert_int_equal(r.status, 400);

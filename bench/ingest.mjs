@@ -1,0 +1,48 @@
+// Transaction ingest driver: POSTs the Synthea sample transaction Bundles to a running Bevan.
+// The hospital and practitioner bundles go first (once); then ROUNDS rounds of the 17 patient
+// bundles with WORKERS concurrent workers (POST entries: every round stores new resources).
+// Prints one JSON line: {bundles, resources, seconds, resources_per_s, failures}.
+//   node bench/ingest.mjs BASE_URL DIR [WORKERS=3] [ROUNDS=5]
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const [base, dir, workersArg = '3', roundsArg = '5'] = process.argv.slice(2);
+if (!base || !dir || !base.startsWith('http://127.0.0.1:')) {
+  console.error('usage: node bench/ingest.mjs http://127.0.0.1:PORT/fhir DIR [WORKERS] [ROUNDS]');
+  process.exit(2);
+}
+const workers = Number(workersArg);
+const rounds = Number(roundsArg);
+const files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
+const shared = files.filter((f) => /^(hospital|practitioner)Information/.test(f));
+const patients = files.filter((f) => !shared.includes(f));
+const load = (f) => { const b = readFileSync(join(dir, f)); return { f, body: b, n: JSON.parse(b).entry.length }; };
+const sharedB = shared.map(load);
+const patientB = patients.map(load);
+
+let failures = 0;
+async function post(b) {
+  const r = await fetch(base, { method: 'POST', body: b.body, headers: { 'Content-Type': 'application/fhir+json' },
+    signal: AbortSignal.timeout(120_000) });
+  const text = await r.text();
+  if (r.status !== 200) { failures++; console.error(`${b.f}: ${r.status} ${text.slice(0, 300)}`); return 0; }
+  return b.n;
+}
+
+const queue = [];
+for (let r = 0; r < rounds; r++) queue.push(...patientB);
+const t0 = process.hrtime.bigint();
+let resources = 0;
+for (const b of sharedB) resources += await post(b);
+let next = 0;
+await Promise.all(Array.from({ length: workers }, async () => {
+  for (;;) {
+    const i = next++;
+    if (i >= queue.length) return;
+    resources += await post(queue[i]);
+  }
+}));
+const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+console.log(JSON.stringify({ bundles: sharedB.length + queue.length, resources, seconds: +seconds.toFixed(3),
+  resources_per_s: Math.round(resources / seconds), workers, rounds, failures }));
+process.exit(failures ? 1 : 0);

@@ -1,0 +1,1097 @@
+/* Store tests: versions and history, write units and group commit, search semantics per kind and
+ * prefix, check and backup. Each test gets a fresh data folder under /tmp. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "bevan/store.h"
+#include "store/internal.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- Fixtures ---- */
+typedef struct {
+    char dir[64];
+    bv_store *s;
+    bv_arena *a;
+} fx;
+
+static void rm_flat(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char p[512];
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static bv_store *open_dir(const char *dir, bool read_only)
+{
+    bv_store_options o = {.dir = dir, .read_only = read_only};
+    bv_store *s = NULL;
+    char err[256];
+    int rc = bv_store_open(&o, &s, err, sizeof err);
+    if (rc) fprintf(stderr, "open: %s\n", err);
+    return s;
+}
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/bevan-store-XXXXXX");
+    if (!mkdtemp(f->dir)) return -1;
+    f->s = open_dir(f->dir, false);
+    f->a = bv_arena_new(0);
+    *state = f;
+    return f->s ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    bv_store_close(f->s);
+    bv_arena_free(f->a);
+    rm_flat(f->dir);
+    free(f);
+    return 0;
+}
+
+/* ---- Writing helpers ---- */
+typedef struct {
+    const char *type, *id, *body;
+    const bv_index_row *rows;
+    size_t n_rows;
+    bool deleted;
+    int64_t version;      /* 0: next version from the current row */
+    int64_t last_updated; /* 0: bv_txn_now_ms */
+    int fail_with;        /* returned after a successful put (rolls the unit back) */
+    int64_t out_version, out_ms;
+} put_ctx;
+
+static int put_fn(bv_store_txn *t, void *vctx)
+{
+    put_ctx *c = vctx;
+    bv_arena *a = bv_arena_new(0);
+    bv_record cur;
+    int64_t v = c->version;
+    int rc = BV_OK;
+    if (!v) {
+        rc = bv_txn_read(t, a, c->type, c->id, &cur);
+        if (rc == BV_OK) v = cur.version + 1;
+        else if (rc == BV_ENOTFOUND) v = 1, rc = BV_OK;
+        else goto out;
+    }
+    bv_put p = {.type = c->type,
+                .id = c->id,
+                .version = v,
+                .last_updated_ms = c->last_updated ? c->last_updated : bv_txn_now_ms(t),
+                .deleted = c->deleted,
+                .method = c->deleted ? "DELETE" : v == 1 ? "POST" : "PUT",
+                .body = c->deleted ? NULL : c->body,
+                .body_len = c->deleted ? 0 : strlen(c->body),
+                .rows = c->rows,
+                .n_rows = c->n_rows};
+    rc = bv_txn_put(t, &p);
+    c->out_version = v;
+    c->out_ms = p.last_updated_ms;
+    if (!rc && c->fail_with) rc = c->fail_with;
+out:
+    bv_arena_free(a);
+    return rc;
+}
+
+static int put(bv_store *s, const char *type, const char *id, const char *body, const bv_index_row *rows, size_t n)
+{
+    put_ctx c = {.type = type, .id = id, .body = body, .rows = rows, .n_rows = n};
+    return bv_store_write(s, put_fn, &c);
+}
+
+static int del(bv_store *s, const char *type, const char *id)
+{
+    put_ctx c = {.type = type, .id = id, .deleted = true};
+    return bv_store_write(s, put_fn, &c);
+}
+
+/* ---- Basics ---- */
+static void test_put_read_vread(void **state)
+{
+    fx *f = *state;
+    bv_record r;
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "p1", &r), BV_ENOTFOUND);
+    assert_int_equal(put(f->s, "Patient", "p1", "{\"v\":1.50}", NULL, 0), 0);
+    assert_int_equal(put(f->s, "Patient", "p1", "{\"v\":2}", NULL, 0), 0);
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "p1", &r), 0);
+    assert_string_equal(r.type, "Patient");
+    assert_string_equal(r.id, "p1");
+    assert_int_equal(r.version, 2);
+    assert_string_equal(r.body, "{\"v\":2}");
+    assert_int_equal(r.body_len, 7);
+    assert_string_equal(r.method, "PUT");
+    assert_false(r.deleted);
+    int64_t seq2 = r.seq;
+    assert_int_equal(bv_store_last_seq(f->s), seq2);
+    assert_int_equal(bv_store_vread(f->s, f->a, "Patient", "p1", 1, &r), 0);
+    assert_string_equal(r.body, "{\"v\":1.50}"); /* verbatim */
+    assert_string_equal(r.method, "POST");
+    assert_true(r.seq < seq2);
+    assert_int_equal(bv_store_vread(f->s, f->a, "Patient", "p1", 3, &r), BV_ENOTFOUND);
+    assert_int_equal(bv_store_read(f->s, f->a, "Observation", "p1", &r), BV_ENOTFOUND);
+
+    /* delete */
+    assert_int_equal(del(f->s, "Patient", "p1"), 0);
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "p1", &r), 0);
+    assert_true(r.deleted);
+    assert_null(r.body);
+    assert_int_equal(r.version, 3);
+    assert_string_equal(r.method, "DELETE");
+    assert_int_equal(bv_store_vread(f->s, f->a, "Patient", "p1", 3, &r), 0);
+    assert_true(r.deleted);
+    assert_int_equal(bv_store_vread(f->s, f->a, "Patient", "p1", 2, &r), 0);
+    assert_string_equal(r.body, "{\"v\":2}");
+    /* re-create after delete continues the versions */
+    assert_int_equal(put(f->s, "Patient", "p1", "{}", NULL, 0), 0);
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "p1", &r), 0);
+    assert_int_equal(r.version, 4);
+    assert_false(r.deleted);
+
+    char msg[256];
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
+}
+
+static void test_put_validation(void **state)
+{
+    fx *f = *state;
+    put_ctx c = {.type = "Patient", .id = "v", .body = "{}", .version = 2};
+    assert_int_equal(bv_store_write(f->s, put_fn, &c), BV_ECONFLICT); /* must be next version (1) */
+    c.version = 1;
+    assert_int_equal(bv_store_write(f->s, put_fn, &c), 0);
+    assert_int_equal(bv_store_write(f->s, put_fn, &c), BV_ECONFLICT); /* version 1 exists */
+    bv_index_row bad = {.kind = BV_IX_DATE, .param = "date", .lo = 5, .hi = 4};
+    put_ctx d = {.type = "Patient", .id = "w", .body = "{}", .rows = &bad, .n_rows = 1};
+    assert_int_equal(bv_store_write(f->s, put_fn, &d), BV_EINVAL);
+    bv_record r;
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "w", &r), BV_ENOTFOUND);
+}
+
+static int reenter_fn(bv_store_txn *t, void *ctx)
+{
+    (void)t;
+    return bv_store_write((bv_store *)ctx, put_fn, NULL);
+}
+
+static void test_reentrant_write(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(bv_store_write(f->s, reenter_fn, f->s), BV_EINTERNAL);
+}
+
+/* ---- History ---- */
+static void test_history(void **state)
+{
+    fx *f = *state;
+    int64_t ms[6];
+    put_ctx c = {.type = "Patient", .id = "h", .body = "{\"n\":1}"};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(bv_store_write(f->s, put_fn, &c), 0);
+        ms[i] = c.out_ms;
+    }
+    put_ctx o = {.type = "Observation", .id = "o", .body = "{}"};
+    assert_int_equal(bv_store_write(f->s, put_fn, &o), 0);
+    ms[3] = o.out_ms;
+    put_ctx d = {.type = "Patient", .id = "h", .deleted = true};
+    assert_int_equal(bv_store_write(f->s, put_fn, &d), 0);
+    ms[4] = d.out_ms;
+    for (int i = 1; i < 5; i++) assert_true(ms[i] > ms[i - 1]); /* strictly increasing */
+
+    bv_record *rs;
+    size_t n;
+    int64_t total;
+    bv_history_query q = {.type = "Patient", .id = "h", .count = 10};
+    assert_int_equal(bv_store_history(f->s, f->a, &q, &rs, &n, &total), 0);
+    assert_int_equal(n, 4);
+    assert_int_equal(total, 4);
+    assert_int_equal(rs[0].version, 4);
+    assert_true(rs[0].deleted);
+    assert_string_equal(rs[0].method, "DELETE");
+    assert_int_equal(rs[3].version, 1);
+    for (size_t i = 1; i < n; i++) assert_true(rs[i].seq < rs[i - 1].seq);
+
+    /* system history */
+    bv_history_query sys = {.count = 100};
+    assert_int_equal(bv_store_history(f->s, f->a, &sys, &rs, &n, &total), 0);
+    assert_int_equal(n, 5);
+    assert_string_equal(rs[1].type, "Observation");
+    /* type history */
+    bv_history_query ty = {.type = "Observation", .count = 100};
+    assert_int_equal(bv_store_history(f->s, f->a, &ty, &rs, &n, NULL), 0);
+    assert_int_equal(n, 1);
+
+    /* since */
+    bv_history_query since = {.has_since = true, .since_ms = ms[2], .count = 100};
+    assert_int_equal(bv_store_history(f->s, f->a, &since, &rs, &n, &total), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(total, 3);
+
+    /* at: the version current at each instant */
+    bv_history_query at = {.type = "Patient", .id = "h", .has_at = true, .at_ms = ms[1], .count = 10};
+    assert_int_equal(bv_store_history(f->s, f->a, &at, &rs, &n, NULL), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(rs[0].version, 2);
+    bv_history_query at_sys = {.has_at = true, .at_ms = ms[3], .count = 10};
+    assert_int_equal(bv_store_history(f->s, f->a, &at_sys, &rs, &n, &total), 0);
+    assert_int_equal(n, 2); /* h v3 and o v1 */
+    assert_int_equal(total, 2);
+    assert_string_equal(rs[0].type, "Observation");
+    assert_int_equal(rs[1].version, 3);
+    bv_history_query before = {.has_at = true, .at_ms = ms[0] - 1, .count = 10};
+    assert_int_equal(bv_store_history(f->s, f->a, &before, &rs, &n, NULL), 0);
+    assert_int_equal(n, 0);
+
+    /* paging with the seq cursor; total ignores the cursor */
+    bv_history_query pg = {.count = 2};
+    size_t seen = 0;
+    int64_t last = INT64_MAX;
+    for (int page = 0; page < 5; page++) {
+        assert_int_equal(bv_store_history(f->s, f->a, &pg, &rs, &n, &total), 0);
+        assert_int_equal(total, 5);
+        if (!n) break;
+        for (size_t i = 0; i < n; i++) {
+            assert_true(rs[i].seq < last);
+            last = rs[i].seq;
+        }
+        seen += n;
+        pg.before_seq = rs[n - 1].seq;
+    }
+    assert_int_equal(seen, 5);
+    /* count 0: total only */
+    bv_history_query c0 = {.type = "Patient"};
+    assert_int_equal(bv_store_history(f->s, f->a, &c0, &rs, &n, &total), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(total, 4);
+}
+
+/* ---- Write units: isolation inside a group, failed commit ---- */
+typedef struct {
+    bv_store *s;
+    size_t want;
+    atomic_int started;
+} blocker_ctx;
+
+/* Holds the writer until `want` more units are queued, so they form the next group together. */
+static int blocker_fn(bv_store_txn *t, void *vctx)
+{
+    (void)t;
+    blocker_ctx *b = vctx;
+    atomic_store(&b->started, 1);
+    for (int i = 0; i < 5000 && bv__store_pending(b->s) < b->want; i++) usleep(1000);
+    return 0;
+}
+
+typedef struct {
+    bv_store *s;
+    bv_store_write_fn fn;
+    void *ctx;
+    int rc;
+} writer_arg;
+
+static void *write_thread(void *varg)
+{
+    writer_arg *w = varg;
+    w->rc = bv_store_write(w->s, w->fn, w->ctx);
+    return NULL;
+}
+
+/* Runs the units as one group (after a blocker) and returns when all are answered. */
+static void run_as_group(bv_store *s, writer_arg *args, size_t n)
+{
+    blocker_ctx b = {.s = s, .want = n, .started = 0};
+    writer_arg barg = {.s = s, .fn = blocker_fn, .ctx = &b};
+    pthread_t bt, th[8];
+    pthread_create(&bt, NULL, write_thread, &barg);
+    while (!atomic_load(&b.started)) usleep(100); /* the writer is inside the blocker */
+    for (size_t i = 0; i < n; i++) {
+        args[i].s = s;
+        pthread_create(&th[i], NULL, write_thread, &args[i]);
+    }
+    pthread_join(bt, NULL);
+    for (size_t i = 0; i < n; i++) pthread_join(th[i], NULL);
+}
+
+static void test_unit_isolation(void **state)
+{
+    fx *f = *state;
+    uint64_t g0, u0, g1, u1;
+    bv__store_stats(f->s, &g0, &u0, NULL);
+    put_ctx a = {.type = "Patient", .id = "a", .body = "{}", .fail_with = BV_EPRECOND};
+    put_ctx b = {.type = "Patient", .id = "b", .body = "{}"};
+    writer_arg args[2] = {{.fn = put_fn, .ctx = &a}, {.fn = put_fn, .ctx = &b}};
+    run_as_group(f->s, args, 2);
+    bv__store_stats(f->s, &g1, &u1, NULL);
+    assert_int_equal(u1 - u0, 3);
+    assert_int_equal(g1 - g0, 2); /* blocker alone, then a and b together */
+    assert_int_equal(args[0].rc, BV_EPRECOND);
+    assert_int_equal(args[1].rc, 0);
+    bv_record r;
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "a", &r), BV_ENOTFOUND);
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "b", &r), 0);
+    char msg[256];
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
+}
+
+/* A unit that leaves a deferred foreign-key violation: COMMIT itself fails. */
+static int poison_fn(bv_store_txn *t, void *ctx)
+{
+    (void)ctx;
+    return bv__txn_exec(t, "PRAGMA defer_foreign_keys=ON;"
+                           "INSERT INTO ix_token (rid, ord, param, grp) VALUES (987654321, 0, 'x', 0)");
+}
+
+static void test_commit_failure_eio(void **state)
+{
+    fx *f = *state;
+    uint64_t fails;
+    put_ctx a = {.type = "Patient", .id = "lost", .body = "{}"};
+    writer_arg args[2] = {{.fn = put_fn, .ctx = &a}, {.fn = poison_fn}};
+    run_as_group(f->s, args, 2);
+    assert_int_equal(args[0].rc, BV_EIO); /* its own changes were fine, but the group did not commit */
+    assert_int_equal(args[1].rc, BV_EIO);
+    bv__store_stats(f->s, NULL, NULL, &fails);
+    assert_int_equal(fails, 1);
+    bv_record r;
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "lost", &r), BV_ENOTFOUND);
+    /* the writer goes on */
+    assert_int_equal(put(f->s, "Patient", "after", "{}", NULL, 0), 0);
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "after", &r), 0);
+    char msg[256];
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
+}
+
+/* ---- Concurrency ---- */
+#define N_THREADS 8
+#define N_WRITES 200
+#define IDS_PER_THREAD 20
+
+typedef struct {
+    bv_store *s;
+    int t;
+    int errors;
+} conc_arg;
+
+static void *conc_thread(void *varg)
+{
+    conc_arg *c = varg;
+    bv_arena *a = bv_arena_new(0);
+    char id[32], body[64];
+    for (int i = 0; i < N_WRITES; i++) {
+        bool shared = i % 10 == 0;
+        if (shared) snprintf(id, sizeof id, "shared");
+        else snprintf(id, sizeof id, "t%d-%d", c->t, i % IDS_PER_THREAD);
+        snprintf(body, sizeof body, "{\"t\":%d,\"i\":%d}", c->t, i);
+        bv_index_row row = {.kind = BV_IX_TOKEN, .param = "thread", .code = "x"};
+        if (put(c->s, "Patient", id, body, &row, 1) != 0) c->errors++;
+        /* reads on this thread's own connection, concurrently with the writer */
+        bv_record r;
+        if (bv_store_read(c->s, a, "Patient", id, &r) != 0 || r.version < 1) c->errors++;
+        bv_arena_reset(a);
+    }
+    bv_arena_free(a);
+    return NULL;
+}
+
+static void test_concurrency(void **state)
+{
+    fx *f = *state;
+    pthread_t th[N_THREADS];
+    conc_arg args[N_THREADS];
+    uint64_t g0, u0, g1, u1;
+    bv__store_stats(f->s, &g0, &u0, NULL);
+    for (int i = 0; i < N_THREADS; i++) {
+        args[i] = (conc_arg){.s = f->s, .t = i};
+        pthread_create(&th[i], NULL, conc_thread, &args[i]);
+    }
+    for (int i = 0; i < N_THREADS; i++) pthread_join(th[i], NULL);
+    bv__store_stats(f->s, &g1, &u1, NULL);
+    for (int i = 0; i < N_THREADS; i++) assert_int_equal(args[i].errors, 0);
+    assert_int_equal(u1 - u0, N_THREADS * N_WRITES);
+    print_message("concurrency: %llu units in %llu groups\n", (unsigned long long)(u1 - u0),
+                  (unsigned long long)(g1 - g0));
+
+    bv_record r;
+    char id[32];
+    for (int t = 0; t < N_THREADS; t++)
+        for (int k = 1; k < IDS_PER_THREAD; k++) { /* k = 0 never written: i % 10 == 0 goes to shared */
+            if (k % 10 == 0) continue;
+            snprintf(id, sizeof id, "t%d-%d", t, k);
+            assert_int_equal(bv_store_read(f->s, f->a, "Patient", id, &r), 0);
+            assert_int_equal(r.version, N_WRITES / IDS_PER_THREAD);
+        }
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "shared", &r), 0);
+    assert_int_equal(r.version, N_THREADS * N_WRITES / 10);
+
+    /* every version stored, timestamps strictly increasing in seq order */
+    bv_record *rs;
+    size_t n;
+    int64_t total;
+    bv_history_query q = {.count = N_THREADS * N_WRITES + 10};
+    assert_int_equal(bv_store_history(f->s, f->a, &q, &rs, &n, &total), 0);
+    assert_int_equal(n, N_THREADS * N_WRITES);
+    for (size_t i = 1; i < n; i++) assert_true(rs[i].last_updated_ms < rs[i - 1].last_updated_ms);
+    char msg[256];
+    int rc = bv_store_check(f->s, msg, sizeof msg);
+    if (rc) fprintf(stderr, "check: %s\n", msg);
+    assert_int_equal(rc, 0);
+}
+
+/* ---- Search ---- */
+static int64_t ms_at(int y, int mo, int d, int h, int mi, int s)
+{
+    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi, .tm_sec = s};
+    return (int64_t)timegm(&tm) * 1000;
+}
+
+#define DAY(y, m, d) ms_at(y, m, d, 0, 0, 0), ms_at(y, m, d, 0, 0, 0) + 86400000 - 1
+#define YEAR(y) ms_at(y, 1, 1, 0, 0, 0), ms_at(y + 1, 1, 1, 0, 0, 0) - 1
+
+static const char *GENDER = "http://hl7.org/fhir/administrative-gender";
+static const char *LOINC = "http://loinc.org";
+static const char *UCUM = "http://unitsofmeasure.org";
+
+static void load_search_data(bv_store *s)
+{
+    int64_t d1lo = ms_at(1980, 5, 1, 0, 0, 0), d1hi = d1lo + 86400000 - 1;
+    int64_t y80lo = ms_at(1980, 1, 1, 0, 0, 0), y80hi = ms_at(1981, 1, 1, 0, 0, 0) - 1;
+    int64_t t3 = ms_at(1990, 1, 1, 10, 0, 0);
+    bv_index_row p1[] = {
+        {.kind = BV_IX_STRING, .param = "name", .norm = "smith", .text = "Smith"},
+        {.kind = BV_IX_TOKEN, .param = "gender", .system = GENDER, .code = "female"},
+        {.kind = BV_IX_DATE, .param = "birthdate", .lo = d1lo, .hi = d1hi},
+        {.kind = BV_IX_TOKEN, .param = "identifier", .system = "urn:mrn", .code = "100%", .text = "MRN 100%"},
+    };
+    bv_index_row p2[] = {
+        {.kind = BV_IX_STRING, .param = "name", .norm = "smyth", .text = "Smyth"},
+        {.kind = BV_IX_TOKEN, .param = "gender", .system = GENDER, .code = "male"},
+        {.kind = BV_IX_DATE, .param = "birthdate", .lo = y80lo, .hi = y80hi},
+    };
+    bv_index_row p3[] = {
+        {.kind = BV_IX_STRING, .param = "name", .norm = "100%_off", .text = "100%_Off"},
+        {.kind = BV_IX_TOKEN, .param = "gender", .code = "other"}, /* no system */
+        {.kind = BV_IX_DATE, .param = "birthdate", .lo = t3, .hi = t3 + 999},
+    };
+    bv_index_row p4[] = {{.kind = BV_IX_STRING, .param = "name", .norm = "100xxoff", .text = "100xxOff"}};
+    bv_index_row p5[] = {{.kind = BV_IX_STRING, .param = "name", .norm = "100_x", .text = "100_X"}};
+    assert_int_equal(put(s, "Patient", "p1", "{\"id\":\"p1\"}", p1, 4), 0);
+    assert_int_equal(put(s, "Patient", "p2", "{\"id\":\"p2\"}", p2, 3), 0);
+    assert_int_equal(put(s, "Patient", "p3", "{\"id\":\"p3\"}", p3, 3), 0);
+    assert_int_equal(put(s, "Patient", "p4", "{\"id\":\"p4\"}", p4, 1), 0);
+    assert_int_equal(put(s, "Patient", "p5", "{\"id\":\"p5\"}", p5, 1), 0);
+
+    bv_index_row o1[] = {
+        {.kind = BV_IX_REFERENCE, .param = "subject", .ref_type = "Patient", .ref_id = "p1", .text = "Patient/p1"},
+        {.kind = BV_IX_TOKEN, .param = "code", .system = LOINC, .code = "1234", .text = "Body Weight"},
+        {.kind = BV_IX_QUANTITY, .param = "value-quantity", .num = 70, .num_lo = 69.5, .num_hi = 70.5, .system = UCUM, .code = "kg"},
+        {.kind = BV_IX_NUMBER, .param = "probability", .num = 0.5, .num_lo = 0.45, .num_hi = 0.55},
+    };
+    bv_index_row o2[] = {
+        {.kind = BV_IX_REFERENCE, .param = "subject", .ref_type = "Patient", .ref_id = "p2", .text = "Patient/p2"},
+        {.kind = BV_IX_TOKEN, .param = "code", .system = LOINC, .code = "5678", .text = "Glucose 5%_x"},
+        {.kind = BV_IX_QUANTITY, .param = "value-quantity", .num = 100.5, .num_lo = 100.45, .num_hi = 100.55, .system = UCUM, .code = "mg"},
+        {.kind = BV_IX_NUMBER, .param = "probability", .num = 100, .num_lo = 99.5, .num_hi = 100.5},
+        {.kind = BV_IX_REFERENCE, .param = "based-on", .text = "http://other.org/fhir/ServiceRequest/9"},
+    };
+    bv_index_row o3[] = {
+        {.kind = BV_IX_REFERENCE, .param = "subject", .ref_type = "Patient", .ref_id = "p1", .text = "Patient/p1"},
+        {.kind = BV_IX_TOKEN, .param = "code", .system = LOINC, .code = "5678", .text = "Glucose"},
+        {.kind = BV_IX_NUMBER, .param = "probability", .num = 1000, .num_lo = 999.5, .num_hi = 1000.5},
+    };
+    assert_int_equal(put(s, "Observation", "o1", "{\"id\":\"o1\"}", o1, 4), 0);
+    assert_int_equal(put(s, "Observation", "o2", "{\"id\":\"o2\"}", o2, 5), 0);
+    assert_int_equal(put(s, "Observation", "o3", "{\"id\":\"o3\"}", o3, 3), 0);
+
+    bv_index_row v1[] = {{.kind = BV_IX_URI, .param = "url", .text = "http://acme.org/fhir/ValueSet/abc"}};
+    bv_index_row v2[] = {{.kind = BV_IX_URI, .param = "url", .text = "http://acme.org/fhir/ValueSet/abc/sub"}};
+    bv_index_row v3[] = {{.kind = BV_IX_URI, .param = "url", .text = "http://other.org/x"}};
+    assert_int_equal(put(s, "ValueSet", "v1", "{}", v1, 1), 0);
+    assert_int_equal(put(s, "ValueSet", "v2", "{}", v2, 1), 0);
+    assert_int_equal(put(s, "ValueSet", "v3", "{}", v3, 1), 0);
+}
+
+static const bv_sort BY_ID = {.param = "_id"};
+
+/* Ids of the matches, comma-separated, in result order (by _id unless q sorts). */
+static const char *ids(fx *f, bv_search q)
+{
+    if (!q.n_sort) {
+        q.sort = &BY_ID;
+        q.n_sort = 1;
+    }
+    if (!q.count) q.count = 100;
+    bv_record *rs = NULL;
+    size_t n = 0;
+    int rc = bv_store_search(f->s, f->a, &q, &rs, &n, NULL);
+    if (rc) return bv_arena_printf(f->a, "error %d", rc);
+    bv_buf b;
+    bv_buf_init(&b, 0);
+    for (size_t i = 0; i < n; i++) {
+        if (i) bv_buf_putc(&b, ',');
+        bv_buf_puts(&b, rs[i].id);
+    }
+    const char *out = bv_arena_strdup(f->a, bv_buf_cstr(&b));
+    bv_buf_free(&b);
+    return out;
+}
+
+/* One-predicate search. */
+static const char *ids1(fx *f, const char *type, bv_pred p)
+{
+    bv_or g = {.preds = &p, .n = 1};
+    bv_search q = {.type = type, .ands = &g, .n_ands = 1};
+    return ids(f, q);
+}
+
+static bv_pred date_pred(const char *param, bv_op op, int64_t lo, int64_t hi)
+{
+    return (bv_pred){.kind = BV_IX_DATE, .param = param, .op = op, .lo = lo, .hi = hi};
+}
+
+static void test_search_token_string(void **state)
+{
+    fx *f = *state;
+    load_search_data(f->s);
+    bv_pred p = {.kind = BV_IX_TOKEN, .param = "gender", .op = BV_OP_TOKEN, .code = "female"};
+    assert_string_equal(ids1(f, "Patient", p), "p1");
+    p = (bv_pred){.kind = BV_IX_TOKEN, .param = "gender", .op = BV_OP_TOKEN, .system_given = true, .system = GENDER, .code = "male"};
+    assert_string_equal(ids1(f, "Patient", p), "p2");
+    p = (bv_pred){.kind = BV_IX_TOKEN, .param = "gender", .op = BV_OP_TOKEN, .system_given = true, .code = "male"};
+    assert_string_equal(ids1(f, "Patient", p), ""); /* |male: only rows without a system */
+    p.code = "other";
+    assert_string_equal(ids1(f, "Patient", p), "p3");
+    p = (bv_pred){.kind = BV_IX_TOKEN, .param = "gender", .op = BV_OP_TOKEN, .system_given = true, .system = GENDER};
+    assert_string_equal(ids1(f, "Patient", p), "p1,p2"); /* system| */
+    p = (bv_pred){.kind = BV_IX_TOKEN, .param = "gender", .op = BV_OP_TOKEN, .code = "female", .negate = true};
+    assert_string_equal(ids1(f, "Patient", p), "p2,p3,p4,p5"); /* :not includes resources without a value */
+    p = (bv_pred){.kind = BV_IX_TOKEN, .param = "identifier", .op = BV_OP_TOKEN, .code = "100%"};
+    assert_string_equal(ids1(f, "Patient", p), "p1");
+    p.code = "100_";
+    assert_string_equal(ids1(f, "Patient", p), "");
+    /* :text, case-insensitive contains, metacharacters literal */
+    p = (bv_pred){.kind = BV_IX_TOKEN, .param = "code", .op = BV_OP_TOKEN_TEXT, .text = "body"};
+    assert_string_equal(ids1(f, "Observation", p), "o1");
+    p.text = "GLUCOSE";
+    assert_string_equal(ids1(f, "Observation", p), "o2,o3");
+    p.text = "5%_";
+    assert_string_equal(ids1(f, "Observation", p), "o2");
+    p.text = "e%";
+    assert_string_equal(ids1(f, "Observation", p), "");
+    /* :missing */
+    p = (bv_pred){.kind = BV_IX_TOKEN, .param = "gender", .op = BV_OP_MISSING, .missing = true};
+    assert_string_equal(ids1(f, "Patient", p), "p4,p5");
+    p.missing = false;
+    assert_string_equal(ids1(f, "Patient", p), "p1,p2,p3");
+    p = (bv_pred){.kind = BV_IX_DATE, .param = "birthdate", .op = BV_OP_MISSING, .missing = true};
+    assert_string_equal(ids1(f, "Patient", p), "p4,p5");
+
+    /* string: starts (default), contains, exact; % and _ are never wildcards */
+    bv_pred s = {.kind = BV_IX_STRING, .param = "name", .op = BV_OP_STR_STARTS, .text = "smi"};
+    assert_string_equal(ids1(f, "Patient", s), "p1");
+    s.text = "sm";
+    assert_string_equal(ids1(f, "Patient", s), "p1,p2");
+    s.text = "100%";
+    assert_string_equal(ids1(f, "Patient", s), "p3");
+    s.text = "100_";
+    assert_string_equal(ids1(f, "Patient", s), "p5");
+    s.text = "100";
+    assert_string_equal(ids1(f, "Patient", s), "p3,p4,p5");
+    s.text = "";
+    assert_string_equal(ids1(f, "Patient", s), "p1,p2,p3,p4,p5");
+    s.text = "smithers";
+    assert_string_equal(ids1(f, "Patient", s), "");
+    s.op = BV_OP_STR_CONTAINS;
+    s.text = "0%_";
+    assert_string_equal(ids1(f, "Patient", s), "p3");
+    s.text = "%";
+    assert_string_equal(ids1(f, "Patient", s), "p3");
+    s.text = "_";
+    assert_string_equal(ids1(f, "Patient", s), "p3,p5");
+    s.text = "x";
+    assert_string_equal(ids1(f, "Patient", s), "p4,p5");
+    s.text = "myt";
+    assert_string_equal(ids1(f, "Patient", s), "p2");
+    s.op = BV_OP_STR_EXACT;
+    s.text = "Smith";
+    assert_string_equal(ids1(f, "Patient", s), "p1");
+    s.text = "smith";
+    assert_string_equal(ids1(f, "Patient", s), "");
+    s.text = "100%_Off";
+    assert_string_equal(ids1(f, "Patient", s), "p3");
+
+    /* _id */
+    bv_pred id = {.param = "_id", .op = BV_OP_TOKEN, .code = "p2"};
+    assert_string_equal(ids1(f, "Patient", id), "p2");
+    id.negate = true;
+    assert_string_equal(ids1(f, "Patient", id), "p1,p3,p4,p5");
+
+    /* OR within a group, AND across groups, negative and direct terms in an OR */
+    bv_pred or1[] = {{.kind = BV_IX_TOKEN, .param = "gender", .op = BV_OP_TOKEN, .code = "female"},
+                     {.kind = BV_IX_STRING, .param = "name", .op = BV_OP_STR_STARTS, .text = "smy"}};
+    bv_or g1 = {.preds = or1, .n = 2};
+    assert_string_equal(ids(f, (bv_search){.type = "Patient", .ands = &g1, .n_ands = 1}), "p1,p2");
+    bv_pred or2[] = {{.kind = BV_IX_TOKEN, .param = "gender", .op = BV_OP_TOKEN, .code = "male", .negate = true},
+                     {.param = "_id", .op = BV_OP_TOKEN, .code = "p2"}};
+    bv_or g2 = {.preds = or2, .n = 2};
+    assert_string_equal(ids(f, (bv_search){.type = "Patient", .ands = &g2, .n_ands = 1}), "p1,p2,p3,p4,p5");
+    bv_pred a1 = {.kind = BV_IX_STRING, .param = "name", .op = BV_OP_STR_STARTS, .text = "sm"};
+    bv_pred a2 = date_pred("birthdate", BV_OP_EQ, YEAR(1980));
+    bv_pred a3 = {.kind = BV_IX_TOKEN, .param = "gender", .op = BV_OP_TOKEN, .code = "male"};
+    bv_or ands[] = {{.preds = &a1, .n = 1}, {.preds = &a2, .n = 1}, {.preds = &a3, .n = 1}};
+    assert_string_equal(ids(f, (bv_search){.type = "Patient", .ands = ands, .n_ands = 3}), "p2");
+    assert_string_equal(ids(f, (bv_search){.type = "Patient", .ands = ands, .n_ands = 2}), "p1,p2");
+    bv_or empty = {.preds = NULL, .n = 0};
+    assert_string_equal(ids(f, (bv_search){.type = "Patient", .ands = &empty, .n_ands = 1}), "");
+    /* unknown kind/op combination is rejected */
+    bv_pred bad = {.kind = BV_IX_STRING, .param = "name", .op = BV_OP_GT, .text = "x"};
+    assert_string_equal(ids1(f, "Patient", bad), "error -2");
+}
+
+static void test_search_dates(void **state)
+{
+    fx *f = *state;
+    load_search_data(f->s);
+    /* stored: p1 = day 1980-05-01, p2 = year 1980, p3 = 1990-01-01T10:00:00 (1 s), p4/p5 none */
+    assert_string_equal(ids1(f, "Patient", date_pred("birthdate", BV_OP_EQ, YEAR(1980))), "p1,p2");
+    assert_string_equal(ids1(f, "Patient", date_pred("birthdate", BV_OP_EQ, DAY(1980, 5, 1))), "p1");
+    assert_string_equal(ids1(f, "Patient", date_pred("birthdate", BV_OP_NE, DAY(1980, 5, 1))), "p2,p3,p4,p5");
+    assert_string_equal(ids1(f, "Patient", date_pred("birthdate", BV_OP_GT, DAY(1980, 5, 1))), "p2,p3");
+    assert_string_equal(ids1(f, "Patient", date_pred("birthdate", BV_OP_LT, DAY(1980, 5, 1))), "p2");
+    assert_string_equal(ids1(f, "Patient", date_pred("birthdate", BV_OP_GE, DAY(1980, 5, 1))), "p1,p2,p3");
+    assert_string_equal(ids1(f, "Patient", date_pred("birthdate", BV_OP_LE, DAY(1980, 5, 1))), "p1,p2");
+    assert_string_equal(ids1(f, "Patient", date_pred("birthdate", BV_OP_SA, DAY(1980, 5, 1))), "p3");
+    assert_string_equal(ids1(f, "Patient", date_pred("birthdate", BV_OP_EB, DAY(1980, 5, 1))), "");
+    assert_string_equal(ids1(f, "Patient", date_pred("birthdate", BV_OP_EB, YEAR(1990))), "p1,p2");
+    assert_string_equal(ids1(f, "Patient", date_pred("birthdate", BV_OP_AP, DAY(1980, 5, 1))), "p1,p2");
+    assert_string_equal(ids1(f, "Patient", date_pred("birthdate", BV_OP_GE, YEAR(1981))), "p3");
+    assert_string_equal(ids1(f, "Patient", date_pred("birthdate", BV_OP_LE, YEAR(1979))), "");
+
+    /* boundaries, to the millisecond */
+    int64_t d1lo = ms_at(1980, 5, 1, 0, 0, 0), d1hi = d1lo + 86400000 - 1;
+    int64_t t3 = ms_at(1990, 1, 1, 10, 0, 0);
+    assert_string_equal(ids1(f, "Patient", date_pred("birthdate", BV_OP_GT, d1lo, d1hi - 1)), "p1,p2,p3");
+    assert_string_equal(ids1(f, "Patient", date_pred("birthdate", BV_OP_GT, d1lo, d1hi)), "p2,p3");
+    assert_string_equal(ids1(f, "Patient", date_pred("birthdate", BV_OP_LT, d1lo + 1, d1hi)), "p1,p2");
+    assert_string_equal(ids1(f, "Patient", date_pred("birthdate", BV_OP_GE, d1lo, d1hi)), "p1,p2,p3");
+    assert_string_equal(ids1(f, "Patient", date_pred("birthdate", BV_OP_GE, d1lo + 1, d1hi)), "p2,p3");
+    assert_string_equal(ids1(f, "Patient", date_pred("birthdate", BV_OP_SA, t3 - 1000, t3 - 1)), "p3");
+    assert_string_equal(ids1(f, "Patient", date_pred("birthdate", BV_OP_SA, t3 - 1000, t3)), "");
+    assert_string_equal(ids1(f, "Patient", date_pred("birthdate", BV_OP_EB, t3 + 1000, t3 + 2000)), "p1,p2,p3");
+    assert_string_equal(ids1(f, "Patient", date_pred("birthdate", BV_OP_EB, t3 + 999, t3 + 2000)), "p1,p2");
+    assert_string_equal(ids1(f, "Patient", date_pred("birthdate", BV_OP_EQ, t3, t3 + 999)), "p3");
+    assert_string_equal(ids1(f, "Patient", date_pred("birthdate", BV_OP_EQ, t3, t3 + 998)), "");
+    assert_string_equal(ids1(f, "Patient", date_pred("birthdate", BV_OP_AP, t3 + 999, t3 + 5000)), "p3");
+
+    /* _lastUpdated is a point on the resource row */
+    bv_record r2, r4;
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "p2", &r2), 0);
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "p4", &r4), 0);
+    int64_t lu2 = r2.last_updated_ms, lu4 = r4.last_updated_ms;
+    assert_string_equal(ids1(f, "Patient", date_pred("_lastUpdated", BV_OP_GT, lu2, lu2)), "p3,p4,p5");
+    assert_string_equal(ids1(f, "Patient", date_pred("_lastUpdated", BV_OP_GE, lu2, lu2)), "p2,p3,p4,p5");
+    assert_string_equal(ids1(f, "Patient", date_pred("_lastUpdated", BV_OP_LT, lu2, lu2)), "p1");
+    assert_string_equal(ids1(f, "Patient", date_pred("_lastUpdated", BV_OP_EQ, lu2, lu4)), "p2,p3,p4");
+    assert_string_equal(ids1(f, "Patient", date_pred("_lastUpdated", BV_OP_NE, lu2, lu4)), "p1,p5");
+    assert_string_equal(ids1(f, "Patient", date_pred("_lastUpdated", BV_OP_LE, lu2, lu2)), "p1,p2");
+}
+
+static void test_search_number_quantity_uri_ref(void **state)
+{
+    fx *f = *state;
+    load_search_data(f->s);
+    /* number: o1 0.5, o2 100, o3 1000 */
+    bv_pred n = {.kind = BV_IX_NUMBER, .param = "probability", .op = BV_OP_EQ, .num = 100, .num_lo = 99.5, .num_hi = 100.5};
+    assert_string_equal(ids1(f, "Observation", n), "o2");
+    n.op = BV_OP_NE;
+    assert_string_equal(ids1(f, "Observation", n), "o1,o3");
+    n.op = BV_OP_GT;
+    assert_string_equal(ids1(f, "Observation", n), "o3");
+    n.op = BV_OP_GE;
+    assert_string_equal(ids1(f, "Observation", n), "o2,o3");
+    n.op = BV_OP_LT;
+    assert_string_equal(ids1(f, "Observation", n), "o1");
+    n.op = BV_OP_LE;
+    assert_string_equal(ids1(f, "Observation", n), "o1,o2");
+    n.op = BV_OP_SA;
+    assert_string_equal(ids1(f, "Observation", n), "o3");
+    n.op = BV_OP_EB;
+    assert_string_equal(ids1(f, "Observation", n), "o1");
+    n = (bv_pred){.kind = BV_IX_NUMBER, .param = "probability", .op = BV_OP_AP, .num = 95, .num_lo = 94.5, .num_hi = 95.5};
+    assert_string_equal(ids1(f, "Observation", n), "o2"); /* within 10% */
+    n = (bv_pred){.kind = BV_IX_NUMBER, .param = "probability", .op = BV_OP_EQ, .num = 0.5, .num_lo = 0.45, .num_hi = 0.55};
+    assert_string_equal(ids1(f, "Observation", n), "o1");
+    n = (bv_pred){.kind = BV_IX_NUMBER, .param = "probability", .op = BV_OP_EQ, .num = 100.5, .num_lo = 100.5, .num_hi = 100.5};
+    assert_string_equal(ids1(f, "Observation", n), ""); /* exact, no implicit range */
+    n.num = n.num_lo = n.num_hi = 1000;
+    assert_string_equal(ids1(f, "Observation", n), "o3");
+
+    /* quantity: o1 70 kg, o2 100.5 mg */
+    bv_pred q = {.kind = BV_IX_QUANTITY, .param = "value-quantity", .op = BV_OP_EQ, .num = 70, .num_lo = 69.5, .num_hi = 70.5, .system = UCUM, .code = "kg"};
+    assert_string_equal(ids1(f, "Observation", q), "o1");
+    q.code = "mg";
+    assert_string_equal(ids1(f, "Observation", q), "");
+    q = (bv_pred){.kind = BV_IX_QUANTITY, .param = "value-quantity", .op = BV_OP_GT, .num = 50};
+    assert_string_equal(ids1(f, "Observation", q), "o1,o2");
+    q = (bv_pred){.kind = BV_IX_QUANTITY, .param = "value-quantity", .op = BV_OP_LE, .num = 100.5, .system = UCUM, .code = "mg"};
+    assert_string_equal(ids1(f, "Observation", q), "o2");
+    q.op = BV_OP_LT;
+    assert_string_equal(ids1(f, "Observation", q), "");
+
+    /* uri */
+    bv_pred u = {.kind = BV_IX_URI, .param = "url", .op = BV_OP_URI_EQ, .text = "http://acme.org/fhir/ValueSet/abc"};
+    assert_string_equal(ids1(f, "ValueSet", u), "v1");
+    u.op = BV_OP_URI_BELOW;
+    u.text = "http://acme.org/fhir/";
+    assert_string_equal(ids1(f, "ValueSet", u), "v1,v2");
+    u.text = "http://acme.org/fhir/ValueSet/abc%";
+    assert_string_equal(ids1(f, "ValueSet", u), "");
+    u.op = BV_OP_URI_ABOVE;
+    u.text = "http://acme.org/fhir/ValueSet/abc/sub/deeper";
+    assert_string_equal(ids1(f, "ValueSet", u), "v1,v2");
+    u.text = "http://acme.org/fhir/ValueSet/abc";
+    assert_string_equal(ids1(f, "ValueSet", u), "v1");
+
+    /* reference */
+    bv_pred r = {.kind = BV_IX_REFERENCE, .param = "subject", .op = BV_OP_REF, .ref_type = "Patient", .ref_id = "p1"};
+    assert_string_equal(ids1(f, "Observation", r), "o1,o3");
+    r.ref_type = NULL;
+    assert_string_equal(ids1(f, "Observation", r), "o1,o3");
+    r.ref_type = "Group";
+    assert_string_equal(ids1(f, "Observation", r), "");
+    r = (bv_pred){.kind = BV_IX_REFERENCE, .param = "based-on", .op = BV_OP_REF, .text = "http://other.org/fhir/ServiceRequest/9"};
+    assert_string_equal(ids1(f, "Observation", r), "o2");
+    r = (bv_pred){.kind = BV_IX_REFERENCE, .param = "subject", .op = BV_OP_MISSING, .missing = true};
+    assert_string_equal(ids1(f, "Observation", r), "");
+
+    /* chain: Observation?subject:Patient.name=smyth, subject.gender=female */
+    bv_pred cp = {.kind = BV_IX_STRING, .param = "name", .op = BV_OP_STR_STARTS, .text = "smyth"};
+    bv_or cg = {.preds = &cp, .n = 1};
+    bv_search chain = {.type = "Patient", .ands = &cg, .n_ands = 1};
+    r = (bv_pred){.kind = BV_IX_REFERENCE, .param = "subject", .op = BV_OP_REF, .ref_type = "Patient", .chain = &chain};
+    assert_string_equal(ids1(f, "Observation", r), "o2");
+    cp = (bv_pred){.kind = BV_IX_TOKEN, .param = "gender", .op = BV_OP_TOKEN, .code = "female"};
+    assert_string_equal(ids1(f, "Observation", r), "o1,o3");
+
+    /* _has: Patient?_has:Observation:subject:code=5678 */
+    bv_pred hp = {.kind = BV_IX_TOKEN, .param = "code", .op = BV_OP_TOKEN, .code = "5678"};
+    bv_or hg = {.preds = &hp, .n = 1};
+    bv_search has = {.type = "Observation", .ands = &hg, .n_ands = 1};
+    bv_pred h = {.kind = BV_IX_REFERENCE, .param = "subject", .has = &has};
+    assert_string_equal(ids1(f, "Patient", h), "p1,p2");
+    hp.code = "1234";
+    assert_string_equal(ids1(f, "Patient", h), "p1");
+    hp.code = "0000";
+    assert_string_equal(ids1(f, "Patient", h), "");
+    /* _has inside a chain: Observation?subject.(_has:Observation:subject:code=1234) */
+    hp.code = "1234";
+    bv_or hcg = {.preds = &h, .n = 1};
+    bv_search chain_has = {.type = "Patient", .ands = &hcg, .n_ands = 1};
+    r = (bv_pred){.kind = BV_IX_REFERENCE, .param = "subject", .op = BV_OP_REF, .chain = &chain_has};
+    assert_string_equal(ids1(f, "Observation", r), "o1,o3");
+
+    /* deleting the target breaks the chain and the _has, and removes its index rows */
+    assert_int_equal(del(f->s, "Observation", "o1"), 0);
+    assert_string_equal(ids1(f, "Patient", h), "");
+    assert_string_equal(ids1(f, "Observation", r), "");
+    cp = (bv_pred){.kind = BV_IX_STRING, .param = "name", .op = BV_OP_STR_STARTS, .text = "smyth"};
+    r = (bv_pred){.kind = BV_IX_REFERENCE, .param = "subject", .op = BV_OP_REF, .ref_type = "Patient", .chain = &chain};
+    assert_string_equal(ids1(f, "Observation", r), "o2");
+    assert_int_equal(del(f->s, "Patient", "p2"), 0);
+    assert_string_equal(ids1(f, "Observation", r), "");
+    bv_pred any = {.kind = BV_IX_TOKEN, .param = "gender", .op = BV_OP_MISSING, .missing = false};
+    assert_string_equal(ids1(f, "Patient", any), "p1,p3");
+    char msg[256];
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
+}
+
+static void test_search_sort_paging(void **state)
+{
+    fx *f = *state;
+    load_search_data(f->s);
+    bv_sort by_name = {.param = "name", .kind = BV_IX_STRING};
+    assert_string_equal(ids(f, (bv_search){.type = "Patient", .sort = &by_name, .n_sort = 1}), "p3,p5,p4,p1,p2");
+    by_name.desc = true;
+    assert_string_equal(ids(f, (bv_search){.type = "Patient", .sort = &by_name, .n_sort = 1}), "p2,p1,p4,p5,p3");
+    bv_sort by_birth = {.param = "birthdate", .kind = BV_IX_DATE};
+    assert_string_equal(ids(f, (bv_search){.type = "Patient", .sort = &by_birth, .n_sort = 1}), "p2,p1,p3,p4,p5");
+    by_birth.desc = true; /* missing values still last */
+    assert_string_equal(ids(f, (bv_search){.type = "Patient", .sort = &by_birth, .n_sort = 1}), "p3,p2,p1,p4,p5");
+    bv_sort by_gender[] = {{.param = "gender", .kind = BV_IX_TOKEN}, {.param = "_id", .desc = true}};
+    assert_string_equal(ids(f, (bv_search){.type = "Patient", .sort = by_gender, .n_sort = 2}), "p1,p2,p3,p5,p4");
+    bv_sort by_num = {.param = "probability", .kind = BV_IX_NUMBER, .desc = true};
+    assert_string_equal(ids(f, (bv_search){.type = "Observation", .sort = &by_num, .n_sort = 1}), "o3,o2,o1");
+    bv_sort by_lu = {.param = "_lastUpdated", .desc = true};
+    assert_string_equal(ids(f, (bv_search){.type = "Patient", .sort = &by_lu, .n_sort = 1}), "p5,p4,p3,p2,p1");
+
+    /* paging is stable and covers everything exactly once */
+    by_birth.desc = false;
+    bv_buf all;
+    bv_buf_init(&all, 0);
+    for (size_t off = 0; off < 6; off += 2) {
+        const char *page = ids(f, (bv_search){.type = "Patient", .sort = &by_birth, .n_sort = 1, .count = 2, .offset = off});
+        if (*page && all.len) bv_buf_putc(&all, ',');
+        bv_buf_puts(&all, page);
+    }
+    assert_string_equal(bv_buf_cstr(&all), "p2,p1,p3,p4,p5");
+    bv_buf_free(&all);
+
+    /* total, count-only, system search with _type */
+    bv_record *rs;
+    size_t n;
+    int64_t total;
+    bv_search q = {.type = "Patient", .count = 2, .want_total = true, .sort = &BY_ID, .n_sort = 1};
+    assert_int_equal(bv_store_search(f->s, f->a, &q, &rs, &n, &total), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(total, 5);
+    assert_string_equal(rs[0].body, "{\"id\":\"p1\"}");
+    q.count = 0;
+    assert_int_equal(bv_store_search(f->s, f->a, &q, &rs, &n, &total), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(total, 5);
+    q.want_total = false;
+    q.count = 10;
+    assert_int_equal(bv_store_search(f->s, f->a, &q, &rs, &n, &total), 0);
+    assert_int_equal(total, -1);
+    const char *types[] = {"Observation", "ValueSet"};
+    assert_string_equal(ids(f, (bv_search){.types = types, .n_types = 2}), "o1,o2,o3,v1,v2,v3");
+    assert_string_equal(ids(f, (bv_search){.types = types, .n_types = 0}), "");
+    bv_search sys = {.count = 100, .want_total = true};
+    assert_int_equal(bv_store_search(f->s, f->a, &sys, &rs, &n, &total), 0);
+    assert_int_equal(total, 11);
+
+    /* max_seq: resources created after the snapshot are left out */
+    int64_t snap = bv_store_last_seq(f->s);
+    assert_int_equal(put(f->s, "Patient", "p6", "{}", NULL, 0), 0);
+    assert_int_equal(put(f->s, "Patient", "p1", "{\"id\":\"p1\",\"v\":2}", NULL, 0), 0);
+    assert_string_equal(ids(f, (bv_search){.type = "Patient", .max_seq = snap}), "p1,p2,p3,p4,p5");
+    assert_string_equal(ids(f, (bv_search){.type = "Patient"}), "p1,p2,p3,p4,p5,p6");
+
+}
+
+static void count_cb(void *ctx, const char *type, int64_t n)
+{
+    int64_t *c = ctx;
+    if (strcmp(type, "Observation") == 0) c[0] = n;
+    else if (strcmp(type, "Patient") == 0) c[1] = n;
+    else if (strcmp(type, "ValueSet") == 0) c[2] = n;
+}
+
+static void test_count_by_type(void **state)
+{
+    fx *f = *state;
+    load_search_data(f->s);
+    assert_int_equal(del(f->s, "Observation", "o3"), 0);
+    int64_t c[3] = {0};
+    assert_int_equal(bv_store_count_by_type(f->s, count_cb, c), 0);
+    assert_int_equal(c[0], 2);
+    assert_int_equal(c[1], 5);
+    assert_int_equal(c[2], 3);
+}
+
+/* ---- Inside a unit ---- */
+static int txn_search_fn(bv_store_txn *t, void *ctx)
+{
+    int *found = ctx;
+    bv_arena *a = bv_arena_new(0);
+    bv_index_row row = {.kind = BV_IX_TOKEN, .param = "identifier", .system = "urn:x", .code = "42"};
+    bv_put p = {.type = "Patient", .id = "new", .version = 1, .last_updated_ms = bv_txn_now_ms(t),
+                .method = "POST", .body = "{}", .body_len = 2, .rows = &row, .n_rows = 1};
+    int rc = bv_txn_put(t, &p);
+    if (rc) goto out;
+    bv_pred pr = {.kind = BV_IX_TOKEN, .param = "identifier", .op = BV_OP_TOKEN, .system_given = true, .system = "urn:x", .code = "42"};
+    bv_or g = {.preds = &pr, .n = 1};
+    bv_search q = {.type = "Patient", .ands = &g, .n_ands = 1, .count = 10, .want_total = true};
+    bv_record *rs;
+    size_t n;
+    int64_t total;
+    rc = bv_txn_search(t, a, &q, &rs, &n, &total);
+    if (!rc && n == 1 && total == 1 && strcmp(rs[0].id, "new") == 0) *found = 1;
+    bv_record r;
+    if (!rc && bv_txn_read(t, a, "Patient", "new", &r) == 0 && r.version == 1) *found += 1;
+    /* the same unit's timestamp does not move */
+    if (bv_txn_now_ms(t) != p.last_updated_ms) *found = -100;
+out:
+    bv_arena_free(a);
+    return rc;
+}
+
+static void test_txn_read_search(void **state)
+{
+    fx *f = *state;
+    int found = 0;
+    assert_int_equal(bv_store_write(f->s, txn_search_fn, &found), 0);
+    assert_int_equal(found, 2);
+}
+
+/* ---- Check, reopen, read-only, backup ---- */
+static int exec_fn(bv_store_txn *t, void *ctx) { return bv__txn_exec(t, ctx); }
+
+static void test_check_detects(void **state)
+{
+    fx *f = *state;
+    char msg[256];
+    load_search_data(f->s);
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
+    assert_int_equal(bv_store_write(f->s, exec_fn, "UPDATE resources SET body = '{}' WHERE id = 'p1'"), 0);
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), BV_EINTERNAL);
+    assert_non_null(strstr(msg, "p1"));
+    assert_int_equal(bv_store_write(f->s, exec_fn, "UPDATE resources SET body = '{\"id\":\"p1\"}' WHERE id = 'p1'"), 0);
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
+    assert_int_equal(bv_store_write(f->s, exec_fn, "DELETE FROM history WHERE id = 'p2'"), 0);
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), BV_EINTERNAL);
+}
+
+static void test_check_index_of_deleted(void **state)
+{
+    fx *f = *state;
+    char msg[256];
+    load_search_data(f->s);
+    assert_int_equal(del(f->s, "Patient", "p4"), 0);
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
+    assert_int_equal(bv_store_write(f->s, exec_fn,
+                                    "INSERT INTO ix_uri (rid, ord, param, grp, text)"
+                                    " SELECT rid, 0, 'u', 0, 'x' FROM resources WHERE id = 'p4'"),
+                     0);
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), BV_EINTERNAL);
+    assert_non_null(strstr(msg, "deleted"));
+}
+
+static void test_reopen_clock_readonly(void **state)
+{
+    fx *f = *state;
+    int64_t future = bv_now_ms() + 3600 * 1000;
+    put_ctx c = {.type = "Patient", .id = "f", .body = "{}", .last_updated = future};
+    assert_int_equal(bv_store_write(f->s, put_fn, &c), 0);
+    bv_store_close(f->s);
+    f->s = open_dir(f->dir, false);
+    assert_non_null(f->s);
+    put_ctx d = {.type = "Patient", .id = "g", .body = "{}"};
+    assert_int_equal(bv_store_write(f->s, put_fn, &d), 0);
+    assert_true(d.out_ms > future); /* the clock resumes after the newest stored version */
+    bv_store_close(f->s);
+
+    f->s = open_dir(f->dir, true);
+    assert_non_null(f->s);
+    bv_record r;
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "g", &r), 0);
+    assert_int_equal(bv_store_write(f->s, put_fn, &d), BV_EINVAL);
+    char msg[256];
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
+    assert_true(bv_store_last_seq(f->s) >= 2);
+
+    bv_store *none = open_dir("/tmp/bevan-store-does-not-exist", true);
+    assert_null(none);
+}
+
+typedef struct {
+    bv_store *s;
+    atomic_int stop;
+    atomic_int written;
+} bg_arg;
+
+static void *bg_writer(void *varg)
+{
+    bg_arg *b = varg;
+    char id[32];
+    while (!atomic_load(&b->stop) && atomic_load(&b->written) < 5000) {
+        snprintf(id, sizeof id, "bg%d", atomic_load(&b->written));
+        if (put(b->s, "Basic", id, "{\"bg\":true}", NULL, 0) == 0) atomic_fetch_add(&b->written, 1);
+    }
+    return NULL;
+}
+
+static void test_backup(void **state)
+{
+    fx *f = *state;
+    load_search_data(f->s);
+    char id[32], body[64];
+    for (int i = 0; i < 300; i++) {
+        snprintf(id, sizeof id, "b%d", i);
+        snprintf(body, sizeof body, "{\"i\":%d}", i);
+        bv_index_row row = {.kind = BV_IX_NUMBER, .param = "i", .num = i, .num_lo = i - 0.5, .num_hi = i + 0.5};
+        assert_int_equal(put(f->s, "Basic", id, body, &row, 1), 0);
+    }
+    bg_arg bg = {.s = f->s, .stop = 0, .written = 0};
+    pthread_t th;
+    pthread_create(&th, NULL, bg_writer, &bg);
+    while (atomic_load(&bg.written) < 20) usleep(1000);
+    char dir2[64] = "/tmp/bevan-backup-XXXXXX", out[128], err[256];
+    assert_non_null(mkdtemp(dir2));
+    snprintf(out, sizeof out, "%s/bevan.db", dir2);
+    int rc = bv_store_backup(f->s, out, err, sizeof err);
+    atomic_store(&bg.stop, 1);
+    pthread_join(th, NULL);
+    if (rc) fprintf(stderr, "backup: %s\n", err);
+    assert_int_equal(rc, 0);
+    assert_true(atomic_load(&bg.written) >= 20);
+
+    bv_store *b = open_dir(dir2, false);
+    assert_non_null(b);
+    char msg[256];
+    assert_int_equal(bv_store_check(b, msg, sizeof msg), 0);
+    bv_record r;
+    for (int i = 0; i < 300; i++) {
+        snprintf(id, sizeof id, "b%d", i);
+        snprintf(body, sizeof body, "{\"i\":%d}", i);
+        assert_int_equal(bv_store_read(b, f->a, "Basic", id, &r), 0);
+        assert_string_equal(r.body, body);
+    }
+    bv_pred p = {.kind = BV_IX_NUMBER, .param = "i", .op = BV_OP_GE, .num = 299};
+    bv_or g = {.preds = &p, .n = 1};
+    bv_search q = {.type = "Basic", .ands = &g, .n_ands = 1, .count = 10};
+    bv_record *rs;
+    size_t n;
+    assert_int_equal(bv_store_search(b, f->a, &q, &rs, &n, NULL), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(rs[0].id, "b299");
+    assert_int_equal(bv_store_read(b, f->a, "Patient", "p1", &r), 0);
+    /* the restored store takes writes */
+    assert_int_equal(put(b, "Basic", "after-restore", "{}", NULL, 0), 0);
+    bv_store_close(b);
+    rm_flat(dir2);
+}
+
+int main(void)
+{
+    bv_log_set_level(BV_LOG_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_put_read_vread, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_validation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reentrant_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_history, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unit_isolation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_failure_eio, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrency, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_search_token_string, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_search_dates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_search_number_quantity_uri_ref, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_search_sort_paging, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_count_by_type, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_txn_read_search, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_detects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_index_of_deleted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_clock_readonly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backup, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
