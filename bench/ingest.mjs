@@ -33,13 +33,14 @@ const queue = [];
 for (let r = 0; r < rounds; r++) queue.push(...patientB);
 const t0 = process.hrtime.bigint();
 let resources = 0;
-for (const b of sharedB) resources += await post(b);
+for (const b of sharedB) { const n = await post(b); resources += n; }
 let next = 0;
 await Promise.all(Array.from({ length: workers }, async () => {
   for (;;) {
     const i = next++;
     if (i >= queue.length) return;
-    resources += await post(queue[i]);
+    const n = await post(queue[i]); // (not `resources += await ...`: that reads resources before the await)
+    resources += n;
   }
 }));
 const seconds = Number(process.hrtime.bigint() - t0) / 1e9;

@@ -78,7 +78,9 @@ int api_status_for_outcome(const bv_outcome *oo)
     for (size_t i = 0; i < oo->n; i++) {
         const bv_issue *is = &oo->issues[i];
         if (is->severity > BV_SEV_ERROR) continue;
-        if (bv_streq(is->code, "business-rule") || bv_streq(is->code, "invariant")) return 422;
+        /* Core-specification invariants (narrative txt-1/txt-2, dom-2, dom-4) are "basic FHIR
+         * validation rules": 400. Profile and business rules (UK Core NHS number): 422. */
+        if (bv_streq(is->code, "business-rule")) return 422;
     }
     return 400;
 }
@@ -233,7 +235,17 @@ static void route(api_ctx *c)
         api_error(c, 406, "not-supported", NULL, "only JSON is supported (application/fhir+json)");
         return;
     }
-    if ((post || put || patch) && !content_type_ok(c, patch)) {
+    /* POST [type]/_search carries its parameters as an HTML form (FHIR R4 3.1.0.1.5 "search"). */
+    bool search_post = post && ((ns == 1 && strcmp(segs[0], "_search") == 0) ||
+                                (ns == 2 && strcmp(segs[1], "_search") == 0));
+    if (search_post) {
+        const char *ct = api_header(c, "Content-Type");
+        if (ct && !bv_starts_with(ct, "application/x-www-form-urlencoded")) {
+            api_error(c, 415, "not-supported", NULL,
+                      "unsupported Content-Type '%s': POST _search takes application/x-www-form-urlencoded", ct);
+            return;
+        }
+    } else if ((post || put || patch) && !content_type_ok(c, patch)) {
         api_error(c, 415, "not-supported", NULL, "unsupported Content-Type '%s': send application/fhir+json",
                   api_header(c, "Content-Type"));
         return;

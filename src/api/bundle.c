@@ -150,9 +150,25 @@ static int method_order(const char *m)
     return 3; /* GET, HEAD */
 }
 
-/* Rewrite Reference.reference values found in the map. Returns the number of references still
- * needing resolution (conditional references "Type?query"); fails on unresolved urn: refs. */
-static int rewrite_refs(json_value *v, const str_map *map, bool resolve_unknown_urn_as_error, const char **bad)
+/* The base of an absolute fullUrl "http(s)://host/fhir/Type/id" ("http(s)://host/fhir"), or NULL.
+ * A relative reference "Type/id" in that entry means base + "/Type/id" (R4 Bundle 2.36.4.1). */
+static const char *full_url_base(bv_arena *a, const char *fu)
+{
+    if (!fu || (strncmp(fu, "http://", 7) != 0 && strncmp(fu, "https://", 8) != 0)) return NULL;
+    const char *id_slash = strrchr(fu, '/');
+    if (!id_slash || id_slash == fu) return NULL;
+    const char *type_slash = id_slash - 1;
+    while (type_slash > fu && *type_slash != '/') type_slash--;
+    char *type = bv_arena_strndup(a, type_slash + 1, (size_t)(id_slash - type_slash - 1));
+    if (*type_slash != '/' || !fhir_is_resource_type(type)) return NULL;
+    return bv_arena_strndup(a, fu, (size_t)(type_slash - fu));
+}
+
+/* Rewrite Reference.reference values found in the map (as written, or as a relative "Type/id"
+ * resolved against base, the referencing entry's fullUrl base). Returns the number of references
+ * still needing resolution (conditional references "Type?query"); fails on unresolved urn: refs. */
+static int rewrite_refs(json_value *v, const str_map *map, const char *base, bool resolve_unknown_urn_as_error,
+                        const char **bad)
 {
     int pending = 0;
     if (json_is(v, JSON_OBJECT)) {
@@ -161,6 +177,11 @@ static int rewrite_refs(json_value *v, const str_map *map, bool resolve_unknown_
             if (strcmp(m->key, "reference") == 0 && json_is(m->value, JSON_STRING)) {
                 const char *r = m->value->u.str.s;
                 const char *to = map_get(map, r);
+                if (!to && base && r[0] != '#' && !strchr(r, ':') && !strchr(r, '?')) {
+                    char key[600];
+                    int kl = snprintf(key, sizeof key, "%s/%s", base, r);
+                    if (kl > 0 && (size_t)kl < sizeof key) to = map_get(map, key);
+                }
                 if (to) {
                     m->value->u.str.s = to;
                     m->value->u.str.len = strlen(to);
@@ -170,14 +191,14 @@ static int rewrite_refs(json_value *v, const str_map *map, bool resolve_unknown_
                     pending++;
                 }
             } else {
-                int p = rewrite_refs(m->value, map, resolve_unknown_urn_as_error, bad);
+                int p = rewrite_refs(m->value, map, base, resolve_unknown_urn_as_error, bad);
                 if (p < 0) return p;
                 pending += p;
             }
         }
     } else if (json_is(v, JSON_ARRAY)) {
         for (size_t i = 0; i < v->u.arr.count; i++) {
-            int p = rewrite_refs(v->u.arr.items[i], map, resolve_unknown_urn_as_error, bad);
+            int p = rewrite_refs(v->u.arr.items[i], map, base, resolve_unknown_urn_as_error, bad);
             if (p < 0) return p;
             pending += p;
         }
@@ -281,7 +302,7 @@ static int tx_run(bv_store_txn *t, void *ctx)
             any_conditional = tx->entries[k].needs_writer_rewrite;
         if (!e->needs_writer_rewrite && !any_conditional) continue;
         const char *bad = NULL;
-        int pending = rewrite_refs(e->res, &tx->map, true, &bad);
+        int pending = rewrite_refs(e->res, &tx->map, full_url_base(c->a, e->full_url), true, &bad);
         if (pending < 0) return tx_fail(tx, i, 400, "invalid", "entry %zu: unresolved reference '%.200s'", i, bad);
         if (pending > 0) {
             int rc = resolve_conditional_refs(tx, t, i, e->res);
@@ -549,7 +570,7 @@ static void do_transaction(api_ctx *c, json_value *bundle, json_value *entries)
         tx_entry *e = &tx.entries[i];
         if (!e->res) continue;
         const char *bad = NULL;
-        int pending = rewrite_refs(e->res, &tx.map, true, &bad);
+        int pending = rewrite_refs(e->res, &tx.map, full_url_base(c->a, e->full_url), true, &bad);
         if (pending < 0) {
             api_error(c, 400, "invalid", bv_arena_printf(c->a, "Bundle.entry[%zu].resource", i),
                       "unresolved reference '%.200s'", bad);

@@ -352,29 +352,29 @@ int fp_item_equal(fp_ctx *c, const fp_item *a, const fp_item *b)
     return 0;
 }
 
-/* lower-case, whitespace-normalised comparison */
-static bool str_equiv(const char *a, const char *b)
+/* Equivalence of strings: ASCII case ignored, runs of whitespace equal to one space, ends trimmed. */
+static const char *equiv_form(bv_arena *a, const char *s)
 {
-    for (;;) {
-        while (*a == ' ' || *a == '\t' || *a == '\n' || *a == '\r') {
-            a++;
-            if (!*a || (*a != ' ' && *a != '\t' && *a != '\n' && *a != '\r')) { a--; break; }
+    size_t n = strlen(s), o = 0;
+    char *r = bv_arena_alloc(a, n + 1);
+    bool space = false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r') {
+            space = o > 0;
+            continue;
         }
-        while (*b == ' ' || *b == '\t' || *b == '\n' || *b == '\r') {
-            b++;
-            if (!*b || (*b != ' ' && *b != '\t' && *b != '\n' && *b != '\r')) { b--; break; }
-        }
-        char x = *a, y = *b;
-        bool wx = x == ' ' || x == '\t' || x == '\n' || x == '\r';
-        bool wy = y == ' ' || y == '\t' || y == '\n' || y == '\r';
-        if (wx && wy) { a++; b++; continue; }
-        if (x >= 'A' && x <= 'Z') x = (char)(x - 'A' + 'a');
-        if (y >= 'A' && y <= 'Z') y = (char)(y - 'A' + 'a');
-        if (x != y) return false;
-        if (!x) return true;
-        a++;
-        b++;
+        if (space) r[o++] = ' ';
+        space = false;
+        r[o++] = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
     }
+    r[o] = '\0';
+    return r;
+}
+
+static bool str_equiv(bv_arena *a, const char *x, const char *y)
+{
+    return strcmp(equiv_form(a, x), equiv_form(a, y)) == 0;
 }
 
 bool fp_item_equivalent(fp_ctx *c, const fp_item *a, const fp_item *b)
@@ -384,7 +384,7 @@ bool fp_item_equivalent(fp_ctx *c, const fp_item *a, const fp_item *b)
     bool vb = fp_to_system(c->a, b, &sb) && sb.kind != BV_FP_NODE;
     if (va && vb) {
         if (is_num(&sa) && is_num(&sb)) return fp_dec_equiv(num_val(&sa), num_prec(&sa), num_val(&sb), num_prec(&sb));
-        if (sa.kind == BV_FP_STRING && sb.kind == BV_FP_STRING) return str_equiv(sa.str, sb.str);
+        if (sa.kind == BV_FP_STRING && sb.kind == BV_FP_STRING) return str_equiv(c->a, sa.str, sb.str);
         if (sa.kind == BV_FP_BOOLEAN && sb.kind == BV_FP_BOOLEAN) return sa.i == sb.i;
         if ((is_dt(&sa) && is_dt(&sb)) || (sa.kind == BV_FP_TIME && sb.kind == BV_FP_TIME)) {
             int r;
@@ -425,8 +425,150 @@ int fp_item_compare(fp_ctx *c, const fp_item *a, const fp_item *b, int *res)
         return rc;
     }
     if (sa.kind == BV_FP_QUANTITY && sb.kind == BV_FP_QUANTITY) return fp_qty_compare(&sa, &sb, res);
-    return fp_fail(c, "cannot compare %s with %s", fp_to_string(c->a, &sa) ? "these values" : "value",
-                   "a value of another type");
+    return fp_fail(c, "cannot compare values of different types");
+}
+
+/* ---- Hash sets ---- */
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+static uint64_t mix(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return h;
+}
+
+/* Structural hash consistent with json_equal (members as an unordered set, numbers by value). */
+static uint64_t json_hash(const json_value *v, int depth)
+{
+    const uint64_t basis = 0xcbf29ce484222325ULL;
+    if (!v) return 1;
+    switch (v->type) {
+    case JSON_NULL: return 2;
+    case JSON_FALSE: return 3;
+    case JSON_TRUE: return 4;
+    case JSON_NUMBER: {
+        double d = strtod(v->u.num.text, NULL);   /* JSON-validated text */
+        if (d == 0) d = 0;
+        return mix(fnv(basis, &d, sizeof d));
+    }
+    case JSON_STRING: return fnv(basis, v->u.str.s, v->u.str.len);
+    case JSON_ARRAY: {
+        uint64_t h = 5;
+        for (size_t i = 0; i < v->u.arr.count && depth < 64; i++) h = mix(h * 31 + json_hash(v->u.arr.items[i], depth + 1));
+        return h;
+    }
+    case JSON_OBJECT: {
+        uint64_t h = 6;
+        for (size_t i = 0; i < v->u.obj.count && depth < 64; i++) {
+            const json_member *m = &v->u.obj.members[i];
+            h += mix(fnv(basis, m->key, m->key_len) ^ json_hash(m->value, depth + 1));
+        }
+        return h;
+    }
+    }
+    return 0;
+}
+
+static uint64_t item_hash(fp_ctx *c, const fp_item *it)
+{
+    const uint64_t basis = 0xcbf29ce484222325ULL;
+    fp_item s;
+    if (fp_to_system(c->a, it, &s) && s.kind != BV_FP_NODE) {
+        switch (s.kind) {
+        case BV_FP_STRING: return fnv(basis ^ 'S', s.str, strlen(s.str));
+        case BV_FP_BOOLEAN: return 7 + (uint64_t)s.i;
+        case BV_FP_INTEGER: case BV_FP_DECIMAL: {
+            double d = s.kind == BV_FP_INTEGER ? (double)s.i : s.d;
+            double r = round(d * 1e6);
+            if (r == 0) r = 0;
+            return mix(fnv(basis ^ 'N', &r, sizeof r));
+        }
+        default: return 9 + (uint64_t)s.kind;   /* dates, times, quantities: compared pairwise */
+        }
+    }
+    if (it->kind == BV_FP_NODE) return json_hash(it->node ? it->node : it->ext, 0);
+    return 0;
+}
+
+struct fp_set {
+    fp_item *items;
+    uint64_t *hashes;
+    bool *used;
+    size_t n, cap;
+};
+
+fp_set *fp_set_new(fp_ctx *c)
+{
+    fp_set *s = bv_arena_calloc(c->a, 1, sizeof *s);
+    s->cap = 16;
+    s->items = bv_arena_alloc(c->a, s->cap * sizeof *s->items);
+    s->hashes = bv_arena_alloc(c->a, s->cap * sizeof *s->hashes);
+    s->used = bv_arena_calloc(c->a, s->cap, sizeof *s->used);
+    return s;
+}
+
+static bool set_find(fp_ctx *c, const fp_set *s, const fp_item *it, uint64_t h, size_t *slot)
+{
+    size_t i = (size_t)h & (s->cap - 1);
+    while (s->used[i]) {
+        if (s->hashes[i] == h) {
+            fp_charge(c, 1);
+            const fp_item *o = &s->items[i];
+            if ((o->kind == BV_FP_NODE && it->kind == BV_FP_NODE && o->node == it->node && o->ext == it->ext) ||
+                fp_item_equal(c, o, it) == 1)
+                return true;
+        }
+        i = (i + 1) & (s->cap - 1);
+    }
+    *slot = i;
+    return false;
+}
+
+bool fp_set_has(fp_ctx *c, const fp_set *s, const fp_item *it)
+{
+    size_t slot;
+    return set_find(c, s, it, item_hash(c, it), &slot);
+}
+
+bool fp_set_add(fp_ctx *c, fp_set *s, const fp_item *it)
+{
+    uint64_t h = item_hash(c, it);
+    size_t slot;
+    if (set_find(c, s, it, h, &slot)) return false;
+    if ((s->n + 1) * 2 > s->cap) {
+        fp_set big = {.cap = s->cap * 2};
+        big.items = bv_arena_alloc(c->a, big.cap * sizeof *big.items);
+        big.hashes = bv_arena_alloc(c->a, big.cap * sizeof *big.hashes);
+        big.used = bv_arena_calloc(c->a, big.cap, sizeof *big.used);
+        for (size_t i = 0; i < s->cap; i++) {
+            if (!s->used[i]) continue;
+            size_t j = (size_t)s->hashes[i] & (big.cap - 1);
+            while (big.used[j]) j = (j + 1) & (big.cap - 1);
+            big.used[j] = true;
+            big.hashes[j] = s->hashes[i];
+            big.items[j] = s->items[i];
+        }
+        big.n = s->n;
+        *s = big;
+        slot = (size_t)h & (s->cap - 1);
+        while (s->used[slot]) slot = (slot + 1) & (s->cap - 1);
+    }
+    s->used[slot] = true;
+    s->hashes[slot] = h;
+    s->items[slot] = *it;
+    s->n++;
+    return true;
 }
 
 /* ---- References ---- */
@@ -843,10 +985,10 @@ static int arith(fp_ctx *c, fp_op op, const fp_item *a, const fp_item *b, fp_col
     return fp_fail(c, "bad operands for arithmetic");
 }
 
-static void union_into(fp_ctx *c, fp_coll *out, const fp_coll *v)
+static void union_into(fp_ctx *c, fp_set *seen, fp_coll *out, const fp_coll *v)
 {
     for (size_t i = 0; i < v->n; i++)
-        if (!coll_contains(c, out, &v->items[i])) fp_push(c, out, &v->items[i]);
+        if (fp_set_add(c, seen, &v->items[i])) fp_push(c, out, &v->items[i]);
 }
 
 static int eval_binary(fp_ctx *c, const fp_node *n, const fp_env *env, fp_coll *out)
@@ -882,10 +1024,13 @@ static int eval_binary(fp_ctx *c, const fp_node *n, const fp_env *env, fp_coll *
     }
     if ((rc = fp_eval(c, n->r, env, &r))) return rc;
     switch (op) {
-    case FPO_UNION:
-        union_into(c, out, &l);
-        union_into(c, out, &r);
+    case FPO_UNION: {
+        fp_set *seen = fp_set_new(c);
+        for (size_t i = 0; i < out->n; i++) fp_set_add(c, seen, &out->items[i]);
+        union_into(c, seen, out, &l);
+        union_into(c, seen, out, &r);
         return BV_OK;
+    }
     case FPO_EQ: case FPO_NE:
         return coll_equal(c, &l, &r, out, op == FPO_NE);
     case FPO_EQUIV: case FPO_NEQUIV: {

@@ -100,20 +100,11 @@ static int in_string(fp_ctx *c, const fp_node *call, const fp_coll *in, const ch
     return fp_fail(c, "%s() needs a String input", call->name);
 }
 
-static bool same_item_identity(const fp_item *a, const fp_item *b)
+static fp_set *set_of(fp_ctx *c, const fp_coll *v)
 {
-    return a->kind == BV_FP_NODE && b->kind == BV_FP_NODE && a->node == b->node && a->ext == b->ext;
-}
-
-static bool coll_has(fp_ctx *c, const fp_coll *v, const fp_item *it)
-{
-    fp_charge(c, v->n);
-    if (c->too_costly) return false;
-    for (size_t i = 0; i < v->n; i++) {
-        if (same_item_identity(&v->items[i], it)) return true;
-        if (fp_item_equal(c, &v->items[i], it) == 1) return true;
-    }
-    return false;
+    fp_set *s = fp_set_new(c);
+    for (size_t i = 0; i < v->n; i++) fp_set_add(c, s, &v->items[i]);
+    return s;
 }
 
 /* ---- existence ---- */
@@ -170,8 +161,9 @@ FN(subsetOf)
     fp_coll other;
     int rc = arg(c, call, 0, env, &other);
     if (rc) return rc;
+    fp_set *os = set_of(c, &other);
     for (size_t i = 0; i < in->n; i++)
-        if (!coll_has(c, &other, &in->items[i])) { push_bool(c, out, false); return BV_OK; }
+        if (!fp_set_has(c, os, &in->items[i])) { push_bool(c, out, false); return BV_OK; }
     push_bool(c, out, true);
     return BV_OK;
 }
@@ -181,8 +173,9 @@ FN(supersetOf)
     fp_coll other;
     int rc = arg(c, call, 0, env, &other);
     if (rc) return rc;
+    fp_set *is = set_of(c, in);
     for (size_t i = 0; i < other.n; i++)
-        if (!coll_has(c, in, &other.items[i])) { push_bool(c, out, false); return BV_OK; }
+        if (!fp_set_has(c, is, &other.items[i])) { push_bool(c, out, false); return BV_OK; }
     push_bool(c, out, true);
     return BV_OK;
 }
@@ -192,21 +185,18 @@ FN(count) { UNUSED_FN_ARGS; push(c, out, fp_mk_int((int64_t)in->n)); return BV_O
 FN(distinct)
 {
     UNUSED_FN_ARGS;
-    fp_coll tmp = {0};
+    fp_set *seen = fp_set_new(c);
     for (size_t i = 0; i < in->n; i++)
-        if (!coll_has(c, &tmp, &in->items[i])) fp_push(c, &tmp, &in->items[i]);
-    for (size_t i = 0; i < tmp.n; i++) fp_push(c, out, &tmp.items[i]);
+        if (fp_set_add(c, seen, &in->items[i])) fp_push(c, out, &in->items[i]);
     return BV_OK;
 }
 
 FN(isDistinct)
 {
     UNUSED_FN_ARGS;
-    fp_coll tmp = {0};
-    for (size_t i = 0; i < in->n; i++) {
-        if (coll_has(c, &tmp, &in->items[i])) { push_bool(c, out, false); return BV_OK; }
-        fp_push(c, &tmp, &in->items[i]);
-    }
+    fp_set *seen = fp_set_new(c);
+    for (size_t i = 0; i < in->n; i++)
+        if (!fp_set_add(c, seen, &in->items[i])) { push_bool(c, out, false); return BV_OK; }
     push_bool(c, out, true);
     return BV_OK;
 }
@@ -239,6 +229,7 @@ FN(repeat)
 {
     fp_coll level = *in;
     fp_coll result = {0};
+    fp_set *seen = fp_set_new(c);
     while (level.n > 0) {
         fp_coll next = {0};
         for (size_t i = 0; i < level.n; i++) {
@@ -246,7 +237,7 @@ FN(repeat)
             int rc = arg_on(c, call->args[0], &level.items[i], i, env, &r);
             if (rc) return rc;
             for (size_t k = 0; k < r.n; k++) {
-                if (coll_has(c, &result, &r.items[k])) continue;
+                if (!fp_set_add(c, seen, &r.items[k])) continue;
                 fp_push(c, &result, &r.items[k]);
                 fp_push(c, &next, &r.items[k]);
             }
@@ -322,12 +313,12 @@ FN(take)
 
 FN(intersect)
 {
-    fp_coll other, tmp = {0};
+    fp_coll other;
     int rc = arg(c, call, 0, env, &other);
     if (rc) return rc;
+    fp_set *os = set_of(c, &other), *seen = fp_set_new(c);
     for (size_t i = 0; i < in->n; i++)
-        if (coll_has(c, &other, &in->items[i]) && !coll_has(c, &tmp, &in->items[i])) fp_push(c, &tmp, &in->items[i]);
-    for (size_t i = 0; i < tmp.n; i++) fp_push(c, out, &tmp.items[i]);
+        if (fp_set_has(c, os, &in->items[i]) && fp_set_add(c, seen, &in->items[i])) fp_push(c, out, &in->items[i]);
     return BV_OK;
 }
 
@@ -336,21 +327,22 @@ FN(exclude)
     fp_coll other;
     int rc = arg(c, call, 0, env, &other);
     if (rc) return rc;
+    fp_set *os = set_of(c, &other);
     for (size_t i = 0; i < in->n; i++)
-        if (!coll_has(c, &other, &in->items[i])) fp_push(c, out, &in->items[i]);
+        if (!fp_set_has(c, os, &in->items[i])) fp_push(c, out, &in->items[i]);
     return BV_OK;
 }
 
 FN(union)
 {
-    fp_coll other, tmp = {0};
+    fp_coll other;
     int rc = arg(c, call, 0, env, &other);
     if (rc) return rc;
+    fp_set *seen = fp_set_new(c);
     for (size_t i = 0; i < in->n; i++)
-        if (!coll_has(c, &tmp, &in->items[i])) fp_push(c, &tmp, &in->items[i]);
+        if (fp_set_add(c, seen, &in->items[i])) fp_push(c, out, &in->items[i]);
     for (size_t i = 0; i < other.n; i++)
-        if (!coll_has(c, &tmp, &other.items[i])) fp_push(c, &tmp, &other.items[i]);
-    for (size_t i = 0; i < tmp.n; i++) fp_push(c, out, &tmp.items[i]);
+        if (fp_set_add(c, seen, &other.items[i])) fp_push(c, out, &other.items[i]);
     return BV_OK;
 }
 
@@ -1574,7 +1566,7 @@ static int boundary(fp_ctx *c, const fp_node *call, const fp_coll *in, const fp_
             if (dt.prec < FP_P_MINUTE) dt.mi = high ? 59 : 0;
             if (dt.prec < FP_P_SECOND) dt.s = high ? 59 : 0;
             if (dt.prec < FP_P_MS) dt.ms = high ? 999 : 0;
-            if (dt.d == 0) {
+            if (!dt.is_time && dt.d == 0) {
                 static const int dm[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
                 dt.d = dt.mo == 2 && (dt.y % 4 == 0 && (dt.y % 100 != 0 || dt.y % 400 == 0)) ? 29 : dm[dt.mo - 1];
             }

@@ -136,11 +136,23 @@ int fp_item_equal(fp_ctx *c, const fp_item *a, const fp_item *b);
 bool fp_item_equivalent(fp_ctx *c, const fp_item *a, const fp_item *b);
 /* Ordering: 0 with *res, 1 = unknown (empty result), BV_EINVAL (error set) when not comparable. */
 int fp_item_compare(fp_ctx *c, const fp_item *a, const fp_item *b, int *res);
+/* Hash set of items with FHIRPath equality (for union, distinct, repeat, intersect, exclude):
+ * items are bucketed by a hash consistent with fp_item_equal == 1 and compared within a bucket. */
+typedef struct fp_set fp_set;
+fp_set *fp_set_new(fp_ctx *c);
+bool fp_set_add(fp_ctx *c, fp_set *s, const fp_item *it);        /* true if it was not there */
+bool fp_set_has(fp_ctx *c, const fp_set *s, const fp_item *it);
 /* Parses a reference: "Type/id", "Type/id/_history/v", "http://base/Type/id[/_history/v]".
  * Returns false for "#contained", urn: references and anything without a known resource type. */
 bool fp_ref_parse(bv_arena *a, const char *ref, const char **type, const char **id, const char **version);
 /* Public value of an internal item. */
 bv_fp_value fp_public_value(bv_arena *a, const fp_item *it);
+
+/* extract.c: extraction with a count of parameters whose evaluation failed (those are logged and
+ * skipped, not fatal); and the number of search expressions that did not compile (0 expected). */
+int bv__fhir_extract_index_ex(bv_arena *a, const json_value *resource, bv_index_row **rows, size_t *n,
+                              size_t *n_errors);
+size_t bv__fhir_extract_compile_errors(void);
 
 /* fhirpath_funcs.c */
 typedef int (*fp_fn_impl)(fp_ctx *c, const fp_node *call, const fp_coll *in, const fp_env *env, fp_coll *out);

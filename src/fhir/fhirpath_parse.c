@@ -500,16 +500,17 @@ static fp_node *parse_term(parser *p)
         perr(p, t->pos, "unexpected '%s'", t->s);
         return NULL;
     case TK_IDENT:
-        for (size_t k = 0; k < sizeof reserved_terms / sizeof reserved_terms[0]; k++)
-            if (strcmp(t->s, reserved_terms[k]) == 0) { perr(p, t->pos, "unexpected '%s'", t->s); return NULL; }
-        if (!is_punct(peek2(p), "(") && (strcmp(t->s, "true") == 0 || strcmp(t->s, "false") == 0)) {
-            p->i++;
-            n = new_node(p, FPN_LIT);
-            n->lit = fp_mk_bool(t->s[0] == 't');
-            return n;
-        }
-        /* fall through */
     case TK_DIDENT:
+        if (t->k == TK_IDENT) {
+            for (size_t k = 0; k < sizeof reserved_terms / sizeof reserved_terms[0]; k++)
+                if (strcmp(t->s, reserved_terms[k]) == 0) { perr(p, t->pos, "unexpected '%s'", t->s); return NULL; }
+            if (!is_punct(peek2(p), "(") && (strcmp(t->s, "true") == 0 || strcmp(t->s, "false") == 0)) {
+                p->i++;
+                n = new_node(p, FPN_LIT);
+                n->lit = fp_mk_bool(t->s[0] == 't');
+                return n;
+            }
+        }
         p->i++;
         if (t->k == TK_IDENT && is_punct(peek(p), "(")) return parse_call(p, t);
         return make_ident(p, t);

@@ -145,7 +145,8 @@ static void history_where(bv__qb *q, const bv_history_query *h, bool with_cursor
         bv__qb_sql(q, " GROUP BY type, id)");
     }
     if (with_cursor && h->before_seq > 0) {
-        bv__qb_sql(q, " AND seq < ");
+        /* "+": for one resource, keep SQLite on (type, id, version), not history(type, seq). */
+        bv__qb_sql(q, h->id ? " AND +seq < " : " AND seq < ");
         bv__qb_int(q, h->before_seq);
     }
 }
@@ -176,7 +177,9 @@ int bv_store_history(bv_store *s, bv_arena *a, const bv_history_query *h, bv_rec
     if (h->count > 0) {
         bv__qb_sql(&rows, "SELECT type, id, version, last_updated, deleted, method, body, seq FROM history");
         history_where(&rows, h, true);
-        bv__qb_sql(&rows, " ORDER BY seq DESC LIMIT ");
+        /* For one resource, version order is seq order, and (type, id, version) then serves the
+         * whole query; ordering by seq would make SQLite walk the type's history instead. */
+        bv__qb_sql(&rows, h->id ? " ORDER BY version DESC LIMIT " : " ORDER BY seq DESC LIMIT ");
         bv__qb_int(&rows, h->count > INT64_MAX ? INT64_MAX : (int64_t)h->count);
         rc = bv__query_records(c, a, &rows, 0, out, n);
     }
@@ -215,11 +218,15 @@ typedef struct {
 } invariant;
 
 static const invariant invariants[] = {
+    /* Joined on r.seq (primary key) rather than a max(seq) subquery, which SQLite would plan
+     * through history(type, seq) and make quadratic. */
     {"current row differs from the newest history row",
-     "SELECT r.type, r.id FROM resources r LEFT JOIN history h ON h.seq ="
-     " (SELECT max(seq) FROM history x WHERE x.type = r.type AND x.id = r.id)"
-     " WHERE h.seq IS NULL OR h.seq <> r.seq OR h.version <> r.version OR h.deleted <> r.deleted"
-     " OR h.body IS NOT r.body OR h.last_updated <> r.last_updated OR h.method <> r.method LIMIT 1"},
+     "SELECT r.type, r.id FROM resources r LEFT JOIN history h ON h.seq = r.seq"
+     " WHERE h.seq IS NULL OR h.type <> r.type OR h.id <> r.id OR h.version <> r.version"
+     " OR h.deleted <> r.deleted OR h.body IS NOT r.body OR h.last_updated <> r.last_updated"
+     " OR h.method <> r.method"
+     " OR EXISTS (SELECT 1 FROM history x WHERE x.type = r.type AND x.id = r.id AND x.version > r.version)"
+     " LIMIT 1"},
     {"history without a current row",
      "SELECT h.type, h.id FROM history h WHERE NOT EXISTS"
      " (SELECT 1 FROM resources r WHERE r.type = h.type AND r.id = h.id) LIMIT 1"},

@@ -85,13 +85,16 @@ static int date_cond(bv__qb *w, const char *lo, const char *hi, bv_op op, int64_
     case BV_OP_LT: /* the range below the parameter overlaps the target */
         bv__qb_sqlf(w, "%s < ", lo), bv__qb_int(w, plo);
         return BV_OK;
-    case BV_OP_GE: /* gt or eq, which reduces to: hi > phi OR lo >= plo */
-        bv__qb_sqlf(w, "(%s > ", hi), bv__qb_int(w, phi);
+    case BV_OP_GE: /* gt or eq, which reduces to: hi > phi OR lo >= plo. Both imply hi >= plo
+                    * (lo <= hi): that redundant term gives SQLite an index range. */
+        bv__qb_sqlf(w, "%s >= ", hi), bv__qb_int(w, plo);
+        bv__qb_sqlf(w, " AND (%s > ", hi), bv__qb_int(w, phi);
         bv__qb_sqlf(w, " OR %s >= ", lo), bv__qb_int(w, plo);
         bv__qb_sql(w, ")");
         return BV_OK;
-    case BV_OP_LE: /* lt or eq: lo < plo OR hi <= phi */
-        bv__qb_sqlf(w, "(%s < ", lo), bv__qb_int(w, plo);
+    case BV_OP_LE: /* lt or eq: lo < plo OR hi <= phi; both imply lo <= phi */
+        bv__qb_sqlf(w, "%s <= ", lo), bv__qb_int(w, phi);
+        bv__qb_sqlf(w, " AND (%s < ", lo), bv__qb_int(w, plo);
         bv__qb_sqlf(w, " OR %s <= ", hi), bv__qb_int(w, phi);
         bv__qb_sql(w, ")");
         return BV_OK;
@@ -188,22 +191,24 @@ static int pred_direct(bv__qb *w, const bv_pred *p, const char *R)
     return rc;
 }
 
-/* _has: rids of resources that a matching resource of has->type refers to through `param`. */
+/* _has: rids of resources that a matching resource of has->type refers to through `param`.
+ * Nested so the inner search drives: matching h -> their reference rows -> the targets. */
 static int has_set(bv__qb *w, sctx *cx, const bv_pred *p)
 {
     if (!p->param || cx->nest >= BV__MAX_NEST) return BV_EINVAL;
-    int x = cx->alias++, h = cx->alias++, t = cx->alias++;
+    int t = cx->alias++, x = cx->alias++, h = cx->alias++;
     char H[16];
     snprintf(H, sizeof H, "h%d", h);
     bv__qb_sqlf(w,
-                "SELECT t%d.rid FROM ix_reference x%d JOIN resources h%d ON h%d.rid = x%d.rid"
-                " JOIN resources t%d ON t%d.type = x%d.ref_type AND t%d.id = x%d.ref_id WHERE x%d.param = ",
-                t, x, h, h, x, t, t, x, t, x, x);
+                "SELECT t%d.rid FROM resources t%d WHERE (t%d.type, t%d.id) IN (SELECT x%d.ref_type, x%d.ref_id"
+                " FROM ix_reference x%d WHERE +x%d.param = ", /* "+": drive by rid (below), not param */
+                t, t, t, t, x, x, x, x);
     bv__qb_text(w, p->param);
-    bv__qb_sql(w, " AND ");
+    bv__qb_sqlf(w, " AND x%d.rid IN (SELECT %s.rid FROM resources %s WHERE ", x, H, H);
     cx->nest++;
     int rc = emit_where(w, cx, p->has, H);
     cx->nest--;
+    bv__qb_sql(w, "))");
     return rc;
 }
 
@@ -373,18 +378,36 @@ static int emit_group(bv__qb *w, sctx *cx, const bv_or *g, const char *R)
     return rc;
 }
 
+/* Whether some AND group is a plain "rid IN (positive sets)", able to drive the scan. */
+static bool has_driver(const bv_search *q)
+{
+    for (size_t i = 0; i < q->n_ands; i++) {
+        const bv_or *g = &q->ands[i];
+        bool all = g->n > 0 && g->preds;
+        for (size_t j = 0; all && j < g->n; j++)
+            all = !is_direct(&g->preds[j]) && !is_negative(&g->preds[j]);
+        if (all) return true;
+    }
+    return false;
+}
+
 static int emit_where(bv__qb *w, sctx *cx, const bv_search *q, const char *R)
 {
     if (!q) return BV_EINVAL;
+    if (q->n_ands && !q->ands) return BV_EINVAL;
+    /* Without statistics SQLite would walk every resource of the type through the type index
+     * and probe the rid sets; the unary + takes the type term out of index selection, so the
+     * rid set drives through the primary key instead. */
+    const char *plus = has_driver(q) ? "+" : "";
     bv__qb_sqlf(w, "%s.deleted = 0", R);
     if (q->type) {
-        bv__qb_sqlf(w, " AND %s.type = ", R);
+        bv__qb_sqlf(w, " AND %s%s.type = ", plus, R);
         bv__qb_text(w, q->type);
     } else if (q->types) {
         if (!q->n_types) {
             bv__qb_sql(w, " AND 0");
         } else {
-            bv__qb_sqlf(w, " AND %s.type IN (", R);
+            bv__qb_sqlf(w, " AND %s%s.type IN (", plus, R);
             for (size_t i = 0; i < q->n_types; i++) {
                 if (i) bv__qb_sql(w, ", ");
                 bv__qb_text(w, q->types[i]);
@@ -392,7 +415,6 @@ static int emit_where(bv__qb *w, sctx *cx, const bv_search *q, const char *R)
             bv__qb_sql(w, ")");
         }
     }
-    if (q->n_ands && !q->ands) return BV_EINVAL;
     for (size_t i = 0; i < q->n_ands; i++) {
         bv__qb_sql(w, " AND ");
         int rc = emit_group(w, cx, &q->ands[i], R);
@@ -427,7 +449,9 @@ static int emit_sort(bv__qb *sel, bv_buf *order, const bv_search *q)
         case BV_IX_URI: agg = "min(sx.text)"; break;
         default: return BV_EINVAL;
         }
-        bv__qb_sqlf(sel, ", (SELECT %s FROM %s sx WHERE sx.rid = r.rid AND sx.param = ", agg, ix_table[k->kind]);
+        /* "+" keeps SQLite on the (rid, ord) primary key: through the param index this
+         * correlated subquery would scan every row of the parameter for each resource. */
+        bv__qb_sqlf(sel, ", (SELECT %s FROM %s sx WHERE sx.rid = r.rid AND +sx.param = ", agg, ix_table[k->kind]);
         bv__qb_text(sel, k->param);
         bv__qb_sqlf(sel, ") AS s%zu", i);
         bv_buf_printf(order, "s%zu %s NULLS LAST, ", i, dir); /* resources without the value go last */

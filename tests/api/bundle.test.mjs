@@ -56,6 +56,24 @@ test('transaction: urn:uuid fullUrls are rewritten to the assigned ids in every 
   assert.equal(s.json.total, 1);
 });
 
+test('transaction: absolute fullUrls, and relative references resolved against them, are rewritten', async () => {
+  const r = await c.post('', tx([
+    { fullUrl: 'http://example.org/fhir/Patient/123', resource: pat(unique('abs'), { id: '123' }), request: { method: 'POST', url: 'Patient' } },
+    { fullUrl: 'http://example.org/fhir/Observation/9', resource: obs('Patient/123', { focus: [{ reference: 'http://example.org/fhir/Patient/123' }] }),
+      request: { method: 'POST', url: 'Observation' } },
+    // an entry without an absolute fullUrl: "Patient/123" is a reference to the server's own Patient/123
+    { resource: obs('Patient/123'), request: { method: 'POST', url: 'Observation' } },
+  ]));
+  assert.equal(r.status, 200, r.text);
+  const pid = idOf(r.json.entry[0].response.location);
+  assert.notEqual(pid, '123', 'POST assigns a new id');
+  const o = (await c.get(`/Observation/${idOf(r.json.entry[1].response.location)}`)).json;
+  assert.equal(o.focus[0].reference, `Patient/${pid}`, 'absolute reference to the fullUrl');
+  assert.equal(o.subject.reference, `Patient/${pid}`, 'relative reference resolved against the entry fullUrl base');
+  const o2 = (await c.get(`/Observation/${idOf(r.json.entry[2].response.location)}`)).json;
+  assert.equal(o2.subject.reference, 'Patient/123', 'relative to the server base: left alone');
+});
+
 test('transaction: Prefer return=representation includes the resources', async () => {
   const pu = `urn:uuid:${randomUUID()}`;
   const r = await c.post('', tx([{ fullUrl: pu, resource: pat(unique('rep')), request: { method: 'POST', url: 'Patient' } }]),

@@ -17,17 +17,33 @@ export const DEFINITION_BUNDLES = new Set(['Bundle-resources.json', 'Bundle-type
   'Bundle-terminologies.json']);
 export const MAX_BYTES = 2 * 1024 * 1024;
 
-/** Example files documented in docs/validation.md as legitimately rejected (none if absent). */
-export function documentedRejections() {
+/**
+ * Example files that docs/validation.md documents as legitimately rejected: file names (or brace/
+ * star patterns such as `SearchParameter-{codesystem,valueset}-extensions-*-{author,end}.json`)
+ * quoted in backticks inside a section whose heading mentions examples or rejections.
+ * Returns a Map(file -> the documenting line) over the given files.
+ */
+export function documentedRejections(files = null) {
   const doc = join(SOURCE_DIR, 'docs', 'validation.md');
+  const patterns = [];
+  if (existsSync(doc)) {
+    let inSection = false;
+    for (const line of readFileSync(doc, 'utf8').split('\n')) {
+      const h = /^#+\s+(.*)$/.exec(line);
+      if (h) { inSection = /example|reject|exclu|refused/i.test(h[1]); continue; }
+      if (!inSection) continue;
+      for (const m of line.matchAll(/`([A-Z][A-Za-z]+-[^`\s]*\.json)`/g)) {
+        const re = m[1].replace(/[.+^$()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*')
+          .replace(/\{([^}]*)\}/g, (_, alts) => `(${alts.split(',').join('|')})`);
+        patterns.push([new RegExp(`^${re}$`), line.trim()]);
+      }
+    }
+  }
   const out = new Map();
-  if (!existsSync(doc)) return out;
-  let inSection = false;
-  for (const line of readFileSync(doc, 'utf8').split('\n')) {
-    const h = /^#+\s+(.*)$/.exec(line);
-    if (h) { inSection = /reject|exclu|not accepted|refused/i.test(h[1]); continue; }
-    if (!inSection) continue;
-    for (const m of line.matchAll(/\b([A-Z][A-Za-z]+-[A-Za-z0-9\-.]+\.json)\b/g)) out.set(m[1], line.trim());
+  const names = files ? files.map((f) => f.file) : readdirSync(EXAMPLES_DIR);
+  for (const f of names) {
+    const hit = patterns.find(([re]) => re.test(f));
+    if (hit) out.set(f, hit[1]);
   }
   return out;
 }

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import http from 'node:http';
+import net from 'node:net';
 import assert from 'node:assert/strict';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -272,45 +272,60 @@ function diff(a, b, path) {
 }
 
 /**
- * Send a body through node:http (not fetch) so that an early answer (413 before the body is
- * read) is still observed even when the server closes the connection mid-upload.
- * chunked: no Content-Length. Resolves {status, text} or {error}.
+ * Upload a large body over a raw TCP socket, reading the answer while writing, so that an early
+ * answer (413 before the body is read, then the server closes) is still observed even when the
+ * upload fails with EPIPE/ECONNRESET, as curl and most clients do. chunked: Transfer-Encoding
+ * chunked instead of Content-Length. Resolves {status, text} or {error}.
  */
-export function rawUpload(url, { method = 'POST', size, chunked = false, headers = {}, timeoutMs = 60_000 }) {
+export function rawUpload(url, { method = 'POST', size, chunked = false, timeoutMs = 60_000 }) {
   return new Promise((res) => {
     const u = new URL(url);
     assert.equal(u.hostname, '127.0.0.1');
-    const h = { 'Content-Type': 'application/fhir+json', ...headers };
-    if (!chunked) h['Content-Length'] = String(size);
+    const sock = net.connect({ host: '127.0.0.1', port: Number(u.port) });
+    let got = Buffer.alloc(0);
     let settled = false;
-    const done = (v) => { if (!settled) { settled = true; clearTimeout(timer); res(v); } };
-    const rq = http.request({ host: '127.0.0.1', port: u.port, path: u.pathname + u.search, method, headers: h,
-                              agent: false });
-    const timer = setTimeout(() => { rq.destroy(); done({ error: 'timeout' }); }, timeoutMs * SLOW);
-    rq.on('response', (resp) => {
-      let text = '';
-      resp.setEncoding('utf8');
-      resp.on('data', (d) => { text += d; });
-      resp.on('end', () => done({ status: resp.statusCode, text }));
-      resp.on('error', () => done({ status: resp.statusCode, text }));
-    });
-    rq.on('error', (e) => {
-      // the response may still arrive after EPIPE/ECONNRESET on the upload; give it a moment
-      setTimeout(() => done({ error: e.code || String(e) }), 500);
-    });
-    const chunk = Buffer.alloc(1 << 20, 0x20); // spaces: valid JSON whitespace, the server must refuse by size
-    chunk.write('{"resourceType":"Patient","x":"', 0);
-    let sent = 0;
-    const pump = () => {
-      while (sent < size) {
-        const n = Math.min(chunk.length, size - sent);
-        const ok = rq.write(sent === 0 ? chunk.subarray(0, n) : Buffer.alloc(n, 0x20));
-        sent += n;
-        if (!ok) { rq.once('drain', pump); return; }
-      }
-      rq.end();
+    let writeError = null;
+    const finish = () => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      sock.destroy();
+      const text = got.toString('latin1');
+      const m = /^HTTP\/1\.[01] (\d{3})/.exec(text);
+      if (!m) { res({ error: writeError || 'no response' }); return; }
+      const i = text.indexOf('\r\n\r\n');
+      res({ status: Number(m[1]), head: text.slice(0, i), text: i >= 0 ? got.subarray(i + 4).toString('utf8') : '' });
     };
-    rq.on('socket', () => pump());
+    const timer = setTimeout(() => { writeError = writeError || 'timeout'; finish(); }, timeoutMs * SLOW);
+    sock.on('data', (d) => {
+      got = Buffer.concat([got, d]);
+      const text = got.toString('latin1');
+      const i = text.indexOf('\r\n\r\n');
+      const cl = /\r\ncontent-length: *(\d+)/i.exec(text);
+      if (i >= 0 && cl && got.length >= i + 4 + Number(cl[1])) finish();
+    });
+    sock.on('error', (e) => { writeError = e.code || String(e); });
+    sock.on('close', finish);
+    sock.on('connect', () => {
+      sock.write(`${method} ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\n`
+        + 'Content-Type: application/fhir+json\r\n'
+        + (chunked ? 'Transfer-Encoding: chunked\r\n' : `Content-Length: ${size}\r\n`) + '\r\n');
+      // Node destroys a socket on EPIPE before reading what the server sent, so give an early
+      // answer (the server may refuse by Content-Length alone) a moment to arrive before the body.
+      const block = Buffer.alloc(1 << 20, 0x20); // spaces: the server must refuse by size, not by syntax
+      let sent = 0;
+      const pump = () => {
+        while (sent < size && !settled && !writeError && !sock.destroyed) {
+          const n = Math.min(block.length, size - sent);
+          const piece = chunked ? Buffer.concat([Buffer.from(`${n.toString(16)}\r\n`), block.subarray(0, n), Buffer.from('\r\n')])
+            : block.subarray(0, n);
+          sent += n;
+          if (!sock.write(piece)) { sock.once('drain', pump); return; }
+        }
+        if (sent >= size && chunked && !sock.destroyed) sock.write('0\r\n\r\n');
+      };
+      setTimeout(() => { if (!got.length) pump(); }, 300 * SLOW);
+    });
   });
 }
 

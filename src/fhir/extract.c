@@ -1,0 +1,573 @@
+/* Search-index extraction: evaluates the FHIRPath expression of every search parameter of a
+ * resource's type and turns each resulting element into bv_index_row(s).
+ *
+ * Parameters: those declared for the type (fhir_search_params_of) plus the inherited
+ * Resource-level ones that are stored as rows: _profile (uri), _tag and _security (token),
+ * _source (uri). _id and _lastUpdated are columns of the resource (not rows); _text, _content,
+ * _query, _filter and other parameters without an expression are not indexed; special
+ * parameters (Location near) are not indexed.
+ *
+ * Rows by parameter type and element type:
+ *   string    string-like primitives: one row (text = value, norm = bv_fhir_normalize_string);
+ *             HumanName: family, each given/prefix/suffix, text; Address: each line, city,
+ *             district, state, postalCode, country, text (one row per part); other complex
+ *             types: one row per direct string-like child.
+ *   token     Coding: system|code, text = display; CodeableConcept: one row per coding with
+ *             text = CodeableConcept.text (else the coding's display), or a text-only row when it
+ *             has no coding; Identifier: system|value, text = type.text; ContactPoint: code =
+ *             value; code/string/id/uri/... primitives: code only; boolean: "true"/"false".
+ *   reference Reference.reference: "Type/id", "Type/id/_history/v" and absolute
+ *             ".../Type/id[/_history/v]" set ref_type/ref_id(/ref_version) and text = the
+ *             reference as written (the API layer decides whether an absolute base is local);
+ *             other forms (urn:uuid:...) set text only; "#contained" and identifier-only
+ *             references give no row. canonical/uri values: text only. A resource element
+ *             (Bundle.entry[0].resource) gives its type and id when its type is one of the
+ *             parameter's targets (a searchset's first entry is not a "composition").
+ *   date      date/dateTime/instant: [lo, hi] from bv_fhir_date_range; Period: start.lo ..
+ *             end.hi with an open side at BV_EXTRACT_DATE_MIN/MAX; Timing: each event and
+ *             repeat.boundsPeriod. Age, Duration, Range and strings are not indexed.
+ *   number    decimal/integer primitives: num and the implicit precision range of the text
+ *             (100 -> [99.5, 100.5], 1.50 -> [1.495, 1.505]). Range is not indexed.
+ *   quantity  Quantity and its specialisations (Age, Duration, Count, Distance, SimpleQuantity):
+ *             num + range as for number, system, code = code (or unit when there is no code);
+ *             Money: system "urn:iso:std:iso:4217", code = currency. Range is not indexed.
+ *   uri       uri/url/canonical/oid/uuid (any string primitive): text.
+ *   composite The composite's expression is evaluated, then each component's expression
+ *             relative to each result. Every result whose components all produce rows becomes
+ *             one group: its component rows get param "<composite code>#<i>" (i = the 0-based
+ *             component index, kind = the component parameter's type) and one shared non-zero
+ *             `group`, unique within the resource. A search for code-value-quantity=a$b joins a
+ *             "code-value-quantity#0" row matching a and a "code-value-quantity#1" row matching b
+ *             on (resource, group). Rows with group 0 are never composite parts.
+ *
+ * Compiled expressions are built once per process (pthread_once) into a table indexed like
+ * fhir_search_params; they are read-only afterwards, so extraction is thread-safe. */
+#include "fhirpath_internal.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BV_EXTRACT_DATE_MIN (-62135596800000LL)   /* 0001-01-01T00:00:00Z */
+#define BV_EXTRACT_DATE_MAX (253402300799999LL)   /* 9999-12-31T23:59:59.999Z */
+
+/* ---------------------------------------------------------------- expression cache */
+
+typedef struct {
+    const bv_fp_expr *expr;          /* NULL: no expression or it failed to compile */
+    const bv_fp_expr **components;   /* composite: one per component */
+    fhir_sp_type *component_types;
+} sp_compiled;
+
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static sp_compiled *cache;
+static bv_arena *cache_arena;
+static size_t cache_compile_errors;
+
+static fhir_sp_type type_of_definition(const char *url, bool *found)
+{
+    *found = false;
+    for (size_t i = 0; url && i < fhir_search_params_count; i++)
+        if (fhir_search_params[i].url && strcmp(fhir_search_params[i].url, url) == 0) {
+            *found = true;
+            return fhir_search_params[i].type;
+        }
+    return FHIR_SP_STRING;
+}
+
+static void build_cache(void)
+{
+    cache_arena = bv_arena_new(1u << 20);
+    cache = bv_calloc(fhir_search_params_count ? fhir_search_params_count : 1, sizeof *cache);
+    char err[256];
+    for (size_t i = 0; i < fhir_search_params_count; i++) {
+        const fhir_search_param *sp = &fhir_search_params[i];
+        if (!sp->expression) continue;
+        cache[i].expr = bv_fhirpath_compile(cache_arena, sp->expression, err, sizeof err);
+        if (!cache[i].expr) {
+            cache_compile_errors++;
+            bv_log(BV_LOG_ERROR, "search parameter %s.%s: cannot compile its expression: %s", sp->resource, sp->code, err);
+            continue;
+        }
+        if (sp->type == FHIR_SP_COMPOSITE && sp->n_components) {
+            cache[i].components = bv_arena_calloc(cache_arena, sp->n_components, sizeof *cache[i].components);
+            cache[i].component_types = bv_arena_calloc(cache_arena, sp->n_components, sizeof *cache[i].component_types);
+            for (unsigned k = 0; k < sp->n_components; k++) {
+                bool found;
+                cache[i].component_types[k] = type_of_definition(sp->components[k].definition, &found);
+                cache[i].components[k] = found ? bv_fhirpath_compile(cache_arena, sp->components[k].expression, err, sizeof err) : NULL;
+                if (!cache[i].components[k]) {
+                    cache_compile_errors++;
+                    bv_log(BV_LOG_ERROR, "search parameter %s.%s: component %u unusable", sp->resource, sp->code, k);
+                    cache[i].expr = NULL;
+                }
+            }
+        }
+    }
+}
+
+static const sp_compiled *compiled_for(const fhir_search_param *sp)
+{
+    pthread_once(&cache_once, build_cache);
+    size_t i = (size_t)(sp - fhir_search_params);
+    return i < fhir_search_params_count ? &cache[i] : NULL;
+}
+
+/* ---------------------------------------------------------------- string normalisation */
+
+/* ASCII folding of U+00C0..U+017F ("" = keep the character as it is). */
+static const char *const fold_latin1[64] = {
+    "a", "a", "a", "a", "a", "a", "ae", "c", "e", "e", "e", "e", "i", "i", "i", "i",        /* C0 */
+    "d", "n", "o", "o", "o", "o", "o", "", "o", "u", "u", "u", "u", "y", "th", "ss",       /* D0 */
+    "a", "a", "a", "a", "a", "a", "ae", "c", "e", "e", "e", "e", "i", "i", "i", "i",        /* E0 */
+    "d", "n", "o", "o", "o", "o", "o", "", "o", "u", "u", "u", "u", "y", "th", "y",        /* F0 */
+};
+static const char *const fold_ext_a[128] = {
+    "a", "a", "a", "a", "a", "a", "c", "c", "c", "c", "c", "c", "c", "c", "d", "d",          /* 100 */
+    "d", "d", "e", "e", "e", "e", "e", "e", "e", "e", "e", "e", "g", "g", "g", "g",          /* 110 */
+    "g", "g", "g", "g", "h", "h", "h", "h", "i", "i", "i", "i", "i", "i", "i", "i",          /* 120 */
+    "i", "i", "ij", "ij", "j", "j", "k", "k", "k", "l", "l", "l", "l", "l", "l", "l",        /* 130 */
+    "l", "l", "l", "n", "n", "n", "n", "n", "n", "n", "n", "n", "o", "o", "o", "o",          /* 140 */
+    "o", "o", "oe", "oe", "r", "r", "r", "r", "r", "r", "s", "s", "s", "s", "s", "s",        /* 150 */
+    "s", "s", "t", "t", "t", "t", "t", "t", "u", "u", "u", "u", "u", "u", "u", "u",          /* 160 */
+    "u", "u", "u", "u", "w", "w", "y", "y", "y", "z", "z", "z", "z", "z", "z", "s",          /* 170 */
+};
+
+static bool is_space_cp(unsigned cp)
+{
+    return cp == ' ' || cp == '\t' || cp == '\n' || cp == '\r' || cp == '\f' || cp == '\v' || cp == 0xA0 ||
+           cp == 0x2007 || cp == 0x202F || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x3000;
+}
+
+char *bv_fhir_normalize_string(bv_arena *a, const char *s)
+{
+    if (!s) return bv_arena_strdup(a, "");
+    size_t n = strlen(s);
+    char *out = bv_arena_alloc(a, n * 2 + 1);   /* a 2-byte character folds to at most 2 ASCII bytes */
+    size_t o = 0;
+    bool pending_space = false;
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    while (p < end) {
+        unsigned cp;
+        size_t len;
+        if (p[0] < 0x80) { cp = p[0]; len = 1; }
+        else if ((p[0] & 0xE0) == 0xC0 && p + 1 < end) { cp = (unsigned)(p[0] & 0x1F) << 6 | (p[1] & 0x3F); len = 2; }
+        else if ((p[0] & 0xF0) == 0xE0 && p + 2 < end) {
+            cp = (unsigned)(p[0] & 0x0F) << 12 | (unsigned)(p[1] & 0x3F) << 6 | (p[2] & 0x3F);
+            len = 3;
+        } else if ((p[0] & 0xF8) == 0xF0 && p + 3 < end) { cp = 0x10000; len = 4; }
+        else { cp = 0xFFFD; len = 1; }
+        if (is_space_cp(cp)) {
+            pending_space = o > 0;
+            p += len;
+            continue;
+        }
+        if (pending_space) {
+            out[o++] = ' ';
+            pending_space = false;
+        }
+        const char *fold = NULL;
+        if (cp >= 0xC0 && cp <= 0xFF) fold = fold_latin1[cp - 0xC0];
+        else if (cp >= 0x100 && cp <= 0x17F) fold = fold_ext_a[cp - 0x100];
+        if (cp < 0x80) {
+            char ch = (char)cp;
+            if (ch >= 'A' && ch <= 'Z') ch = (char)(ch - 'A' + 'a');
+            out[o++] = ch;
+        } else if (fold && *fold) {
+            size_t fl = strlen(fold);
+            memcpy(out + o, fold, fl);
+            o += fl;
+        } else {
+            memcpy(out + o, p, len);
+            o += len;
+        }
+        p += len;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* ---------------------------------------------------------------- rows */
+
+typedef struct {
+    bv_arena *a;
+    bv_index_row *rows;
+    size_t n, cap;
+} row_list;
+
+static bv_index_row *new_row(row_list *rl, bv_index_kind kind, const char *param, int32_t group)
+{
+    if (rl->n == rl->cap) {
+        size_t nc = rl->cap ? rl->cap * 2 : 32;
+        bv_index_row *nr = bv_arena_alloc(rl->a, nc * sizeof *nr);
+        if (rl->n) memcpy(nr, rl->rows, rl->n * sizeof *nr);
+        rl->rows = nr;
+        rl->cap = nc;
+    }
+    bv_index_row *r = &rl->rows[rl->n++];
+    memset(r, 0, sizeof *r);
+    r->kind = kind;
+    r->param = param;
+    r->group = group;
+    return r;
+}
+
+static const char *prim_text(const json_value *v)
+{
+    if (!v) return NULL;
+    if (v->type == JSON_STRING) return v->u.str.s;
+    if (v->type == JSON_NUMBER) return v->u.num.text;
+    if (v->type == JSON_TRUE) return "true";
+    if (v->type == JSON_FALSE) return "false";
+    return NULL;
+}
+
+/* A System value's text, or the primitive node's text; NULL for complex nodes. */
+static const char *item_text(bv_arena *a, const fp_item *it)
+{
+    if (it->kind == BV_FP_NODE) return json_is(it->node, JSON_OBJECT) ? NULL : prim_text(it->node);
+    return fp_to_string(a, it);
+}
+
+static bool is_type(const fp_item *it, const char *t)
+{
+    return it->kind == BV_FP_NODE && it->type && fp_fhir_type_derives(it->type, t);
+}
+
+static void add_string(row_list *rl, const char *param, int32_t g, const char *s)
+{
+    if (!s || !*s) return;
+    bv_index_row *r = new_row(rl, BV_IX_STRING, param, g);
+    r->text = s;
+    r->norm = bv_fhir_normalize_string(rl->a, s);
+}
+
+static void add_string_parts(row_list *rl, const char *param, int32_t g, const json_value *obj, const char *const *keys)
+{
+    for (size_t k = 0; keys[k]; k++) {
+        const json_value *v = json_get(obj, keys[k]);
+        if (json_is(v, JSON_ARRAY))
+            for (size_t i = 0; i < v->u.arr.count; i++) add_string(rl, param, g, json_str(v->u.arr.items[i]));
+        else add_string(rl, param, g, json_str(v));
+    }
+}
+
+static void rows_string(row_list *rl, const char *param, int32_t g, const fp_item *it)
+{
+    static const char *const name_keys[] = {"family", "given", "prefix", "suffix", "text", NULL};
+    static const char *const addr_keys[] = {"line", "city", "district", "state", "postalCode", "country", "text", NULL};
+    if (is_type(it, "HumanName")) { add_string_parts(rl, param, g, it->node, name_keys); return; }
+    if (is_type(it, "Address")) { add_string_parts(rl, param, g, it->node, addr_keys); return; }
+    if (it->kind == BV_FP_NODE && json_is(it->node, JSON_OBJECT)) {
+        const json_value *o = it->node;
+        for (size_t i = 0; i < o->u.obj.count; i++)
+            if (o->u.obj.members[i].key[0] != '_') add_string(rl, param, g, json_str(o->u.obj.members[i].value));
+        return;
+    }
+    add_string(rl, param, g, item_text(rl->a, it));
+}
+
+static void add_token(row_list *rl, const char *param, int32_t g, const char *system, const char *code, const char *text)
+{
+    if ((!code || !*code) && (!text || !*text)) return;
+    bv_index_row *r = new_row(rl, BV_IX_TOKEN, param, g);
+    r->system = system && *system ? system : NULL;
+    r->code = code && *code ? code : NULL;
+    r->text = text && *text ? text : NULL;
+}
+
+static void rows_token(row_list *rl, const char *param, int32_t g, const fp_item *it)
+{
+    const json_value *o = it->node;
+    if (is_type(it, "Coding")) {
+        add_token(rl, param, g, json_get_str(o, "system"), json_get_str(o, "code"), json_get_str(o, "display"));
+        return;
+    }
+    if (is_type(it, "CodeableConcept")) {
+        const char *text = json_get_str(o, "text");
+        const json_value *codings = json_get(o, "coding");
+        size_t n = 0;
+        for (size_t i = 0; i < json_count(codings); i++) {
+            const json_value *cd = json_at(codings, i);
+            const char *code = json_get_str(cd, "code");
+            if (!code) continue;
+            add_token(rl, param, g, json_get_str(cd, "system"), code, text ? text : json_get_str(cd, "display"));
+            n++;
+        }
+        if (n == 0 && text) add_token(rl, param, g, NULL, NULL, text);
+        return;
+    }
+    if (is_type(it, "Identifier")) {
+        add_token(rl, param, g, json_get_str(o, "system"), json_get_str(o, "value"),
+                  json_get_str(json_get(o, "type"), "text"));
+        return;
+    }
+    if (is_type(it, "ContactPoint")) {
+        add_token(rl, param, g, NULL, json_get_str(o, "value"), NULL);
+        return;
+    }
+    if (it->kind == BV_FP_NODE && json_is(o, JSON_OBJECT)) return;   /* Quantity, Reference, ...: not tokens */
+    add_token(rl, param, g, NULL, item_text(rl->a, it), NULL);
+}
+
+static bool is_target(const fhir_search_param *sp, const char *type)
+{
+    if (!sp || sp->n_targets == 0) return true;
+    for (unsigned k = 0; k < sp->n_targets; k++)
+        if (strcmp(sp->targets[k], type) == 0) return true;
+    return false;
+}
+
+static void rows_reference(row_list *rl, const fhir_search_param *sp, const char *param, int32_t g, const fp_item *it)
+{
+    const char *ref = NULL;
+    bool is_ref = is_type(it, "Reference");
+    if (is_ref) ref = json_get_str(it->node, "reference");
+    else if (it->kind == BV_FP_NODE && json_is(it->node, JSON_OBJECT) && it->type && fhir_is_resource_type(it->type)) {
+        /* a resource element (Bundle.entry[0].resource): only when it is of a target type */
+        const char *id = json_get_str(it->node, "id");
+        if (!id || !is_target(sp, it->type)) return;
+        bv_index_row *r = new_row(rl, BV_IX_REFERENCE, param, g);
+        r->ref_type = it->type;
+        r->ref_id = id;
+        r->text = bv_arena_printf(rl->a, "%s/%s", it->type, id);
+        return;
+    } else ref = item_text(rl->a, it);
+    if (!ref || !*ref || ref[0] == '#') return;
+    bv_index_row *r = new_row(rl, BV_IX_REFERENCE, param, g);
+    r->text = ref;
+    if (is_ref) {
+        const char *type, *id, *ver;
+        if (fp_ref_parse(rl->a, ref, &type, &id, &ver)) {
+            r->ref_type = type;
+            r->ref_id = id;
+            r->ref_version = ver;
+        }
+    }
+}
+
+static bool date_range(const char *s, int64_t *lo, int64_t *hi)
+{
+    return s && bv_fhir_date_range(s, lo, hi) == BV_OK;
+}
+
+static void add_period(row_list *rl, const char *param, int32_t g, const json_value *p)
+{
+    const char *st = json_get_str(p, "start"), *en = json_get_str(p, "end");
+    int64_t lo = BV_EXTRACT_DATE_MIN, hi = BV_EXTRACT_DATE_MAX, x;
+    bool ok_s = date_range(st, &lo, &x), ok_e = date_range(en, &x, &hi);
+    if (!ok_s) lo = BV_EXTRACT_DATE_MIN;
+    if (!ok_e) hi = BV_EXTRACT_DATE_MAX;
+    if (!ok_s && !ok_e) return;
+    if (lo > hi) return;
+    bv_index_row *r = new_row(rl, BV_IX_DATE, param, g);
+    r->lo = lo;
+    r->hi = hi;
+}
+
+static void add_date(row_list *rl, const char *param, int32_t g, const char *s)
+{
+    int64_t lo, hi;
+    if (!date_range(s, &lo, &hi)) return;
+    bv_index_row *r = new_row(rl, BV_IX_DATE, param, g);
+    r->lo = lo;
+    r->hi = hi;
+}
+
+static void rows_date(row_list *rl, const char *param, int32_t g, const fp_item *it)
+{
+    if (is_type(it, "Period")) { add_period(rl, param, g, it->node); return; }
+    if (is_type(it, "Timing")) {
+        const json_value *ev = json_get(it->node, "event");
+        for (size_t i = 0; i < json_count(ev); i++) add_date(rl, param, g, json_str(json_at(ev, i)));
+        const json_value *bp = json_get(json_get(it->node, "repeat"), "boundsPeriod");
+        if (bp) add_period(rl, param, g, bp);
+        return;
+    }
+    if (it->kind == BV_FP_NODE) {
+        const char *sys = fp_primitive_system(it->type);
+        if (sys && (!strcmp(sys, "Date") || !strcmp(sys, "DateTime"))) add_date(rl, param, g, json_str(it->node));
+        return;
+    }
+    if (it->kind == BV_FP_DATE || it->kind == BV_FP_DATETIME) add_date(rl, param, g, it->str);
+}
+
+/* num and its implicit precision range from a decimal's text */
+static bool number_from_text(const char *text, double *num, double *lo, double *hi)
+{
+    if (!text) return false;
+    char *endp;
+    double d = strtod(text, &endp);   /* text comes from a validated JSON number or a System value */
+    if (endp == text || !isfinite(d)) return false;
+    int prec = fp_decimal_prec(text);
+    double half = 0.5 * pow(10, -prec);
+    *num = d;
+    *lo = d - half;
+    *hi = d + half;
+    return true;
+}
+
+static void rows_number(row_list *rl, const char *param, int32_t g, const fp_item *it)
+{
+    const char *text = NULL;
+    if (it->kind == BV_FP_NODE) {
+        if (!json_is(it->node, JSON_NUMBER)) return;
+        text = it->node->u.num.text;
+    } else if (it->kind == BV_FP_INTEGER || it->kind == BV_FP_DECIMAL) {
+        text = fp_to_string(rl->a, it);
+    }
+    double num, lo, hi;
+    if (!number_from_text(text, &num, &lo, &hi)) return;
+    bv_index_row *r = new_row(rl, BV_IX_NUMBER, param, g);
+    r->num = num;
+    r->num_lo = lo;
+    r->num_hi = hi;
+}
+
+static void rows_quantity(row_list *rl, const char *param, int32_t g, const fp_item *it)
+{
+    const json_value *o = it->node;
+    const char *system = NULL, *code = NULL, *text = NULL;
+    if (is_type(it, "Quantity")) {
+        const json_value *v = json_get(o, "value");
+        if (!json_is(v, JSON_NUMBER)) return;
+        text = v->u.num.text;
+        system = json_get_str(o, "system");
+        code = json_get_str(o, "code");
+        if (!code) code = json_get_str(o, "unit");
+    } else if (is_type(it, "Money")) {
+        const json_value *v = json_get(o, "value");
+        if (!json_is(v, JSON_NUMBER)) return;
+        text = v->u.num.text;
+        code = json_get_str(o, "currency");
+        if (code) system = "urn:iso:std:iso:4217";
+    } else if (it->kind == BV_FP_QUANTITY) {
+        text = fp_format_decimal(rl->a, it->d, it->prec);
+        code = it->str;
+    } else if (it->kind == BV_FP_NODE && json_is(o, JSON_NUMBER)) {
+        text = o->u.num.text;
+    } else {
+        return;
+    }
+    double num, lo, hi;
+    if (!number_from_text(text, &num, &lo, &hi)) return;
+    bv_index_row *r = new_row(rl, BV_IX_QUANTITY, param, g);
+    r->num = num;
+    r->num_lo = lo;
+    r->num_hi = hi;
+    r->system = system;
+    r->code = code;
+}
+
+static void rows_uri(row_list *rl, const char *param, int32_t g, const fp_item *it)
+{
+    const char *t = item_text(rl->a, it);
+    if (!t || !*t) return;
+    bv_index_row *r = new_row(rl, BV_IX_URI, param, g);
+    r->text = t;
+}
+
+static void rows_for(row_list *rl, const fhir_search_param *sp, fhir_sp_type type, const char *param, int32_t g,
+                     const fp_coll *vals)
+{
+    for (size_t i = 0; i < vals->n; i++) {
+        const fp_item *it = &vals->items[i];
+        switch (type) {
+        case FHIR_SP_STRING: rows_string(rl, param, g, it); break;
+        case FHIR_SP_TOKEN: rows_token(rl, param, g, it); break;
+        case FHIR_SP_REFERENCE: rows_reference(rl, sp, param, g, it); break;
+        case FHIR_SP_DATE: rows_date(rl, param, g, it); break;
+        case FHIR_SP_NUMBER: rows_number(rl, param, g, it); break;
+        case FHIR_SP_QUANTITY: rows_quantity(rl, param, g, it); break;
+        case FHIR_SP_URI: rows_uri(rl, param, g, it); break;
+        case FHIR_SP_COMPOSITE: case FHIR_SP_SPECIAL: break;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- driver */
+
+static bool inherited_indexed(const char *code)
+{
+    return !strcmp(code, "_profile") || !strcmp(code, "_tag") || !strcmp(code, "_security") || !strcmp(code, "_source");
+}
+
+static int extract_param(bv_arena *a, const json_value *res, const fhir_search_param *sp, row_list *rl,
+                         int32_t *next_group, size_t *n_errors)
+{
+    const sp_compiled *cc = compiled_for(sp);
+    if (!cc || !cc->expr) return BV_OK;
+    fp_item root = fp_resource_item(res);
+    fp_opts opts = {.lenient_as = true};
+    fp_coll vals;
+    char err[256];
+    if (fp_eval_items(a, cc->expr, res, &root, 1, &opts, &vals, err, sizeof err) != BV_OK) {
+        (*n_errors)++;
+        bv_log(BV_LOG_WARN, "search parameter %s.%s: evaluation failed: %s", sp->resource, sp->code, err);
+        return BV_OK;
+    }
+    if (sp->type != FHIR_SP_COMPOSITE) {
+        rows_for(rl, sp, sp->type, sp->code, 0, &vals);
+        return BV_OK;
+    }
+    for (size_t i = 0; i < vals.n; i++) {
+        int32_t g = *next_group;
+        size_t mark = rl->n;
+        bool complete = true;
+        for (unsigned k = 0; k < sp->n_components && complete; k++) {
+            fp_coll cv;
+            if (fp_eval_items(a, cc->components[k], res, &vals.items[i], 1, &opts, &cv, err, sizeof err) != BV_OK) {
+                (*n_errors)++;
+                bv_log(BV_LOG_WARN, "search parameter %s.%s component %u: evaluation failed: %s", sp->resource,
+                       sp->code, k, err);
+                complete = false;
+                break;
+            }
+            size_t before = rl->n;
+            const char *pname = bv_arena_printf(a, "%s#%u", sp->code, k);
+            rows_for(rl, NULL, cc->component_types[k], pname, g, &cv);
+            complete = rl->n > before;
+        }
+        if (!complete) rl->n = mark;   /* a composite value needs every component */
+        else (*next_group)++;
+    }
+    return BV_OK;
+}
+
+size_t bv__fhir_extract_compile_errors(void)
+{
+    pthread_once(&cache_once, build_cache);
+    return cache_compile_errors;
+}
+
+int bv__fhir_extract_index_ex(bv_arena *a, const json_value *resource, bv_index_row **rows, size_t *n,
+                              size_t *n_errors)
+{
+    *rows = NULL;
+    *n = 0;
+    size_t errs = 0;
+    const char *type = json_get_str(resource, "resourceType");
+    if (!type || !fhir_is_resource_type(type)) return BV_EINVAL;
+    row_list rl = {.a = a};
+    int32_t next_group = 1;
+    size_t np;
+    const fhir_search_param *ps = fhir_search_params_of(type, &np);
+    for (size_t i = 0; i < np; i++) {
+        if (ps[i].type == FHIR_SP_SPECIAL || !ps[i].expression) continue;
+        extract_param(a, resource, &ps[i], &rl, &next_group, &errs);
+    }
+    const fhir_search_param *base = fhir_search_params_of("Resource", &np);
+    for (size_t i = 0; i < np; i++)
+        if (inherited_indexed(base[i].code)) extract_param(a, resource, &base[i], &rl, &next_group, &errs);
+    *rows = rl.rows;
+    *n = rl.n;
+    if (n_errors) *n_errors = errs;
+    return BV_OK;
+}
+
+int bv_fhir_extract_index(bv_arena *a, const json_value *resource, bv_index_row **rows, size_t *n)
+{
+    return bv__fhir_extract_index_ex(a, resource, rows, n, NULL);
+}

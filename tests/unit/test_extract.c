@@ -1,0 +1,386 @@
+/* Search-index extraction tests: known rows from the R4 examples (npm package
+ * hl7.fhir.r4.examples in node_modules), string normalisation, and a sweep over every example in
+ * the package (no evaluation errors, no crashes; prints the row count and the time taken). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "bevan/fhir.h"
+#include "fhir/fhirpath_internal.h"
+
+static char examples_dir[1024];
+
+static bool have_examples(void)
+{
+    const char *src = getenv("BEVAN_SOURCE_DIR");
+    snprintf(examples_dir, sizeof examples_dir, "%s/node_modules/hl7.fhir.r4.examples", src && *src ? src : ".");
+    struct stat st;
+    return stat(examples_dir, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static json_value *load(bv_arena *a, const char *path, size_t max_bytes)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    if (n < 0 || (max_bytes && (size_t)n > max_bytes)) { fclose(f); return NULL; }
+    char *b = malloc((size_t)n + 1);
+    size_t got = fread(b, 1, (size_t)n, f);
+    fclose(f);
+    json_value *v = NULL;
+    json_error je;
+    json_limits lim = {.max_bytes = 64u << 20};
+    int rc = json_parse(a, b, got, &lim, &v, &je);
+    free(b);
+    return rc == BV_OK ? v : NULL;
+}
+
+static json_value *example(bv_arena *a, const char *name)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", examples_dir, name);
+    return load(a, path, 0);
+}
+
+static size_t count_rows(const bv_index_row *r, size_t n, const char *param, bv_index_kind kind)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (r[i].kind == kind && !strcmp(r[i].param, param)) k++;
+    return k;
+}
+
+static const bv_index_row *find_token(const bv_index_row *r, size_t n, const char *param, const char *system,
+                                      const char *code)
+{
+    for (size_t i = 0; i < n; i++)
+        if (r[i].kind == BV_IX_TOKEN && !strcmp(r[i].param, param) && r[i].code && !strcmp(r[i].code, code) &&
+            (!system || (r[i].system && !strcmp(r[i].system, system))))
+            return &r[i];
+    return NULL;
+}
+
+static const bv_index_row *find_string(const bv_index_row *r, size_t n, const char *param, const char *norm)
+{
+    for (size_t i = 0; i < n; i++)
+        if (r[i].kind == BV_IX_STRING && !strcmp(r[i].param, param) && !strcmp(r[i].norm, norm)) return &r[i];
+    return NULL;
+}
+
+static const bv_index_row *find_kind(const bv_index_row *r, size_t n, const char *param, bv_index_kind kind)
+{
+    for (size_t i = 0; i < n; i++)
+        if (r[i].kind == kind && !strcmp(r[i].param, param)) return &r[i];
+    return NULL;
+}
+
+static void test_normalize(void **state)
+{
+    (void)state;
+    bv_arena *a = bv_arena_new(4096);
+    assert_string_equal(bv_fhir_normalize_string(a, "  Chalmers  "), "chalmers");
+    assert_string_equal(bv_fhir_normalize_string(a, "du Marché"), "du marche");
+    assert_string_equal(bv_fhir_normalize_string(a, "Straße\t\n Nº 5"), "strasse nº 5");
+    assert_string_equal(bv_fhir_normalize_string(a, "Ñandú ØRSTED Łódź Œuvre"), "nandu orsted lodz oeuvre");
+    assert_string_equal(bv_fhir_normalize_string(a, "ÀÉÎÕÜ àéîõü çÇ ÿ Ý"), "aeiou aeiou cc y y");
+    assert_string_equal(bv_fhir_normalize_string(a, "Dvořák\xc2\xa0Škoda"), "dvorak skoda");
+    assert_string_equal(bv_fhir_normalize_string(a, ""), "");
+    bv_arena_free(a);
+}
+
+static void test_patient_example(void **state)
+{
+    (void)state;
+    if (!have_examples()) { printf("skipped: node_modules/hl7.fhir.r4.examples absent\n"); return; }
+    bv_arena *a = bv_arena_new(1 << 16);
+    json_value *p = example(a, "Patient-example.json");
+    assert_non_null(p);
+    bv_index_row *r;
+    size_t n, errs = 9;
+    assert_int_equal(bv__fhir_extract_index_ex(a, p, &r, &n, &errs), BV_OK);
+    assert_int_equal(errs, 0);
+    assert_non_null(find_string(r, n, "family", "chalmers"));
+    assert_non_null(find_string(r, n, "family", "windsor"));
+    assert_non_null(find_string(r, n, "name", "chalmers"));
+    assert_non_null(find_string(r, n, "name", "peter"));
+    assert_non_null(find_string(r, n, "given", "jim"));
+    assert_non_null(find_string(r, n, "address-city", "pleasantville"));
+    const bv_index_row *id = find_token(r, n, "identifier", "urn:oid:1.2.36.146.595.217.0.1", "12345");
+    assert_non_null(id);
+    assert_non_null(find_token(r, n, "gender", NULL, "male"));
+    assert_non_null(find_token(r, n, "active", NULL, "true"));
+    assert_non_null(find_token(r, n, "deceased", NULL, "false"));
+    assert_non_null(find_token(r, n, "phone", NULL, "(03) 5555 6473"));
+    const bv_index_row *bd = find_kind(r, n, "birthdate", BV_IX_DATE);
+    assert_non_null(bd);
+    int64_t lo, hi;
+    assert_int_equal(bv_fhir_date_range("1974-12-25", &lo, &hi), BV_OK);
+    assert_true(bd->lo == lo && bd->hi == hi);
+    assert_true(hi - lo == 86400000 - 1);
+    const bv_index_row *org = find_kind(r, n, "organization", BV_IX_REFERENCE);
+    assert_non_null(org);
+    assert_string_equal(org->ref_type, "Organization");
+    assert_string_equal(org->ref_id, "1");
+    assert_string_equal(org->text, "Organization/1");
+    for (size_t i = 0; i < n; i++) assert_int_equal(r[i].group, 0);
+
+    json_value *g = example(a, "Patient-glossy.json");
+    assert_non_null(g);
+    assert_int_equal(bv__fhir_extract_index_ex(a, g, &r, &n, &errs), BV_OK);
+    assert_int_equal(errs, 0);
+    const bv_index_row *gp = find_kind(r, n, "general-practitioner", BV_IX_REFERENCE);
+    assert_non_null(gp);
+    assert_string_equal(gp->ref_type, "Practitioner");
+    assert_string_equal(gp->ref_id, "example");
+    bv_arena_free(a);
+}
+
+static void test_observation_example(void **state)
+{
+    (void)state;
+    if (!have_examples()) { printf("skipped: node_modules/hl7.fhir.r4.examples absent\n"); return; }
+    bv_arena *a = bv_arena_new(1 << 16);
+    json_value *o = example(a, "Observation-example.json");
+    assert_non_null(o);
+    bv_index_row *r;
+    size_t n, errs = 9;
+    assert_int_equal(bv__fhir_extract_index_ex(a, o, &r, &n, &errs), BV_OK);
+    assert_int_equal(errs, 0);
+    const bv_index_row *code = find_token(r, n, "code", "http://loinc.org", "29463-7");
+    assert_non_null(code);
+    assert_non_null(find_token(r, n, "code", "http://snomed.info/sct", "27113001"));
+    assert_non_null(find_token(r, n, "category", NULL, "vital-signs"));
+    assert_non_null(find_token(r, n, "status", NULL, "final"));
+    const bv_index_row *vq = find_kind(r, n, "value-quantity", BV_IX_QUANTITY);
+    assert_non_null(vq);
+    assert_true(vq->num == 185.0);
+    assert_true(vq->num_lo == 184.5 && vq->num_hi == 185.5);
+    assert_string_equal(vq->code, "[lb_av]");
+    assert_string_equal(vq->system, "http://unitsofmeasure.org");
+    const bv_index_row *subj = find_kind(r, n, "subject", BV_IX_REFERENCE);
+    assert_non_null(subj);
+    assert_string_equal(subj->ref_type, "Patient");
+    assert_string_equal(subj->ref_id, "example");
+    const bv_index_row *pat = find_kind(r, n, "patient", BV_IX_REFERENCE);
+    assert_non_null(pat);
+    assert_string_equal(pat->ref_id, "example");
+    const bv_index_row *date = find_kind(r, n, "date", BV_IX_DATE);
+    assert_non_null(date);
+    int64_t lo, hi;
+    assert_int_equal(bv_fhir_date_range("2016-03-28", &lo, &hi), BV_OK);
+    assert_true(date->lo == lo && date->hi == hi);
+    /* composite code-value-quantity: one group holding the codes and the quantity */
+    size_t n0 = count_rows(r, n, "code-value-quantity#0", BV_IX_TOKEN);
+    size_t n1 = count_rows(r, n, "code-value-quantity#1", BV_IX_QUANTITY);
+    assert_int_equal(n0, 4);
+    assert_int_equal(n1, 1);
+    int32_t grp = -1;
+    for (size_t i = 0; i < n; i++)
+        if (!strncmp(r[i].param, "code-value-quantity#", 20)) {
+            assert_true(r[i].group > 0);
+            if (grp < 0) grp = r[i].group;
+            assert_int_equal(r[i].group, grp);
+        }
+    /* groups are unique across composites */
+    for (size_t i = 0; i < n; i++)
+        if (r[i].group == grp) assert_true(!strncmp(r[i].param, "code-value-quantity#", 20));
+    /* no value-concept/value-string rows for a quantity observation */
+    assert_int_equal(count_rows(r, n, "value-concept", BV_IX_TOKEN), 0);
+    assert_int_equal(count_rows(r, n, "code-value-concept#0", BV_IX_TOKEN), 0);
+    bv_arena_free(a);
+}
+
+static void test_special_forms(void **state)
+{
+    (void)state;
+    bv_arena *a = bv_arena_new(1 << 16);
+    const char *j = "{\"resourceType\":\"Observation\",\"id\":\"x\",\"status\":\"final\","
+                    "\"meta\":{\"profile\":[\"http://example.org/p\"],\"tag\":[{\"system\":\"s\",\"code\":\"t\"}],"
+                    "\"source\":\"http://src\"},"
+                    "\"code\":{\"text\":\"only text\"},"
+                    "\"subject\":{\"reference\":\"http://other.org/fhir/Patient/p9/_history/3\"},"
+                    "\"performer\":[{\"reference\":\"#c\"},{\"reference\":\"urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0\"},"
+                    "{\"identifier\":{\"value\":\"x\"}}],"
+                    "\"effectivePeriod\":{\"start\":\"2020-01-01\"},"
+                    "\"valueQuantity\":{\"value\":1.50,\"unit\":\"mmol/L\"}}";
+    json_value *o;
+    json_error je;
+    assert_int_equal(json_parse(a, j, strlen(j), NULL, &o, &je), BV_OK);
+    bv_index_row *r;
+    size_t n, errs = 9;
+    assert_int_equal(bv__fhir_extract_index_ex(a, o, &r, &n, &errs), BV_OK);
+    assert_int_equal(errs, 0);
+    const bv_index_row *s = find_kind(r, n, "subject", BV_IX_REFERENCE);
+    assert_non_null(s);
+    assert_string_equal(s->ref_type, "Patient");
+    assert_string_equal(s->ref_id, "p9");
+    assert_string_equal(s->ref_version, "3");
+    assert_string_equal(s->text, "http://other.org/fhir/Patient/p9/_history/3");
+    assert_int_equal(count_rows(r, n, "performer", BV_IX_REFERENCE), 1);   /* urn:uuid only; #c and identifier skipped */
+    const bv_index_row *perf = find_kind(r, n, "performer", BV_IX_REFERENCE);
+    assert_null(perf->ref_type);
+    const bv_index_row *d = find_kind(r, n, "date", BV_IX_DATE);
+    assert_non_null(d);
+    assert_true(d->hi > 253402300000000LL);   /* open end */
+    const bv_index_row *q = find_kind(r, n, "value-quantity", BV_IX_QUANTITY);
+    assert_non_null(q);
+    assert_true(q->num == 1.5 && q->num_lo > 1.4949 && q->num_lo < 1.4951 && q->num_hi > 1.5049 && q->num_hi < 1.5051);
+    assert_string_equal(q->code, "mmol/L");
+    const bv_index_row *t = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (r[i].kind == BV_IX_TOKEN && !strcmp(r[i].param, "code") && r[i].text && !strcmp(r[i].text, "only text")) t = &r[i];
+    assert_non_null(t);
+    assert_null(t->code);
+    const bv_index_row *pr = find_kind(r, n, "_profile", BV_IX_URI);
+    assert_non_null(pr);
+    assert_string_equal(pr->text, "http://example.org/p");
+    assert_non_null(find_token(r, n, "_tag", "s", "t"));
+    assert_non_null(find_kind(r, n, "_source", BV_IX_URI));
+    assert_int_equal(count_rows(r, n, "_id", BV_IX_TOKEN), 0);
+    /* not a resource */
+    const char *bad = "{\"resourceType\":\"DomainResource\"}";
+    json_value *b;
+    assert_int_equal(json_parse(a, bad, strlen(bad), NULL, &b, &je), BV_OK);
+    assert_int_equal(bv_fhir_extract_index(a, b, &r, &n), BV_EINVAL);
+    bv_arena_free(a);
+}
+
+/* Many threads extracting at once share the compiled-expression cache (built by whichever
+ * thread comes first) and must all get the same rows. */
+typedef struct {
+    const char *text;
+    size_t len;
+    size_t expect_rows;
+    int bad;
+} mt_job;
+
+static void *mt_worker(void *arg)
+{
+    mt_job *j = arg;
+    for (int k = 0; k < 50; k++) {
+        bv_arena *a = bv_arena_new(1 << 16);
+        json_value *v;
+        json_error je;
+        bv_index_row *r;
+        size_t n, errs;
+        if (json_parse(a, j->text, j->len, NULL, &v, &je) != BV_OK ||
+            bv__fhir_extract_index_ex(a, v, &r, &n, &errs) != BV_OK || errs || (j->expect_rows && n != j->expect_rows))
+            j->bad++;
+        bv_arena_free(a);
+    }
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    if (!have_examples()) { printf("skipped: node_modules/hl7.fhir.r4.examples absent\n"); return; }
+    char path[1200];
+    snprintf(path, sizeof path, "%s/Observation-blood-pressure.json", examples_dir);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static char buf[1 << 16];
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    mt_job jobs[8];
+    pthread_t th[8];
+    for (int i = 0; i < 8; i++) {
+        jobs[i] = (mt_job){.text = buf, .len = len, .expect_rows = 34};   /* Observation-blood-pressure: 34 rows */
+        assert_int_equal(pthread_create(&th[i], NULL, mt_worker, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(jobs[i].bad, 0);
+    }
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void test_all_examples(void **state)
+{
+    (void)state;
+    if (!have_examples()) { printf("skipped: node_modules/hl7.fhir.r4.examples absent\n"); return; }
+    assert_int_equal(bv__fhir_extract_compile_errors(), 0);
+    DIR *d = opendir(examples_dir);
+    assert_non_null(d);
+    size_t files = 0, extracted = 0, skipped_big = 0, skipped_type = 0, unparsable = 0, rows_total = 0, errors = 0;
+    size_t by_kind[7] = {0};
+    double t_extract = 0, t0 = now_s();
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t nl = strlen(de->d_name);
+        if (nl < 6 || strcmp(de->d_name + nl - 5, ".json") != 0) continue;
+        if (!strcmp(de->d_name, "package.json") || de->d_name[0] == '.') continue;
+        char path[1400];
+        snprintf(path, sizeof path, "%s/%s", examples_dir, de->d_name);
+        struct stat st;
+        if (stat(path, &st) != 0) continue;
+        files++;
+        if (st.st_size > 8 * 1024 * 1024) { skipped_big++; continue; }
+        bv_arena *a = bv_arena_new(1 << 16);
+        json_value *res = load(a, path, 0);
+        if (!res) { unparsable++; bv_arena_free(a); continue; }
+        const char *type = json_get_str(res, "resourceType");
+        if (!type || !fhir_is_resource_type(type)) { skipped_type++; bv_arena_free(a); continue; }
+        bv_index_row *rows;
+        size_t n, errs = 0;
+        double t1 = now_s();
+        int rc = bv__fhir_extract_index_ex(a, res, &rows, &n, &errs);
+        t_extract += now_s() - t1;
+        assert_int_equal(rc, BV_OK);
+        if (errs) printf("  %s: %zu parameter(s) failed to evaluate\n", de->d_name, errs);
+        errors += errs;
+        for (size_t i = 0; i < n; i++) {
+            const bv_index_row *r = &rows[i];
+            assert_non_null(r->param);
+            if (r->kind == BV_IX_STRING) assert_non_null(r->norm);
+            if (r->kind == BV_IX_URI) assert_non_null(r->text);
+            if (r->kind == BV_IX_DATE) assert_true(r->lo <= r->hi);
+            if ((unsigned)r->kind < 7) by_kind[r->kind]++;
+        }
+        rows_total += n;
+        extracted++;
+        bv_arena_free(a);
+    }
+    closedir(d);
+    double total = now_s() - t0;
+    printf("extraction: %zu files, %zu resources extracted, %zu rows (string %zu, token %zu, reference %zu, date %zu, "
+           "number %zu, quantity %zu, uri %zu); skipped %zu > 8 MB, %zu not a concrete resource type, %zu unparsable; "
+           "%zu evaluation errors; extract time %.2f s (%.0f us/resource), total with parsing %.2f s\n",
+           files, extracted, rows_total, by_kind[0], by_kind[1], by_kind[2], by_kind[3], by_kind[4], by_kind[5],
+           by_kind[6], skipped_big, skipped_type, unparsable, errors, t_extract,
+           extracted ? t_extract * 1e6 / (double)extracted : 0.0, total);
+    assert_int_equal(errors, 0);
+    assert_int_equal(unparsable, 0);
+    assert_true(extracted > 5000);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_threads),   /* first: the threads race to build the expression cache */
+        cmocka_unit_test(test_normalize),
+        cmocka_unit_test(test_patient_example),
+        cmocka_unit_test(test_observation_example),
+        cmocka_unit_test(test_special_forms),
+        cmocka_unit_test(test_all_examples),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
