@@ -446,6 +446,7 @@ static void do_transaction(api_ctx *c, json_value *bundle, json_value *entries)
 {
     tx_ctx tx;
     memset(&tx, 0, sizeof tx);
+    int64_t t_start = bv_now_ms();
     tx.c = c;
     tx.n = json_count(entries);
     tx.entries = bv_arena_calloc(c->a, tx.n + 1, sizeof *tx.entries);
@@ -582,7 +583,10 @@ static void do_transaction(api_ctx *c, json_value *bundle, json_value *entries)
             return;
         }
     }
+    int64_t t_prepared = bv_now_ms();
     int rc = bv_store_write(c->api->store, tx_run, &tx);
+    bv_log(BV_LOG_DEBUG, "transaction: %zu entries, prepare %lld ms, write %lld ms", tx.n,
+           (long long)(t_prepared - t_start), (long long)(bv_now_ms() - t_prepared));
     if (rc == BV_EIO || (rc && !tx.status)) {
         api_error(c, 500, "exception", NULL, "the transaction could not be made durable; nothing was stored");
         return;

@@ -14,7 +14,8 @@ struct sqlite3_stmt;
 #define BV__SCHEMA_VERSION 1
 #define BV__APPLICATION_ID 0x4256414e /* "BVAN" in the database header */
 #define BV__DYN_CACHE 32              /* per-connection LRU of dynamic (search) statements */
-#define BV__MAX_SQL (256u * 1024u)    /* cap on one generated statement */
+#define BV__MAX_SQL (4u * 1024u * 1024u) /* cap on one generated statement */
+#define BV__MAX_UNION 100             /* rid sets per IN (...): SQLite allows 500 compound terms */
 #define BV__MAX_NEST 4                /* chain / _has nesting depth */
 
 /* Fixed statements, prepared lazily once per connection (SQLITE_PREPARE_PERSISTENT). The

@@ -27,6 +27,7 @@ static const char *const migrations[BV__SCHEMA_VERSION] = {
     " seq INTEGER NOT NULL,"            /* history.seq of this version */
     " body TEXT,"                       /* NULL when deleted */
     " UNIQUE (type, id)) STRICT;"
+    "CREATE INDEX resources_live ON resources(type) WHERE deleted = 0;" /* (type, rid): default order, counts */
     "CREATE INDEX resources_type_lu ON resources(type, last_updated);"
     "CREATE TABLE history ("
     " seq INTEGER PRIMARY KEY,"
@@ -108,7 +109,10 @@ static const char *const stmt_sql[ST__COUNT] = {
                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [ST_RES_UPDATE] = "UPDATE resources SET version = ?3, last_updated = ?4, deleted = ?5, method = ?6,"
                       " seq = ?7, body = ?8 WHERE rid = ?1",
-    [ST_MAX_SEQ] = "SELECT coalesce(max(seq), 0), coalesce(max(last_updated), 0) FROM history",
+    /* Two scalar subqueries: max(a), max(b) in one SELECT would defeat the min/max
+     * optimisation and scan the whole history after every commit. */
+    [ST_MAX_SEQ] = "SELECT coalesce((SELECT max(seq) FROM history), 0),"
+                   " coalesce((SELECT max(last_updated) FROM history), 0)",
     [ST_IX_DEL_STRING] = "DELETE FROM ix_string WHERE rid = ?1",
     [ST_IX_DEL_TOKEN] = "DELETE FROM ix_token WHERE rid = ?1",
     [ST_IX_DEL_REFERENCE] = "DELETE FROM ix_reference WHERE rid = ?1",
@@ -190,7 +194,8 @@ sqlite3_stmt *bv__dyn_stmt(bv__conn *c, const char *sql)
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
     if (rc != SQLITE_OK) {
-        bv__fail(c, rc, "prepare search");
+        /* Generated SQL only fails on SQLite's limits (variables, expression depth, length). */
+        bv__fail(c, rc, "prepare generated statement");
         return NULL;
     }
     if (victim->sql) {
@@ -230,7 +235,7 @@ void bv__qb_free(bv__qb *q)
 void bv__qb_sql(bv__qb *q, const char *sql)
 {
     if (q->err) return;
-    if (bv_buf_puts(&q->sql, sql) != BV_OK) q->err = BV_EINVAL;
+    if (bv_buf_puts(&q->sql, sql) != BV_OK) q->err = BV_ETOOBIG;
 }
 
 void bv__qb_sqlf(bv__qb *q, const char *fmt, ...)
@@ -238,7 +243,7 @@ void bv__qb_sqlf(bv__qb *q, const char *fmt, ...)
     if (q->err) return;
     va_list ap;
     va_start(ap, fmt);
-    if (bv_buf_vprintf(&q->sql, fmt, ap) != BV_OK) q->err = BV_EINVAL;
+    if (bv_buf_vprintf(&q->sql, fmt, ap) != BV_OK) q->err = BV_ETOOBIG;
     va_end(ap);
 }
 
@@ -285,7 +290,7 @@ void bv__qb_append(bv__qb *q, const bv__qb *o)
     if (!q->err && o->err) q->err = o->err;
     if (q->err) return;
     if (o->sql.len && bv_buf_append(&q->sql, o->sql.data, o->sql.len) != BV_OK) {
-        q->err = BV_EINVAL;
+        q->err = BV_ETOOBIG;
         return;
     }
     for (size_t i = 0; i < o->n; i++) *qb_push(q) = o->b[i];
@@ -293,6 +298,7 @@ void bv__qb_append(bv__qb *q, const bv__qb *o)
 
 int bv__qb_bind(const bv__qb *q, sqlite3_stmt *st)
 {
+    if (q->n != (size_t)sqlite3_bind_parameter_count(st)) return BV_EINTERNAL;
     for (size_t i = 0; i < q->n; i++) {
         const bv__bind *b = &q->b[i];
         int idx = (int)i + 1, rc;
@@ -713,13 +719,19 @@ int64_t bv_txn_now_ms(bv_store_txn *t)
     return t->now_ms;
 }
 
+/* SQLite may have rolled the group's transaction back by itself (I/O error, disk full): then
+ * nothing more may run in this unit, or it would run, and commit, on its own. */
+static bool txn_gone(bv_store_txn *t) { return sqlite3_get_autocommit(t->c->db) != 0; }
+
 int bv_txn_read(bv_store_txn *t, bv_arena *a, const char *type, const char *id, bv_record *out)
 {
+    if (txn_gone(t)) return BV_EIO;
     return bv__read(t->c, a, type, id, out);
 }
 
 int bv_txn_search(bv_store_txn *t, bv_arena *a, const bv_search *q, bv_record **out, size_t *n, int64_t *total)
 {
+    if (txn_gone(t)) return BV_EIO;
     return bv__search(t->c, true, a, q, out, n, total);
 }
 
@@ -857,6 +869,7 @@ int bv_txn_put(bv_store_txn *t, const bv_put *p)
     if (!t || !p) return BV_EINVAL;
     int rc = check_put(p);
     if (rc) return rc;
+    if (txn_gone(t)) return BV_EIO;
     bv__conn *c = t->c;
     if ((rc = bv__step_simple(c, ST_PUT_SAVEPOINT))) return rc;
     rc = put_inner(c, p);
@@ -888,5 +901,6 @@ void bv__store_stats(bv_store *s, uint64_t *groups, uint64_t *units, uint64_t *c
 
 int bv__txn_exec(bv_store_txn *t, const char *sql)
 {
+    if (txn_gone(t)) return BV_EIO;
     return conn_exec(t->c, sql, NULL, 0);
 }

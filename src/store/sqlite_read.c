@@ -69,11 +69,19 @@ int bv_store_vread(bv_store *s, bv_arena *a, const char *type, const char *id, i
 }
 
 /* Runs a generated statement that yields one integer. */
+/* A generated statement SQLite refused: too big for its limits, or our bug. */
+static int prepare_failed(bv__conn *c, const bv__qb *q)
+{
+    int max_vars = sqlite3_limit(c->db, SQLITE_LIMIT_VARIABLE_NUMBER, -1);
+    if (q->n > (size_t)max_vars || strstr(sqlite3_errmsg(c->db), "too ") != NULL) return BV_ETOOBIG;
+    return BV_EINTERNAL;
+}
+
 int bv__query_count(bv__conn *c, bv__qb *q, int64_t *out)
 {
     if (q->err) return q->err;
     sqlite3_stmt *st = bv__dyn_stmt(c, bv_buf_cstr(&q->sql));
-    if (!st) return BV_EINTERNAL;
+    if (!st) return prepare_failed(c, q);
     int rc = bv__qb_bind(q, st);
     if (rc) {
         bv__done(st);
@@ -89,7 +97,7 @@ int bv__query_records(bv__conn *c, bv_arena *a, bv__qb *q, int col0, bv_record *
 {
     if (q->err) return q->err;
     sqlite3_stmt *st = bv__dyn_stmt(c, bv_buf_cstr(&q->sql));
-    if (!st) return BV_EINTERNAL;
+    if (!st) return prepare_failed(c, q);
     int rc = bv__qb_bind(q, st);
     if (rc) {
         bv__done(st);

@@ -304,12 +304,12 @@ static int pred_set(bv__qb *w, sctx *cx, const bv_pred *p)
         bv__qb_sql(w, " AND ");
         int rc = num_cond(w, col, p);
         if (rc) return rc;
-        if (p->kind == BV_IX_QUANTITY) {
-            if (p->system) {
+        if (p->kind == BV_IX_QUANTITY) { /* an empty system or code means any */
+            if (p->system && *p->system) {
                 bv__qb_sqlf(w, " AND %s.system = ", X);
                 bv__qb_text(w, p->system);
             }
-            if (p->code) {
+            if (p->code && *p->code) {
                 bv__qb_sqlf(w, " AND %s.code = ", X);
                 bv__qb_text(w, p->code);
             }
@@ -349,12 +349,15 @@ static int emit_group(bv__qb *w, sctx *cx, const bv_or *g, const char *R)
     bv__qb_sql(w, "(");
     bool first = true;
     if (npos) {
-        bv__qb_sqlf(w, "%s.rid IN (", R);
         size_t k = 0;
         for (size_t i = 0; i < g->n && !rc; i++) {
             const bv_pred *p = &g->preds[i];
             if (is_direct(p) || is_negative(p)) continue;
-            if (k++) bv__qb_sql(w, " UNION ALL ");
+            if (k % BV__MAX_UNION == 0) /* a new IN every BV__MAX_UNION sets (compound limit) */
+                bv__qb_sqlf(w, "%s%s.rid IN (", k ? ") OR " : "", R);
+            else
+                bv__qb_sql(w, " UNION ALL ");
+            k++;
             rc = pred_set(w, cx, p);
         }
         bv__qb_sql(w, ")");
@@ -456,7 +459,9 @@ static int emit_sort(bv__qb *sel, bv_buf *order, const bv_search *q)
         bv__qb_sqlf(sel, ") AS s%zu", i);
         bv_buf_printf(order, "s%zu %s NULLS LAST, ", i, dir); /* resources without the value go last */
     }
-    bv_buf_puts(order, "r.rid");
+    /* Ties by row order, in the direction of the last key: an index on (type, last_updated)
+     * then serves _sort=-_lastUpdated with no sort step. */
+    bv_buf_puts(order, q->n_sort && q->sort[q->n_sort - 1].desc ? "r.rid DESC" : "r.rid");
     return sel->err;
 }
 

@@ -324,9 +324,10 @@ static void run_as_group(bv_store *s, writer_arg *args, size_t n)
     pthread_t bt, th[8];
     pthread_create(&bt, NULL, write_thread, &barg);
     while (!atomic_load(&b.started)) usleep(100); /* the writer is inside the blocker */
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) { /* one at a time, so the group runs them in this order */
         args[i].s = s;
         pthread_create(&th[i], NULL, write_thread, &args[i]);
+        while (bv__store_pending(s) < i + 1) usleep(100);
     }
     pthread_join(bt, NULL);
     for (size_t i = 0; i < n; i++) pthread_join(th[i], NULL);
@@ -376,6 +377,37 @@ static void test_commit_failure_eio(void **state)
     assert_int_equal(bv_store_read(f->s, f->a, "Patient", "lost", &r), BV_ENOTFOUND);
     /* the writer goes on */
     assert_int_equal(put(f->s, "Patient", "after", "{}", NULL, 0), 0);
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "after", &r), 0);
+    char msg[256];
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
+}
+
+/* Ends the group's transaction under the writer, as SQLite does by itself on some I/O errors. */
+static int vanish_fn(bv_store_txn *t, void *ctx)
+{
+    int *put_rc = ctx;
+    if (bv__txn_exec(t, "ROLLBACK") != 0) return BV_EINTERNAL;
+    bv_put p = {.type = "Patient", .id = "v", .version = 1, .last_updated_ms = bv_txn_now_ms(t),
+                .method = "POST", .body = "{}", .body_len = 2};
+    *put_rc = bv_txn_put(t, &p); /* must not run (and commit) outside the group */
+    return 0;
+}
+
+static void test_txn_vanished(void **state)
+{
+    fx *f = *state;
+    int put_rc = 0;
+    put_ctx a = {.type = "Patient", .id = "before", .body = "{}"};
+    put_ctx c = {.type = "Patient", .id = "after", .body = "{}"};
+    writer_arg args[3] = {{.fn = put_fn, .ctx = &a}, {.fn = vanish_fn, .ctx = &put_rc}, {.fn = put_fn, .ctx = &c}};
+    run_as_group(f->s, args, 3);
+    assert_int_equal(put_rc, BV_EIO);
+    assert_int_equal(args[0].rc, BV_EIO); /* committed by nobody: never acknowledged */
+    assert_int_equal(args[1].rc, BV_EIO);
+    assert_int_equal(args[2].rc, 0);      /* the rest of the group runs in a new transaction */
+    bv_record r;
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "before", &r), BV_ENOTFOUND);
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "v", &r), BV_ENOTFOUND);
     assert_int_equal(bv_store_read(f->s, f->a, "Patient", "after", &r), 0);
     char msg[256];
     assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
@@ -756,6 +788,8 @@ static void test_search_number_quantity_uri_ref(void **state)
     assert_string_equal(ids1(f, "Observation", q), "o2");
     q.op = BV_OP_LT;
     assert_string_equal(ids1(f, "Observation", q), "");
+    q = (bv_pred){.kind = BV_IX_QUANTITY, .param = "value-quantity", .op = BV_OP_GE, .num = 70, .system = "", .code = ""};
+    assert_string_equal(ids1(f, "Observation", q), "o1,o2"); /* empty system/code = any */
 
     /* uri */
     bv_pred u = {.kind = BV_IX_URI, .param = "url", .op = BV_OP_URI_EQ, .text = "http://acme.org/fhir/ValueSet/abc"};
@@ -832,10 +866,15 @@ static void test_search_sort_paging(void **state)
     assert_string_equal(ids(f, (bv_search){.type = "Patient", .sort = &by_name, .n_sort = 1}), "p3,p5,p4,p1,p2");
     by_name.desc = true;
     assert_string_equal(ids(f, (bv_search){.type = "Patient", .sort = &by_name, .n_sort = 1}), "p2,p1,p4,p5,p3");
+    /* ties: p4 and p5 both lack the value */
+    bv_sort by_missing_then_id[] = {{.param = "gender", .kind = BV_IX_TOKEN}};
+    assert_string_equal(ids(f, (bv_search){.type = "Patient", .sort = by_missing_then_id, .n_sort = 1}), "p1,p2,p3,p4,p5");
+    by_missing_then_id[0].desc = true;
+    assert_string_equal(ids(f, (bv_search){.type = "Patient", .sort = by_missing_then_id, .n_sort = 1}), "p3,p2,p1,p5,p4");
     bv_sort by_birth = {.param = "birthdate", .kind = BV_IX_DATE};
     assert_string_equal(ids(f, (bv_search){.type = "Patient", .sort = &by_birth, .n_sort = 1}), "p2,p1,p3,p4,p5");
-    by_birth.desc = true; /* missing values still last */
-    assert_string_equal(ids(f, (bv_search){.type = "Patient", .sort = &by_birth, .n_sort = 1}), "p3,p2,p1,p4,p5");
+    by_birth.desc = true; /* missing values still last; ties in the key's direction */
+    assert_string_equal(ids(f, (bv_search){.type = "Patient", .sort = &by_birth, .n_sort = 1}), "p3,p2,p1,p5,p4");
     bv_sort by_gender[] = {{.param = "gender", .kind = BV_IX_TOKEN}, {.param = "_id", .desc = true}};
     assert_string_equal(ids(f, (bv_search){.type = "Patient", .sort = by_gender, .n_sort = 2}), "p1,p2,p3,p5,p4");
     bv_sort by_num = {.param = "probability", .kind = BV_IX_NUMBER, .desc = true};
@@ -906,6 +945,31 @@ static void test_count_by_type(void **state)
     assert_int_equal(c[0], 2);
     assert_int_equal(c[1], 5);
     assert_int_equal(c[2], 3);
+}
+
+/* Large ORs (the parser allows 20,000 preds) and oversized searches. */
+static void test_search_large(void **state)
+{
+    fx *f = *state;
+    load_search_data(f->s);
+    enum { N = 1200 };
+    bv_pred *ps = bv_arena_calloc(f->a, N, sizeof *ps);
+    for (int i = 0; i < N; i++) {
+        ps[i] = (bv_pred){.kind = BV_IX_TOKEN, .param = "gender", .op = BV_OP_TOKEN,
+                          .code = bv_arena_printf(f->a, "code%d", i)};
+    }
+    ps[N - 1].code = "male";
+    ps[N / 2].code = "other";
+    bv_or g = {.preds = ps, .n = N};
+    assert_string_equal(ids(f, (bv_search){.type = "Patient", .ands = &g, .n_ands = 1}), "p2,p3");
+    /* too many AND groups: SQLite's limits answer, as BV_ETOOBIG */
+    enum { M = 20000 };
+    bv_or *gs = bv_arena_calloc(f->a, M, sizeof *gs);
+    for (int i = 0; i < M; i++) gs[i] = (bv_or){.preds = &ps[i % N], .n = 1};
+    bv_record *rs;
+    size_t n;
+    bv_search big = {.type = "Patient", .ands = gs, .n_ands = M, .count = 10};
+    assert_int_equal(bv_store_search(f->s, f->a, &big, &rs, &n, NULL), BV_ETOOBIG);
 }
 
 /* ---- Inside a unit ---- */
@@ -1081,11 +1145,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unit_isolation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_failure_eio, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_txn_vanished, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_search_token_string, setup, teardown),
         cmocka_unit_test_setup_teardown(test_search_dates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_search_number_quantity_uri_ref, setup, teardown),
         cmocka_unit_test_setup_teardown(test_search_sort_paging, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_search_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_count_by_type, setup, teardown),
         cmocka_unit_test_setup_teardown(test_txn_read_search, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_detects, setup, teardown),
