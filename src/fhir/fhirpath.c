@@ -35,7 +35,7 @@ void fp_push(fp_ctx *c, fp_coll *out, const fp_item *it)
     }
     if (out->n == out->cap) {
         size_t nc = out->cap ? out->cap * 2 : 4;
-        fp_item *ni = bv_arena_alloc(c->a, nc * sizeof *ni);
+        fp_item *ni = bv_arena_alloc(fp_tmp(c), nc * sizeof *ni);
         if (out->n) memcpy(ni, out->items, out->n * sizeof *ni);
         out->items = ni;
         out->cap = nc;
@@ -53,7 +53,7 @@ void fp_charge(fp_ctx *c, size_t n)
 
 static const char *canonical_type(const char *name)
 {
-    const fhir_type *t = fhir_type_find(name);
+    const fhir_type *t = fp_type_find(name);
     return t ? t->name : NULL;
 }
 
@@ -65,7 +65,8 @@ fp_item fp_node_item(const json_value *v, const json_value *ext, const char *typ
         fp_item sv;
         if (fp_to_system(NULL, &it, &sv)) return sv;
     }
-    if (json_is(v, JSON_OBJECT) && (!type || strcmp(type, "Resource") == 0 || strcmp(type, "DomainResource") == 0)) {
+    if (json_is(v, JSON_OBJECT) && (!type || (type[0] == 'R' && strcmp(type, "Resource") == 0) ||
+                                    (type[0] == 'D' && strcmp(type, "DomainResource") == 0))) {
         const char *rt = json_get_str(v, "resourceType");
         const char *ct = rt ? canonical_type(rt) : NULL;
         if (ct) {
@@ -92,7 +93,7 @@ static const fhir_element *elem_list(const fp_item *it, size_t *n)
             return &fhir_elements[e->first_child];
         }
     }
-    const fhir_type *t = it->type ? fhir_type_find(it->type) : NULL;
+    const fhir_type *t = it->type ? fp_type_find(it->type) : NULL;
     if (t && t->first_element >= 0 && t->kind != FHIR_KIND_PRIMITIVE) {
         *n = t->n_elements;
         return &fhir_elements[t->first_element];
@@ -109,8 +110,11 @@ static bool element_is_inline(const fhir_element *e)
 /* "_" + name into buf; false if it does not fit */
 static bool ext_key(char *buf, size_t cap, const char *name)
 {
-    int n = snprintf(buf, cap, "_%s", name);
-    return n > 0 && (size_t)n < cap;
+    size_t n = strlen(name);
+    if (n + 2 > cap) return false;
+    buf[0] = '_';
+    memcpy(buf + 1, name, n + 1);
+    return true;
 }
 
 /* Push v (value or array) with its companion x (object or array) as items of one element. */
@@ -221,7 +225,7 @@ int fp_member(fp_ctx *c, const fp_item *it, const char *name, fp_coll *out)
         return BV_OK;
     }
     for (size_t k = 0; k < n; k++)
-        if (strcmp(list[k].name, name) == 0) {
+        if (list[k].name[0] == name[0] && strcmp(list[k].name, name) == 0) {
             collect_element(c, v, &list[k], out);
             return BV_OK;
         }
@@ -510,11 +514,12 @@ struct fp_set {
 
 fp_set *fp_set_new(fp_ctx *c)
 {
-    fp_set *s = bv_arena_calloc(c->a, 1, sizeof *s);
+    bv_arena *t = fp_tmp(c);
+    fp_set *s = bv_arena_calloc(t, 1, sizeof *s);
     s->cap = 16;
-    s->items = bv_arena_alloc(c->a, s->cap * sizeof *s->items);
-    s->hashes = bv_arena_alloc(c->a, s->cap * sizeof *s->hashes);
-    s->used = bv_arena_calloc(c->a, s->cap, sizeof *s->used);
+    s->items = bv_arena_alloc(t, s->cap * sizeof *s->items);
+    s->hashes = bv_arena_alloc(t, s->cap * sizeof *s->hashes);
+    s->used = bv_arena_calloc(t, s->cap, sizeof *s->used);
     return s;
 }
 
@@ -548,9 +553,10 @@ bool fp_set_add(fp_ctx *c, fp_set *s, const fp_item *it)
     if (set_find(c, s, it, h, &slot)) return false;
     if ((s->n + 1) * 2 > s->cap) {
         fp_set big = {.cap = s->cap * 2};
-        big.items = bv_arena_alloc(c->a, big.cap * sizeof *big.items);
-        big.hashes = bv_arena_alloc(c->a, big.cap * sizeof *big.hashes);
-        big.used = bv_arena_calloc(c->a, big.cap, sizeof *big.used);
+        bv_arena *t = fp_tmp(c);
+        big.items = bv_arena_alloc(t, big.cap * sizeof *big.items);
+        big.hashes = bv_arena_alloc(t, big.cap * sizeof *big.hashes);
+        big.used = bv_arena_calloc(t, big.cap, sizeof *big.used);
         for (size_t i = 0; i < s->cap; i++) {
             if (!s->used[i]) continue;
             size_t j = (size_t)s->hashes[i] & (big.cap - 1);
@@ -832,7 +838,7 @@ static bool coll_equivalent(fp_ctx *c, const fp_coll *l, const fp_coll *r)
 {
     if (l->n != r->n) return false;
     if (l->n == 0) return true;
-    bool *used = bv_arena_calloc(c->a, r->n, sizeof *used);
+    bool *used = bv_arena_calloc(fp_tmp(c), r->n, sizeof *used);
     for (size_t i = 0; i < l->n; i++) {
         bool found = false;
         for (size_t j = 0; j < r->n && !found; j++)
@@ -1091,14 +1097,14 @@ bv_fp_value fp_public_value(bv_arena *a, const fp_item *it)
     return v;
 }
 
-int fp_eval_items(bv_arena *a, const bv_fp_expr *e, const json_value *resource, const fp_item *focus,
+int fp_eval_items(bv_arena *a, bv_arena *tmp, const bv_fp_expr *e, const fp_item *root, const fp_item *focus,
                   size_t nfocus, const fp_opts *o, fp_coll *out, char *err, size_t errlen)
 {
     if (err && errlen) err[0] = '\0';
-    fp_ctx c = {.a = a, .err = err, .errlen = errlen};
+    fp_ctx c = {.a = a, .tmp = tmp, .err = err, .errlen = errlen};
     if (o) c.opts = *o;
-    if (resource) {
-        c.root = fp_resource_item(resource);
+    if (root) {
+        c.root = *root;
         c.has_root = true;
     }
     fp_coll f = {.items = (fp_item *)focus, .n = nfocus, .cap = nfocus};
@@ -1120,7 +1126,7 @@ int bv_fhirpath_eval_opts(bv_arena *a, const bv_fp_expr *e, const json_value *re
         nroot = 1;
     }
     fp_coll res;
-    int rc = fp_eval_items(a, e, resource, nroot ? &root : NULL, nroot, opt, &res, err, errlen);
+    int rc = fp_eval_items(a, NULL, e, nroot ? &root : NULL, nroot ? &root : NULL, nroot, opt, &res, err, errlen);
     if (rc) return rc;
     if (res.n) {
         out->items = bv_arena_alloc(a, res.n * sizeof *out->items);

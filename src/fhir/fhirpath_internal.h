@@ -96,7 +96,8 @@ typedef struct fp_env {
 } fp_env;
 
 typedef struct fp_ctx {
-    bv_arena *a;
+    bv_arena *a;               /* values: strings, JSON stubs (may end up in results) */
+    bv_arena *tmp;             /* collection arrays and hash sets (scratch), or NULL: a */
     fp_item root;              /* %resource / %context (kind NODE; node NULL when there is none) */
     bool has_root;
     fp_opts opts;
@@ -106,6 +107,10 @@ typedef struct fp_ctx {
     bool too_costly;           /* the step budget ran out (reported by fp_eval) */
     int depth;
 } fp_ctx;
+
+/* The arena for collection arrays and sets: items point into the resource or into c->a, never into
+ * tmp, so extraction can drop tmp after each resource while keeping the values it turned into rows. */
+static inline bv_arena *fp_tmp(const fp_ctx *c) { return c->tmp ? c->tmp : c->a; }
 
 #define FP_MAX_EVAL_DEPTH 400  /* AST recursion during evaluation (long operator/path chains) */
 
@@ -122,8 +127,10 @@ int fp_eval(fp_ctx *c, const fp_node *n, const fp_env *env, fp_coll *out);
 int fp_eval_on(fp_ctx *c, const fp_node *n, const fp_coll *focus, fp_coll *out);
 int fp_member(fp_ctx *c, const fp_item *it, const char *name, fp_coll *out);
 int fp_children(fp_ctx *c, const fp_item *it, fp_coll *out);
-/* Evaluate an expression with a given focus (extraction: composite components). */
-int fp_eval_items(bv_arena *a, const bv_fp_expr *e, const json_value *resource, const fp_item *focus,
+/* Evaluate an expression with a given focus (extraction: composite components). root: the item
+ * of %resource (fp_resource_item), NULL when there is none. tmp (NULL: a) holds collection arrays
+ * and sets, including out's array; values are allocated from a. */
+int fp_eval_items(bv_arena *a, bv_arena *tmp, const bv_fp_expr *e, const fp_item *root, const fp_item *focus,
                   size_t nfocus, const fp_opts *o, fp_coll *out, char *err, size_t errlen);
 /* Singleton-boolean rule: 1 true, 0 false, -1 empty; BV_EINVAL (error set) when not convertible. */
 int fp_to_bool(fp_ctx *c, const fp_coll *v, int *out);
@@ -179,6 +186,7 @@ bool fp_is_type(const fp_item *it, const fp_typespec *ts);     /* is: subtypes m
 bool fp_is_exact_type(const fp_item *it, const fp_typespec *ts); /* as/ofType: exact */
 bool fp_typespec_known(const fp_typespec *ts);
 bool fp_fhir_type_derives(const char *type, const char *base);
+const fhir_type *fp_type_find(const char *name);      /* fhir_type_find through a hash table */
 const char *fp_primitive_system(const char *fhir_type); /* "Integer", "String", ... or NULL */
 /* Text of a System value for toString(); NULL if the item has no string form. */
 const char *fp_to_string(bv_arena *a, const fp_item *it);

@@ -4,6 +4,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -628,12 +629,46 @@ const char *fp_primitive_system(const char *t)
     return NULL;
 }
 
+/* fhir_type_find through a hash table built once (open addressing, FNV-1a of the name): it is
+ * called on nearly every navigation step. Read-only after pthread_once, so thread-safe. */
+#define FP_TYPE_SLOTS 2048u
+static const fhir_type *type_slots[FP_TYPE_SLOTS];
+static pthread_once_t type_slots_once = PTHREAD_ONCE_INIT;
+
+static uint32_t name_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+static void build_type_slots(void)
+{
+    if (fhir_types_count * 2 > FP_TYPE_SLOTS) return;   /* too many types: fp_type_find falls back */
+    for (size_t i = 0; i < fhir_types_count; i++) {
+        uint32_t k = name_hash(fhir_types[i].name) & (FP_TYPE_SLOTS - 1);
+        while (type_slots[k]) k = (k + 1) & (FP_TYPE_SLOTS - 1);
+        type_slots[k] = &fhir_types[i];
+    }
+}
+
+const fhir_type *fp_type_find(const char *name)
+{
+    if (!name) return NULL;
+    pthread_once(&type_slots_once, build_type_slots);
+    if (fhir_types_count * 2 > FP_TYPE_SLOTS) return fhir_type_find(name);
+    uint32_t k = name_hash(name) & (FP_TYPE_SLOTS - 1);
+    for (const fhir_type *t; (t = type_slots[k]) != NULL; k = (k + 1) & (FP_TYPE_SLOTS - 1))
+        if (t->name == name || (t->name[0] == name[0] && strcmp(t->name, name) == 0)) return t;
+    return NULL;
+}
+
 bool fp_fhir_type_derives(const char *type, const char *base)
 {
     if (!type || !base) return false;
     for (int hops = 0; type && hops < 16; hops++) {
-        if (strcmp(type, base) == 0) return true;
-        const fhir_type *t = fhir_type_find(type);
+        if (type == base || (type[0] == base[0] && strcmp(type, base) == 0)) return true;
+        const fhir_type *t = fp_type_find(type);
         type = t ? t->base : NULL;
     }
     return false;

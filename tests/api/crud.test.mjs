@@ -307,6 +307,13 @@ test('decimal fidelity: 1.50, 1E-17 and 10000000000000000 come back byte-identic
   assert.ok(up.text.includes('"value":1.50,') && up.text.includes('1E-17') && up.text.includes('10000000000000000'));
 });
 
+test('JSON media types with parameters are accepted for writes', async () => {
+  for (const ct of ['application/fhir+json; charset=utf-8', 'application/json', 'application/fhir+json;fhirVersion=4.0']) {
+    const r = await c.post('/Patient', JSON.stringify(patient()), { headers: { 'Content-Type': ct } });
+    assert.equal(r.status, 201, `${ct}: ${r.text.slice(0, 200)}`);
+  }
+});
+
 test('unicode text survives byte for byte', async () => {
   const name = 'Siân Ní Bhriain 李小龙 \u{1F600} "quoted" \\ back';
   const cr = await c.post('/Patient', patient({ name: [{ text: name }] }));

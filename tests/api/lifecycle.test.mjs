@@ -2,7 +2,7 @@
 // the other commands' --help and exit codes.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { rmSync, readFileSync, existsSync } from 'node:fs';
+import { rmSync, readFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServer, client, runBevan, tempDir, TEST_SYSTEM, req } from './lib/server.mjs';
 
@@ -120,6 +120,35 @@ test('a busy port is reported, not ignored', async () => {
     const r = await runBevan(['serve', '--listen', `127.0.0.1:${s.port}`, '--data', join(root, 'busy')], { timeoutMs: 20_000 });
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /cannot listen/);
+  } finally { await s.stop(); s.kill(); }
+});
+
+test('bevan import of NDJSON: PUT for lines with an id, POST otherwise; a bad line imports nothing', async () => {
+  const dir = join(root, 'ndjson');
+  mkdirSync(dir);
+  const good = join(dir, 'good.ndjson');
+  const lines = [
+    { resourceType: 'Patient', id: 'nd-1', gender: 'female' },
+    { resourceType: 'Patient', gender: 'male' },
+    { resourceType: 'Observation', id: 'nd-obs', status: 'final', code: { text: 'x' }, subject: { reference: 'Patient/nd-1' } },
+  ];
+  writeFileSync(good, `${lines.map((l) => JSON.stringify(l)).join('\n')}\n\n`);
+  const data = join(dir, 'data');
+  const imp = await runBevan(['import', '--data', data, good]);
+  assert.equal(imp.sanitizer, null, imp.stderr);
+  assert.equal(imp.code, 0, imp.stdout + imp.stderr);
+  assert.match(imp.stdout, /3 resources stored/);
+  const bad = join(dir, 'bad.ndjson');
+  writeFileSync(bad, `${JSON.stringify({ resourceType: 'Patient', id: 'nd-2' })}\n{"resourceType":"Patient",\n`);
+  const imp2 = await runBevan(['import', '--data', data, bad]);
+  assert.notEqual(imp2.code, 0, 'a malformed line fails the import');
+  const s = await startServer({ data });
+  try {
+    const c = client(s.base);
+    assert.equal((await c.get('/Patient/nd-1')).json.gender, 'female');
+    assert.equal((await c.get('/Observation/nd-obs')).json.subject.reference, 'Patient/nd-1');
+    assert.equal(await c.count('/Patient'), 2);
+    assert.equal((await c.get('/Patient/nd-2')).status, 404, 'nothing of the failed file is stored');
   } finally { await s.stop(); s.kill(); }
 });
 

@@ -1,7 +1,7 @@
 // PATCH with JSON Patch (RFC 6902): the result is validated like an update.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, client, assertOutcome, unique, TEST_SYSTEM } from './lib/server.mjs';
+import { startServer, client, assertOutcome, outcomeNames, unique, TEST_SYSTEM } from './lib/server.mjs';
 
 let srv;
 let c;
@@ -58,16 +58,17 @@ test('If-Match on PATCH: stale -> 412', async () => {
 
 test('a patch that makes the resource invalid -> 4xx, nothing stored', async () => {
   const p = await newPatient();
-  for (const ops of [
-    [{ op: 'replace', path: '/gender', value: 'bogus' }],
-    [{ op: 'replace', path: '/birthDate', value: '2021-02-30' }],
-    [{ op: 'add', path: '/unknownElement', value: 1 }],
-    [{ op: 'replace', path: '/resourceType', value: 'Observation' }],
-    [{ op: 'replace', path: '/id', value: 'another-id' }],
-    [{ op: 'remove', path: '/id' }],
+  for (const [ops, status, path] of [
+    [[{ op: 'replace', path: '/gender', value: 'bogus' }], 400, 'Patient.gender'],
+    [[{ op: 'replace', path: '/birthDate', value: '2021-02-30' }], 400, 'Patient.birthDate'],
+    [[{ op: 'add', path: '/unknownElement', value: 1 }], 400, 'Patient.unknownElement'],
+    [[{ op: 'replace', path: '/resourceType', value: 'Observation' }], 422],
+    [[{ op: 'replace', path: '/id', value: 'another-id' }], 422],
+    [[{ op: 'remove', path: '/id' }], 422],
   ]) {
     const r = await c.patch(`/Patient/${p.id}`, ops);
-    assertOutcome(r, undefined, JSON.stringify(ops));
+    const oo = assertOutcome(r, status, JSON.stringify(ops));
+    if (path) assert.ok(outcomeNames(oo, path), `${JSON.stringify(ops)} names ${path}: ${r.text}`);
   }
   const cur = await c.get(`/Patient/${p.id}`);
   assert.equal(cur.json.meta.versionId, '1');
@@ -89,7 +90,7 @@ test('a failing test op, or a path that does not exist -> 4xx, nothing stored', 
   ];
   for (const ops of failing) {
     const r = await c.patch(`/Patient/${p.id}`, ops);
-    assertOutcome(r, undefined, JSON.stringify(ops));
+    assertOutcome(r, 422, JSON.stringify(ops));
   }
   const cur = await c.get(`/Patient/${p.id}`);
   assert.equal(cur.json.meta.versionId, '1');
