@@ -294,12 +294,12 @@ static int tx_run(bv_store_txn *t, void *ctx)
         e->needs_writer_rewrite = true;
     }
     /* 2. references that depended on step 1, and conditional references. */
+    bool any_conditional = false;
+    for (size_t k = 0; k < tx->n && !any_conditional; k++)
+        any_conditional = tx->entries[k].needs_writer_rewrite;
     for (size_t i = 0; i < tx->n; i++) {
         tx_entry *e = &tx->entries[i];
         if (!e->res) continue;
-        bool any_conditional = false;
-        for (size_t k = 0; k < tx->n && !any_conditional; k++)
-            any_conditional = tx->entries[k].needs_writer_rewrite;
         if (!e->needs_writer_rewrite && !any_conditional) continue;
         const char *bad = NULL;
         int pending = rewrite_refs(e->res, &tx->map, full_url_base(c->a, e->full_url), true, &bad);

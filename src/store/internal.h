@@ -14,6 +14,7 @@ struct sqlite3_stmt;
 #define BV__SCHEMA_VERSION 1
 #define BV__APPLICATION_ID 0x4256414e /* "BVAN" in the database header */
 #define BV__DYN_CACHE 32              /* per-connection LRU of dynamic (search) statements */
+#define BV__DYN_CACHE_MAX_SQL 16384   /* longer generated SQL is prepared per call, not cached */
 #define BV__MAX_SQL (4u * 1024u * 1024u) /* cap on one generated statement */
 #define BV__MAX_UNION 100             /* rid sets per IN (...): SQLite allows 500 compound terms */
 #define BV__MAX_NEST 4                /* chain / _has nesting depth */
@@ -89,8 +90,9 @@ struct bv_store {
 /* ---- sqlite.c: connections and statements ---- */
 bv__conn *bv__reader(bv_store *s, int *err);
 struct sqlite3_stmt *bv__stmt(bv__conn *c, bv__stmt_id id);
-/* A statement for generated SQL, from the connection's LRU cache (prepared on a miss). */
-struct sqlite3_stmt *bv__dyn_stmt(bv__conn *c, const char *sql);
+/* A statement for generated SQL, from the connection's LRU cache (prepared on a miss). With
+ * *owned set (SQL too long to cache) the caller must sqlite3_finalize it after use. */
+struct sqlite3_stmt *bv__dyn_stmt(bv__conn *c, const char *sql, bool *owned);
 void bv__done(struct sqlite3_stmt *st);           /* reset + clear bindings; NULL ok */
 int bv__fail(bv__conn *c, int rc, const char *what); /* logs; maps a SQLite code to bv_err */
 int bv__step_simple(bv__conn *c, bv__stmt_id id);   /* runs a no-parameter statement */

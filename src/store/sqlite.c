@@ -174,8 +174,21 @@ void bv__done(sqlite3_stmt *st)
     sqlite3_clear_bindings(st);
 }
 
-sqlite3_stmt *bv__dyn_stmt(bv__conn *c, const char *sql)
+sqlite3_stmt *bv__dyn_stmt(bv__conn *c, const char *sql, bool *owned)
 {
+    *owned = false;
+    if (strlen(sql) > BV__DYN_CACHE_MAX_SQL) {
+        /* A huge one-off (thousands of ORed values): not worth keeping, and 32 of them per
+         * connection would pin a lot of memory. The caller finalises it. */
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v3(c->db, sql, -1, 0, &st, NULL);
+        if (rc != SQLITE_OK) {
+            bv__fail(c, rc, "prepare generated statement");
+            return NULL;
+        }
+        *owned = true;
+        return st;
+    }
     bv__dyn *victim = NULL;
     for (size_t i = 0; i < BV__DYN_CACHE; i++) {
         bv__dyn *d = &c->dyn[i];

@@ -77,30 +77,39 @@ static int prepare_failed(bv__conn *c, const bv__qb *q)
     return BV_EINTERNAL;
 }
 
+static void dyn_done(sqlite3_stmt *st, bool owned)
+{
+    if (owned) sqlite3_finalize(st);
+    else bv__done(st);
+}
+
 int bv__query_count(bv__conn *c, bv__qb *q, int64_t *out)
 {
     if (q->err) return q->err;
-    sqlite3_stmt *st = bv__dyn_stmt(c, bv_buf_cstr(&q->sql));
+    bool owned;
+    sqlite3_stmt *st = bv__dyn_stmt(c, bv_buf_cstr(&q->sql), &owned);
     if (!st) return prepare_failed(c, q);
     int rc = bv__qb_bind(q, st);
     if (rc) {
-        bv__done(st);
+        dyn_done(st, owned);
         return rc;
     }
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) *out = sqlite3_column_int64(st, 0);
-    bv__done(st);
-    return rc == SQLITE_ROW ? BV_OK : bv__fail(c, rc, "count");
+    int ret = rc == SQLITE_ROW ? BV_OK : bv__fail(c, rc, "count");
+    dyn_done(st, owned);
+    return ret;
 }
 
 int bv__query_records(bv__conn *c, bv_arena *a, bv__qb *q, int col0, bv_record **out, size_t *n)
 {
     if (q->err) return q->err;
-    sqlite3_stmt *st = bv__dyn_stmt(c, bv_buf_cstr(&q->sql));
+    bool owned;
+    sqlite3_stmt *st = bv__dyn_stmt(c, bv_buf_cstr(&q->sql), &owned);
     if (!st) return prepare_failed(c, q);
     int rc = bv__qb_bind(q, st);
     if (rc) {
-        bv__done(st);
+        dyn_done(st, owned);
         return rc;
     }
     bv_record *recs = NULL;
@@ -115,8 +124,9 @@ int bv__query_records(bv__conn *c, bv_arena *a, bv__qb *q, int col0, bv_record *
         }
         bv__record_from(a, st, col0, &recs[got++]);
     }
-    bv__done(st);
-    if (rc != SQLITE_DONE) return bv__fail(c, rc, "query");
+    int ret = rc == SQLITE_DONE ? BV_OK : bv__fail(c, rc, "query");
+    dyn_done(st, owned);
+    if (ret) return ret;
     *out = recs;
     *n = got;
     return BV_OK;
@@ -210,13 +220,17 @@ int bv_store_count_by_type(bv_store *s, void (*fn)(void *ctx, const char *type, 
     int err = BV_OK;
     bv__conn *c = bv__reader(s, &err);
     if (!c) return err;
-    sqlite3_stmt *st = bv__dyn_stmt(c, "SELECT type, count(*) FROM resources WHERE deleted = 0 GROUP BY type ORDER BY type");
+    if (!fn) return BV_EINVAL;
+    bool owned;
+    sqlite3_stmt *st =
+        bv__dyn_stmt(c, "SELECT type, count(*) FROM resources WHERE deleted = 0 GROUP BY type ORDER BY type", &owned);
     if (!st) return BV_EINTERNAL;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         fn(ctx, (const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1));
-    bv__done(st);
-    return rc == SQLITE_DONE ? BV_OK : bv__fail(c, rc, "count by type");
+    int ret = rc == SQLITE_DONE ? BV_OK : bv__fail(c, rc, "count by type");
+    dyn_done(st, owned);
+    return ret;
 }
 
 /* ---- Check ---- */

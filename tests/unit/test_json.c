@@ -288,8 +288,8 @@ static void test_duplicate_key_large_object(void **state)
     bv_buf_puts(&b, ",\"key17\":0}");
     assert_int_equal(json_parse(A, b.data, b.len, NULL, &v, &err), BV_EINVAL);
     assert_string_equal(err.message, "duplicate key \"key17\"");
-    double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
-    assert_true(secs < 2.0);  /* O(n^2) would take far longer */
+    /* Timing is reported, never asserted (bench/ measures speed). */
+    printf("200,000-key object with a late duplicate: %.3f s\n", (double)(clock() - t0) / CLOCKS_PER_SEC);
     bv_buf_free(&b);
 }
 
@@ -307,7 +307,7 @@ static void test_depth(void **state)
     assert_non_null(strstr(err.message, "nesting too deep"));
     assert_false(err.too_big);
     assert_int_equal(err.offset, BV_MAX_JSON_DEPTH);
-    assert_true((double)(clock() - t0) / CLOCKS_PER_SEC < 0.1);
+    (void)t0; /* the offset assertion above proves it stopped at the cap */
 
     /* Objects too, and exactly at the limit is fine. */
     json_limits lim = {0, 3, 0};

@@ -287,18 +287,16 @@ static void test_history(void **state)
 
 /* ---- Write units: isolation inside a group, failed commit ---- */
 typedef struct {
-    bv_store *s;
-    size_t want;
-    atomic_int started;
+    atomic_int started, release;
 } blocker_ctx;
 
-/* Holds the writer until `want` more units are queued, so they form the next group together. */
+/* Holds the writer until released, so the units queued meanwhile form the next group together. */
 static int blocker_fn(bv_store_txn *t, void *vctx)
 {
     (void)t;
     blocker_ctx *b = vctx;
     atomic_store(&b->started, 1);
-    for (int i = 0; i < 5000 && bv__store_pending(b->s) < b->want; i++) usleep(1000);
+    for (int i = 0; i < 10000 && !atomic_load(&b->release); i++) usleep(1000);
     return 0;
 }
 
@@ -316,10 +314,10 @@ static void *write_thread(void *varg)
     return NULL;
 }
 
-/* Runs the units as one group (after a blocker) and returns when all are answered. */
+/* Runs the units as one group (after a blocker), in order, and returns when all are answered. */
 static void run_as_group(bv_store *s, writer_arg *args, size_t n)
 {
-    blocker_ctx b = {.s = s, .want = n, .started = 0};
+    blocker_ctx b = {.started = 0, .release = 0};
     writer_arg barg = {.s = s, .fn = blocker_fn, .ctx = &b};
     pthread_t bt, th[8];
     pthread_create(&bt, NULL, write_thread, &barg);
@@ -329,6 +327,7 @@ static void run_as_group(bv_store *s, writer_arg *args, size_t n)
         pthread_create(&th[i], NULL, write_thread, &args[i]);
         while (bv__store_pending(s) < i + 1) usleep(100);
     }
+    atomic_store(&b.release, 1);
     pthread_join(bt, NULL);
     for (size_t i = 0; i < n; i++) pthread_join(th[i], NULL);
 }
