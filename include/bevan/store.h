@@ -184,7 +184,8 @@ int bv_txn_read(bv_store_txn *t, bv_arena *a, const char *type, const char *id, 
 int bv_txn_search(bv_store_txn *t, bv_arena *a, const bv_search *q, bv_record **out, size_t *n, int64_t *total);
 /* Timestamp for this unit's versions: strictly greater than any earlier unit's. */
 int64_t bv_txn_now_ms(bv_store_txn *t);
-/* Store a new version: a history row, the current row replaced, the index rows replaced. */
+/* Store a new version: a history row, the current row replaced, the index rows replaced.
+ * On failure the unit may hold part of the put: the unit must then return non-zero (rolled back). */
 int bv_txn_put(bv_store_txn *t, const bv_put *p);
 
 #endif
