@@ -24,9 +24,14 @@ curl -sv "http://127.0.0.1:$port/" "http://127.0.0.1:$port/" 2>&1 | grep -q "Re-
 echo "server threads: $threads; command: wrk -t2 -c16 -d10s --latency http://127.0.0.1:$port/"
 r=1
 while [ "$r" -le "$runs" ]; do
-    timeout 30 wrk -t2 -c16 -d10s --latency "http://127.0.0.1:$port/" >"$out/wrk.txt"
+    timeout 30 wrk -t2 -c16 -d10s --latency "http://127.0.0.1:$port/" >"$out/wrk.txt" &
+    wpid=$!
+    # per-thread CPU mid-run: one busy MHD-worker and idle others means unbalanced connections (craft.md §4)
+    sleep 5
+    workers=$(top -H -b -n1 -p "$pid" 2>/dev/null | awk '/MHD-worker/ {printf "%s%% ", $9}')
+    wait "$wpid"
     rps=$(awk '/^Requests\/sec/ {print $2}' "$out/wrk.txt")
     p99=$(awk '$1 == "99%" {print $2}' "$out/wrk.txt")
-    echo "run $r: $rps req/s, p99 $p99"
+    echo "run $r: $rps req/s, p99 $p99, worker CPU ${workers:-n/a}(load $(cut -d' ' -f1 /proc/loadavg))"
     r=$((r + 1))
 done

@@ -45,6 +45,8 @@ typedef struct {
     size_t max_body;          /* 0 = BV_MAX_BODY_BYTES */
     unsigned max_connections; /* 0 = BV_MAX_CONNECTIONS */
     unsigned timeout_s;       /* idle connection timeout, 0 = BV_CONNECTION_TIMEOUT_S */
+    unsigned write_workers;   /* threads that run writing requests while their connection is
+                                 suspended (0 = 32): how many writes can share one group commit */
 } bv_http_options;
 
 typedef struct bv_http_server bv_http_server;

@@ -11,6 +11,11 @@
  *                   call, because queuing on the first call makes MHD answer Connection: close.
  *   access_cb #2..  body chunks appended to a capped buffer (chunked bodies over the cap: 413).
  *   access_cb last  *upload_data_size == 0: the handler runs and the response is queued.
+ *                   Requests that write (any method but GET/HEAD) are handed to a pool of worker
+ *                   threads instead: the connection is suspended, a worker runs the handler (which
+ *                   waits for the group commit) and resumes it; the next access_cb queues the
+ *                   response. So an MHD thread never sleeps on a commit, and as many writes as
+ *                   there are workers can share one durable sync.
  *   completed_cb    the arena and the body buffer are freed. */
 #include "bevan/http.h"
 
@@ -19,6 +24,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
@@ -44,7 +50,20 @@ struct bv_http_server {
     int port;
     atomic_int in_flight;     /* requests between uri_log_cb and completed_cb */
     char fallback_base[96];   /* "http://HOST:PORT" from the listen address */
+    /* write offload (see the top comment) */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct http_job *head, *tail;
+    pthread_t *workers;
+    unsigned n_workers;
+    bool stopping;
 };
+
+typedef struct http_job {
+    struct http_job *next;
+    struct MHD_Connection *conn;
+    void *hr;
+} http_job;
 
 typedef struct {
     bv_arena *arena;
@@ -58,6 +77,9 @@ typedef struct {
     size_t discarded;         /* body bytes dropped after an error */
     bv_request req;
     size_t hdr_cap;
+    int offload;              /* 0 none, 1 with a worker, 2 answered by the worker */
+    bv_response resp;         /* the worker's response */
+    http_job job;
 } http_req;
 
 /* ---------------------------------------------------------------- small helpers */
@@ -381,9 +403,27 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
 
     /* whole request received */
     if (hr->error_status) return queue_error(conn, hr);
+    if (hr->offload == 2) {
+        hr->queued = true;
+        return send_response(conn, &hr->resp);
+    }
+    if (hr->offload == 1) return MHD_YES;
     bv_request *r = &hr->req;
     r->body = bv_buf_cstr(&hr->body);
     r->body_len = hr->body.len;
+    if (s->n_workers && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        hr->offload = 1;
+        hr->job.conn = conn;
+        hr->job.hr = hr;
+        hr->job.next = NULL;
+        MHD_suspend_connection(conn);
+        pthread_mutex_lock(&s->mu);
+        if (s->tail) s->tail->next = &hr->job; else s->head = &hr->job;
+        s->tail = &hr->job;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        return MHD_YES;
+    }
     bv_response resp;
     response_init(&resp, hr->arena);
     s->handler(s->ctx, r, &resp);
@@ -454,6 +494,25 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen
     return BV_OK;
 }
 
+static void *worker_main(void *arg)
+{
+    bv_http_server *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->head && !s->stopping) pthread_cond_wait(&s->cv, &s->mu);
+        http_job *j = s->head;
+        if (!j) { pthread_mutex_unlock(&s->mu); return NULL; }
+        s->head = j->next;
+        if (!s->head) s->tail = NULL;
+        pthread_mutex_unlock(&s->mu);
+        http_req *hr = j->hr;
+        response_init(&hr->resp, hr->arena);
+        s->handler(s->ctx, &hr->req, &hr->resp);
+        hr->offload = 2;
+        MHD_resume_connection(j->conn);
+    }
+}
+
 int bv_http_start(const bv_http_options *opt, bv_http_handler handler, void *ctx, bv_http_server **out,
                   char *err, size_t errlen)
 {
@@ -479,7 +538,11 @@ int bv_http_start(const bv_http_options *opt, bv_http_handler handler, void *ctx
     s->ctx = ctx;
     s->max_body = opt->max_body ? opt->max_body : BV_MAX_BODY_BYTES;
 
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->n_workers = opt->write_workers ? opt->write_workers : 32;
+
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_POLL;
     if (v6) flags |= MHD_USE_IPv6;
     /* MHD warns about a pool of 1: give the option only for 2+ threads */
@@ -503,6 +566,9 @@ int bv_http_start(const bv_http_options *opt, bv_http_handler handler, void *ctx
         free(s);
         return BV_EIO;
     }
+    s->workers = bv_calloc(s->n_workers, sizeof *s->workers);
+    for (unsigned i = 0; i < s->n_workers; i++)
+        if (pthread_create(&s->workers[i], NULL, worker_main, s) != 0) bv_panic("cannot start HTTP workers");
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     s->port = di ? (int)di->port : 0;
     char host[INET6_ADDRSTRLEN] = "127.0.0.1";
@@ -530,5 +596,13 @@ void bv_http_stop(bv_http_server *s)
         MHD_stop_daemon(s->daemon);
         if (fd != MHD_INVALID_SOCKET) close(fd);
     }
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    for (unsigned i = 0; i < s->n_workers && s->workers; i++) pthread_join(s->workers[i], NULL);
+    free(s->workers);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
     free(s);
 }
