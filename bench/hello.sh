@@ -27,8 +27,8 @@ while [ "$r" -le "$runs" ]; do
     timeout 30 wrk -t2 -c16 -d10s --latency "http://127.0.0.1:$port/" >"$out/wrk.txt" &
     wpid=$!
     # per-thread CPU mid-run: one busy MHD-worker and idle others means unbalanced connections (craft.md §4)
-    sleep 5
-    workers=$(top -H -b -n1 -p "$pid" 2>/dev/null | awk '/MHD-worker/ {printf "%s%% ", $9}')
+    sleep 4
+    workers=$(top -H -b -n2 -d1 -p "$pid" 2>/dev/null | awk '/^top -/ {f++} f == 2 && /MHD-worker/ {printf "%s%% ", $9}')
     wait "$wpid"
     rps=$(awk '/^Requests\/sec/ {print $2}' "$out/wrk.txt")
     p99=$(awk '$1 == "99%" {print $2}' "$out/wrk.txt")

@@ -89,6 +89,24 @@ static void full_url(bv_buf *b, api_ctx *c, const bv_record *r)
     json_write_string(b, u, strlen(u));
 }
 
+/* A reference given as an absolute URL: under this server's base it is a local Type/id (match on
+ * type and id), otherwise it is an external URL (match on the text as written). */
+static void localise_references(api_ctx *c, const bv_search *s, int depth)
+{
+    if (!s || depth > 8) return;
+    size_t bl = strlen(c->base);
+    for (size_t i = 0; i < s->n_ands; i++) {
+        for (size_t k = 0; k < s->ands[i].n; k++) {
+            bv_pred *p = (bv_pred *)&s->ands[i].preds[k];
+            localise_references(c, p->chain, depth + 1);
+            localise_references(c, p->has, depth + 1);
+            if (p->kind != BV_IX_REFERENCE || p->op != BV_OP_REF || !p->text || !p->ref_id) continue;
+            if (strncmp(p->text, c->base, bl) == 0 && p->text[bl] == '/') p->text = NULL;
+            else { p->ref_type = NULL; p->ref_id = NULL; }
+        }
+    }
+}
+
 void api_search(api_ctx *c, const char *type, const bv_param *params, size_t n)
 {
     bv_outcome oo;
@@ -101,6 +119,7 @@ void api_search(api_ctx *c, const char *type, const bv_param *params, size_t n)
         api_send_outcome(c, 400, &oo);
         return;
     }
+    localise_references(c, &sr.search, 0);
     if (sr.n_includes || sr.n_revincludes) {
         api_error(c, 400, "not-supported", NULL, "_include and _revinclude are not supported yet");
         return;

@@ -583,6 +583,17 @@ int bv_http_start(const bv_http_options *opt, bv_http_handler handler, void *ctx
 
 int bv_http_port(const bv_http_server *s) { return s ? s->port : 0; }
 
+static void stop_workers(bv_http_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    bool already = s->stopping;
+    s->stopping = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (already) return;
+    for (unsigned i = 0; i < s->n_workers && s->workers; i++) pthread_join(s->workers[i], NULL);
+}
+
 void bv_http_stop(bv_http_server *s)
 {
     if (!s) return;
@@ -593,14 +604,17 @@ void bv_http_stop(bv_http_server *s)
             struct timespec ts = {0, 5 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
+        /* Workers drain their queue and resume their connections while the daemon still runs,
+         * so no worker touches a connection after MHD_stop_daemon has freed it. */
+        stop_workers(s);
+        for (int i = 0; i < HTTP_STOP_WAIT_MS / 5 && atomic_load(&s->in_flight) > 0; i++) {
+            struct timespec ts = {0, 5 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
         MHD_stop_daemon(s->daemon);
         if (fd != MHD_INVALID_SOCKET) close(fd);
     }
-    pthread_mutex_lock(&s->mu);
-    s->stopping = true;
-    pthread_cond_broadcast(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    for (unsigned i = 0; i < s->n_workers && s->workers; i++) pthread_join(s->workers[i], NULL);
+    stop_workers(s);
     free(s->workers);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);

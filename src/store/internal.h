@@ -85,6 +85,12 @@ struct bv_store {
     bv__conn *wconn;             /* writer thread only */
     int64_t last_ms;             /* writer thread only: last timestamp handed out */
     _Atomic int64_t last_seq;
+    /* checkpoints run on their own thread so the writer never waits for one */
+    pthread_t ckpt;
+    bool ckpt_started;
+    bool ckpt_wanted;            /* guarded by mu */
+    pthread_cond_t ccond;
+    bv__conn *cconn;             /* checkpointer thread only */
 };
 
 /* ---- sqlite.c: connections and statements ---- */

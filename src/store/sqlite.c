@@ -381,11 +381,12 @@ static int conn_open(bv_store *s, bool writer, bv__conn **out, char *err, size_t
              "PRAGMA synchronous=%s;"
              "PRAGMA foreign_keys=ON;"
              "PRAGMA journal_size_limit=67108864;"
-             "PRAGMA wal_autocheckpoint=1000;"
+             "PRAGMA wal_autocheckpoint=%d;"
              "PRAGMA cache_size=%d;"
              "PRAGMA temp_store=MEMORY;"
              "%s",
              s->read_only ? "" : "PRAGMA journal_mode=WAL;", s->sync_normal ? "NORMAL" : "FULL",
+             writer ? 0 : 1000, /* the writer's WAL is checkpointed by the checkpointer thread */
              writer ? -32768 : -8192, /* KiB: the writer's working set is larger */
              writer || s->read_only ? "" : "PRAGMA query_only=ON;");
     if (conn_exec(c, pragmas, err, errlen) != BV_OK) goto fail;
@@ -502,6 +503,42 @@ static int load_high_marks(bv__conn *c, int64_t *seq, int64_t *ms)
 
 static void *writer_main(void *arg);
 
+/* WAL pages after a commit at which the checkpointer copies the WAL back into the database
+ * (PASSIVE: it never blocks the writer or readers). SQLite's own auto-checkpoint would run it in
+ * the committing writer, stalling every queued write behind the checkpoint's syncs. */
+#define CKPT_PAGES 4000
+
+static int wal_hook_cb(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    (void)db;
+    (void)name;
+    bv_store *s = arg;
+    if (pages >= CKPT_PAGES) {
+        pthread_mutex_lock(&s->mu);
+        s->ckpt_wanted = true;
+        pthread_cond_signal(&s->ccond);
+        pthread_mutex_unlock(&s->mu);
+    }
+    return SQLITE_OK;
+}
+
+static void *ckpt_main(void *arg)
+{
+    bv_store *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->ckpt_wanted && !s->stopping) pthread_cond_wait(&s->ccond, &s->mu);
+        bool stop = s->stopping;
+        s->ckpt_wanted = false;
+        pthread_mutex_unlock(&s->mu);
+        if (stop) return NULL;
+        int log = 0, done = 0;
+        int rc = sqlite3_wal_checkpoint_v2(s->cconn->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            bv_log(BV_LOG_WARN, "store: checkpoint failed: %s", sqlite3_errstr(rc));
+    }
+}
+
 int bv_store_open(const bv_store_options *opt, bv_store **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -523,6 +560,7 @@ int bv_store_open(const bv_store_options *opt, bv_store **out, char *err, size_t
     s->group_max = opt->group_max ? opt->group_max : 512;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->wcond, NULL);
+    pthread_cond_init(&s->ccond, NULL);
     if (pthread_key_create(&s->key, reader_release) != 0) {
         snprintf(err, errlen, "pthread_key_create failed");
         pthread_cond_destroy(&s->wcond);
@@ -555,6 +593,15 @@ int bv_store_open(const bv_store_options *opt, bv_store **out, char *err, size_t
     }
     atomic_store(&s->last_seq, seq);
     if (!s->read_only) {
+        rc = conn_open(s, true, &s->cconn, err, errlen);
+        if (rc) goto fail;
+        sqlite3_wal_hook(s->wconn->db, wal_hook_cb, s);
+        if (pthread_create(&s->ckpt, NULL, ckpt_main, s) != 0) {
+            snprintf(err, errlen, "cannot start the checkpointer thread");
+            rc = BV_EINTERNAL;
+            goto fail;
+        }
+        s->ckpt_started = true;
         if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
             snprintf(err, errlen, "cannot start the writer thread");
             rc = BV_EINTERNAL;
@@ -575,8 +622,11 @@ void bv_store_close(bv_store *s)
     pthread_mutex_lock(&s->mu);
     s->stopping = true;
     pthread_cond_broadcast(&s->wcond);
+    pthread_cond_broadcast(&s->ccond);
     pthread_mutex_unlock(&s->mu);
     if (s->writer_started) pthread_join(s->writer, NULL);
+    if (s->ckpt_started) pthread_join(s->ckpt, NULL);
+    conn_free(s->cconn);
     conn_free(s->wconn);
     /* Reader threads still alive keep a dangling key value; deleting the key first means their
      * destructor never runs. Callers close the store only after its reader threads are done. */
@@ -587,6 +637,7 @@ void bv_store_close(bv_store *s)
         conn_free(c);
     }
     pthread_cond_destroy(&s->wcond);
+    pthread_cond_destroy(&s->ccond);
     pthread_mutex_destroy(&s->mu);
     free(s->path);
     free(s);
