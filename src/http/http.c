@@ -37,7 +37,7 @@
 #define HTTP_MAX_HEADERS        100
 #define HTTP_CONN_MEMORY_LIMIT  (64u * 1024u)
 #define HTTP_DEFAULT_CTYPE      "application/fhir+json; charset=utf-8"
-#define HTTP_MAX_DISCARD        (1024u * 1024u) /* body bytes read and dropped after an error, then close */
+#define HTTP_MAX_DISCARD        (64u * 1024u * 1024u) /* body bytes read and dropped after an error (then 413), beyond: close */
 #define HTTP_STOP_WAIT_MS       10000   /* bv_http_stop: how long in-flight requests may take */
 #define HTTP_STR_(x) #x
 #define HTTP_STR(x) HTTP_STR_(x)
