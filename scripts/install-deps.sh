@@ -6,13 +6,17 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
   libmicrohttpd-dev libjson-c-dev libsqlite3-dev libssl-dev libcmocka-dev
-  python3 curl jq wrk nodejs npm
+  python3 curl jq wrk
 )
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js: any installed node/npm will do (the machine may carry NodeSource's build, which bundles
+# npm and conflicts with Debian's npm package); install Debian's only when they are missing.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if ((${#missing[@]})); then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   echo "install-deps: apt installing ${missing[*]}"
