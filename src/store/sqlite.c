@@ -625,6 +625,9 @@ void bv_store_close(bv_store *s)
     pthread_cond_broadcast(&s->ccond);
     pthread_mutex_unlock(&s->mu);
     if (s->writer_started) pthread_join(s->writer, NULL);
+    if (s->groups)
+        bv_log(BV_LOG_DEBUG, "store: %llu units in %llu group commits", (unsigned long long)s->units,
+               (unsigned long long)s->groups);
     if (s->ckpt_started) pthread_join(s->ckpt, NULL);
     conn_free(s->cconn);
     conn_free(s->wconn);
