@@ -89,6 +89,10 @@ bool bv_starts_with(const char *s, const char *prefix);
 /* Percent-decode (and '+' -> ' ' when form is true) into the arena. NULL on a bad escape. */
 char *bv_url_decode(bv_arena *a, const char *s, size_t len, bool form);
 
+/* Decode standard base64 (RFC 4648, padding optional, whitespace ignored) into the arena; the
+ * result is NUL-terminated. NULL when s is not valid base64. */
+char *bv_base64_decode(bv_arena *a, const char *s, size_t len, size_t *out_len);
+
 /* ---- Time ---- */
 int64_t bv_now_ms(void);                       /* wall clock, ms since epoch */
 /* Formats ms-since-epoch as an xs:dateTime in UTC with ms: 2024-01-02T03:04:05.678Z (buf >= 32). */

@@ -142,6 +142,16 @@ static int parse_entry_url(api_ctx *c, tx_entry *e)
     return 0;
 }
 
+/* FHIR carries a JSON Patch inside a Bundle as a Binary resource whose contentType is
+ * application/json-patch+json and whose data is the base64 of the patch document. */
+static const char *binary_patch_text(bv_arena *a, const json_value *res, size_t *len)
+{
+    if (!bv_streq(json_get_str(res, "resourceType"), "Binary")) return NULL;
+    const char *ct = json_get_str(res, "contentType"), *data = json_get_str(res, "data");
+    if (!ct || strncmp(ct, "application/json-patch+json", 27) != 0 || !data) return NULL;
+    return bv_base64_decode(a, data, strlen(data), len);
+}
+
 static int method_order(const char *m)
 {
     if (strcmp(m, "DELETE") == 0) return 0;
@@ -506,12 +516,22 @@ static void do_transaction(api_ctx *c, json_value *bundle, json_value *entries)
             break;
         }
         if (patch) {
-            /* FHIR transactions carry JSON Patch as a Binary resource (base64 data). */
-            bv_outcome_add(&oo, BV_SEV_ERROR, "not-supported", bv_arena_printf(c->a, "%s.request.method", path),
-                           "PATCH inside a transaction is not supported yet");
-            break;
+            size_t plen = 0;
+            const char *text = e->id && !e->query ? binary_patch_text(c->a, e->res, &plen) : NULL;
+            json_value *pv = NULL;
+            json_error jerr;
+            if (!text || json_parse(c->a, text, plen, NULL, &pv, &jerr) || !json_is(pv, JSON_ARRAY)) {
+                bv_outcome_add(&oo, BV_SEV_ERROR, e->query ? "not-supported" : "invalid",
+                               bv_arena_printf(c->a, "%s.resource", path),
+                               e->query ? "conditional PATCH is not supported"
+                                        : "a PATCH entry needs a Binary resource with contentType "
+                                          "application/json-patch+json whose data is a JSON Patch array");
+                break;
+            }
+            e->unit.kind = OP_PATCH;
+            e->unit.patch = pv;
         }
-        if (e->res) {
+        if (e->res && !patch) {
             bv_outcome sub;
             bv_outcome_init(&sub, c->a);
             if (api_prepare(c, e->res, e->type, post || (put && e->query), path, &sub)) {
@@ -666,7 +686,13 @@ static void do_batch(api_ctx *c, json_value *entries)
         if (ine) sub.headers[sub.n_headers++] = (bv_kv){"If-None-Exist", ine};
         if (im) sub.headers[sub.n_headers++] = (bv_kv){"If-Match", im};
         json_value *res = json_get(ent, "resource");
-        if (res) {
+        size_t plen = 0;
+        const char *ptext = strcmp(method, "PATCH") == 0 ? binary_patch_text(c->a, res, &plen) : NULL;
+        if (ptext) {
+            sub.body = ptext;
+            sub.body_len = plen;
+            sub.headers[sub.n_headers++] = (bv_kv){"Content-Type", "application/json-patch+json"};
+        } else if (res) {
             bv_buf rb;
             bv_buf_init(&rb, 0);
             json_write(&rb, res, false);

@@ -93,3 +93,37 @@ char *bv_url_decode(bv_arena *a, const char *s, size_t len, bool form)
     *o = '\0';
     return out;
 }
+
+static int b64val(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+char *bv_base64_decode(bv_arena *a, const char *s, size_t len, size_t *out_len)
+{
+    char *out = bv_arena_alloc(a, len / 4 * 3 + 4), *o = out;
+    uint32_t acc = 0;
+    int bits = 0, pad = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
+        if (c == '=') { pad++; continue; }
+        int v = b64val(c);
+        if (v < 0 || pad) return NULL;   /* bad character, or data after padding */
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            *o++ = (char)((acc >> bits) & 0xff);
+        }
+    }
+    if (pad > 2 || bits >= 6) return NULL;
+    *o = '\0';
+    if (out_len) *out_len = (size_t)(o - out);
+    return out;
+}

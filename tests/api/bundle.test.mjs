@@ -282,3 +282,56 @@ test('bundle type and shape errors', async () => {
   assert.equal(empty.status, 200, empty.text);
   assert.equal(empty.json.type, 'transaction-response');
 });
+
+// JSON Patch inside a Bundle travels as a Binary (contentType application/json-patch+json, data base64).
+const patchEntry = (url, ops) => ({
+  resource: { resourceType: 'Binary', contentType: 'application/json-patch+json',
+    data: Buffer.from(JSON.stringify(ops)).toString('base64') },
+  request: { method: 'PATCH', url },
+});
+
+test('transaction: PATCH entries (Binary JSON Patch) apply atomically with the other entries', async () => {
+  const v = unique('txpatch');
+  const created = await c.post('/Patient', pat(v, { birthDate: '1980-01-01' }));
+  assert.equal(created.status, 201, created.text);
+  const id = created.json.id;
+  const r = await c.post('', tx([
+    patchEntry(`Patient/${id}`, [{ op: 'replace', path: '/birthDate', value: '1981-02-03' }]),
+    { resource: obs(`Patient/${id}`), request: { method: 'POST', url: 'Observation' } },
+  ]));
+  assert.equal(r.status, 200, r.text);
+  assert.match(r.json.entry[0].response.status, /^200/);
+  assert.equal(r.json.entry[0].response.etag, 'W/"2"');
+  const read = await c.get(`/Patient/${id}`);
+  assert.equal(read.json.birthDate, '1981-02-03');
+  assert.equal(read.json.meta.versionId, '2');
+
+  // a patch that makes the resource invalid fails the whole transaction: nothing else is stored
+  const before = (await c.get(`/Observation?subject=Patient/${id}&_summary=count`)).json.total;
+  const bad = await c.post('', tx([
+    { resource: obs(`Patient/${id}`), request: { method: 'POST', url: 'Observation' } },
+    patchEntry(`Patient/${id}`, [{ op: 'replace', path: '/gender', value: 'bogus' }]),
+  ]));
+  assert.ok(bad.status >= 400 && bad.status < 500, bad.text);
+  assertOutcome(bad);
+  assert.equal((await c.get(`/Observation?subject=Patient/${id}&_summary=count`)).json.total, before);
+  assert.equal((await c.get(`/Patient/${id}`)).json.meta.versionId, '2');
+
+  // a PATCH entry without a JSON Patch Binary is refused
+  const wrong = await c.post('', tx([{ resource: pat(v), request: { method: 'PATCH', url: `Patient/${id}` } }]));
+  assert.equal(wrong.status, 400, wrong.text);
+  assertOutcome(wrong);
+});
+
+test('batch: a PATCH entry (Binary JSON Patch) is applied on its own', async () => {
+  const created = await c.post('/Patient', pat(unique('bpatch')));
+  const id = created.json.id;
+  const r = await c.post('', tx([
+    patchEntry(`Patient/${id}`, [{ op: 'add', path: '/active', value: true }]),
+    patchEntry(`Patient/does-not-exist`, [{ op: 'add', path: '/active', value: true }]),
+  ], 'batch'));
+  assert.equal(r.status, 200, r.text);
+  assert.match(r.json.entry[0].response.status, /^200/);
+  assert.match(r.json.entry[1].response.status, /^404/);
+  assert.equal((await c.get(`/Patient/${id}`)).json.active, true);
+});
