@@ -24,10 +24,14 @@ cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DBEV
   -DBEVAN_SANITIZE=address,undefined >/dev/null
 cmake --build build-fuzz -j"$JOBS"
 for f in build-fuzz/fuzz_*; do
+  case "$f" in *.log) continue;; esac
   name=$(basename "$f"); corpus="fuzz/corpus/${name#fuzz_}"
   [ -d "$corpus" ] || continue
   "$f" -runs=0 "$corpus" >/dev/null 2>build-fuzz/"$name".log || { cat build-fuzz/"$name".log; exit 1; }
-  "$f" -max_total_time="${FUZZ_SECONDS:-20}" -max_len=65536 "$corpus" >/dev/null 2>build-fuzz/"$name".run.log \
+  # New inputs go to a scratch folder, so the in-tree corpus stays the curated, merged one.
+  mkdir -p build-fuzz/new-"$name"
+  "$f" -max_total_time="${FUZZ_SECONDS:-20}" -max_len=65536 build-fuzz/new-"$name" "$corpus" >/dev/null \
+    2>build-fuzz/"$name".run.log \
     || { tail -50 build-fuzz/"$name".run.log; exit 1; }
   echo "fuzz $name: corpus replayed, fuzzed ${FUZZ_SECONDS:-20}s, no crash"
 done
