@@ -94,6 +94,20 @@ const char *api_query(const api_ctx *c, const char *name)
 
 const char *api_header(const api_ctx *c, const char *name) { return bv_request_header(c->req, name); }
 
+int api_parse_etag(const char *s, int64_t *version)
+{
+    *version = 0;
+    if (!s) return BV_OK;
+    while (*s == ' ') s++;
+    if (strncmp(s, "W/", 2) == 0) s += 2;
+    if (*s == '"') s++;
+    size_t n = strspn(s, "0123456789");
+    uint64_t v;
+    if (n == 0 || bv_str_to_u64(s, n, INT64_MAX, &v) || v == 0) return BV_EINVAL;
+    *version = (int64_t)v;
+    return BV_OK;
+}
+
 int api_parse_query_string(bv_arena *a, const char *qs, bv_param **out, size_t *n)
 {
     size_t cap = 1;
@@ -193,6 +207,23 @@ static bool content_type_ok(api_ctx *c, bool patch)
     return mime_is_json(ct) && !mime_is_xml(ct);
 }
 
+/* POST [base|type]/_search: the form body's parameters, merged with any in the URL (the
+ * specification allows both). */
+static void search_by_post(api_ctx *c, const char *type)
+{
+    bv_param *ps; size_t n;
+    if (api_parse_query_string(c->a, c->req->body, &ps, &n)) {
+        api_error(c, 400, "invalid", NULL, "malformed form body");
+        return;
+    }
+    bv_param *qp; size_t qn;
+    api_request_params(c, &qp, &qn);
+    bv_param *all = bv_arena_calloc(c->a, n + qn + 1, sizeof *all);
+    memcpy(all, qp, qn * sizeof *all);
+    memcpy(all + qn, ps, n * sizeof *all);
+    api_search(c, type, all, n + qn);
+}
+
 /* ---- routing ---- */
 static bool segment_is_op(const char *s) { return s && s[0] == '$'; }
 
@@ -270,15 +301,7 @@ static void route(api_ctx *c)
         goto not_allowed;
     }
     if (ns == 1 && strcmp(segs[0], "_search") == 0) {
-        if (post) {
-            bv_param *ps; size_t n;
-            if (api_parse_query_string(c->a, c->req->body, &ps, &n)) {
-                api_error(c, 400, "invalid", NULL, "malformed form body");
-                return;
-            }
-            api_search(c, NULL, ps, n);
-            return;
-        }
+        if (post) { search_by_post(c, NULL); return; }
         goto not_allowed;
     }
     const char *type = segs[0];
@@ -304,20 +327,8 @@ static void route(api_ctx *c)
     }
     const char *s1 = segs[1];
     if (ns == 2 && strcmp(s1, "_search") == 0) {
-        if (!post) goto not_allowed;
-        bv_param *ps; size_t n;
-        if (api_parse_query_string(c->a, c->req->body, &ps, &n)) {
-            api_error(c, 400, "invalid", NULL, "malformed form body");
-            return;
-        }
-        /* URL parameters are merged with the body's, as the specification allows both. */
-        bv_param *qp; size_t qn;
-        api_request_params(c, &qp, &qn);
-        bv_param *all = bv_arena_calloc(c->a, n + qn + 1, sizeof *all);
-        memcpy(all, qp, qn * sizeof *all);
-        memcpy(all + qn, ps, n * sizeof *all);
-        api_search(c, type, all, n + qn);
-        return;
+        if (post) { search_by_post(c, type); return; }
+        goto not_allowed;
     }
     if (ns == 2 && strcmp(s1, "_history") == 0) {
         if (get) { api_history(c, type, NULL); return; }

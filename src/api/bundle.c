@@ -293,12 +293,9 @@ static int tx_run(bv_store_txn *t, void *ctx)
             if (n == 0) e->unit.status = 204;
             else e->id = found[0].id;
         } else { /* PUT */
-            if (n == 1) e->id = found[0].id;
-            else {
-                const char *bid = json_get_str(e->res, "id");
-                if (bid) e->id = bid;
-                else { char uuid[40]; bv_uuid4(uuid); e->id = bv_arena_strdup(c->a, uuid); }
-            }
+            char msg[300];
+            if (api_conditional_update_id(c->a, e->res, found, n, &e->id, msg, sizeof msg))
+                return tx_fail(tx, i, 409, "conflict", "entry %zu: %s", i, msg);
         }
         if (e->full_url && e->id) map_put(&tx->map, e->full_url, bv_arena_printf(c->a, "%s/%s", e->type, e->id));
         e->needs_writer_rewrite = true;
@@ -441,17 +438,6 @@ static void entry_response(api_ctx *c, bv_buf *b, tx_entry *e, bool representati
     bv_buf_puts(b, "}}");
 }
 
-static int64_t parse_etag(const char *s)
-{
-    if (!s) return 0;
-    if (strncmp(s, "W/", 2) == 0) s += 2;
-    if (*s == '"') s++;
-    size_t n = strspn(s, "0123456789");
-    uint64_t v;
-    if (!n || bv_str_to_u64(s, n, INT64_MAX, &v)) return -1;
-    return (int64_t)v;
-}
-
 static void do_transaction(api_ctx *c, json_value *bundle, json_value *entries)
 {
     tx_ctx tx;
@@ -477,14 +463,14 @@ static void do_transaction(api_ctx *c, json_value *bundle, json_value *entries)
         e->full_url = json_get_str(ent, "fullUrl");
         e->res = json_get(ent, "resource");
         e->if_none_exist = json_get_str(req, "ifNoneExist");
-        e->if_match = parse_etag(json_get_str(req, "ifMatch"));
+        bool bad_if_match = api_parse_etag(json_get_str(req, "ifMatch"), &e->if_match) != BV_OK;
         bv_outcome_init(&e->unit.oo, c->a);
         if (!e->method || !e->url) {
             bv_outcome_add(&oo, BV_SEV_ERROR, "required", bv_arena_printf(c->a, "%s.request", path),
                            "each entry needs request.method and request.url");
             break;
         }
-        if (e->if_match < 0) {
+        if (bad_if_match) {
             bv_outcome_add(&oo, BV_SEV_ERROR, "invalid", bv_arena_printf(c->a, "%s.request.ifMatch", path), "malformed ifMatch");
             break;
         }
@@ -534,7 +520,7 @@ static void do_transaction(api_ctx *c, json_value *bundle, json_value *entries)
         if (e->res && !patch) {
             bv_outcome sub;
             bv_outcome_init(&sub, c->a);
-            if (api_prepare(c, e->res, e->type, post || (put && e->query), path, &sub)) {
+            if (api_prepare(c, e->res, e->type, post || (put && e->query), &sub)) {
                 for (size_t k = 0; k < sub.n; k++) {
                     bv_issue is = sub.issues[k];
                     bv_outcome_add(&oo, is.severity, is.code,
@@ -705,10 +691,7 @@ static void do_batch(api_ctx *c, json_value *entries)
         sub.base_url = c->req->base_url;
         sub.peer = c->req->peer;
         bv_response r;
-        memset(&r, 0, sizeof r);
-        r.arena = c->a;
-        bv_buf_init(&r.body, 0);
-        bv_api_handle(c->api, &sub, &r);
+        bv_http_dispatch_local(bv_api_handle, c->api, &sub, &r);
         bv_buf_putc(&body_acc, '{');
         bool is_outcome = r.status >= 400;
         if (!is_outcome && r.body.len) {
@@ -776,10 +759,7 @@ int bv_api_process_bundle(bv_api *api, const char *json, size_t len, bv_buf *out
     req.base_url = "";
     req.peer = "local";
     bv_response resp;
-    memset(&resp, 0, sizeof resp);
-    resp.arena = a;
-    bv_buf_init(&resp.body, 0);
-    bv_api_handle(api, &req, &resp);
+    bv_http_dispatch_local(bv_api_handle, api, &req, &resp);
     if (stats) {
         stats->bundles++;
         if (resp.status < 300) {

@@ -36,6 +36,26 @@ static int put_version(api_unit *u, bv_store_txn *t, json_value *res, int64_t ve
 }
 
 /* Runs on the writer thread: everything that must be atomic with the write. */
+int api_conditional_update_id(bv_arena *a, const json_value *res, const bv_record *found, size_t n,
+                              const char **id, char *msg, size_t msglen)
+{
+    const char *body_id = json_get_str(res, "id");
+    if (n == 1) {
+        if (body_id && strcmp(body_id, found[0].id) != 0) {
+            snprintf(msg, msglen, "the body's id '%s' differs from the matched resource '%s'", body_id, found[0].id);
+            return 409;
+        }
+        *id = found[0].id;
+    } else if (body_id) {
+        *id = body_id;
+    } else {
+        char uuid[40];
+        bv_uuid4(uuid);
+        *id = bv_arena_strdup(a, uuid);
+    }
+    return 0;
+}
+
 int api_unit_run(bv_store_txn *t, void *ctx)
 {
     api_unit *u = ctx;
@@ -49,21 +69,9 @@ int api_unit_run(bv_store_txn *t, void *ctx)
         if (u->kind == OP_CREATE) {
             if (n == 1) { u->rec = found[0]; u->status = 200; return 0; }
         } else if (u->kind == OP_UPDATE) {
-            if (n == 1) {
-                const char *body_id = json_get_str(u->res, "id");
-                if (body_id && strcmp(body_id, found[0].id) != 0)
-                    return fail(u, 409, "conflict", "the body's id '%s' differs from the matched resource '%s'", body_id,
-                                found[0].id);
-                u->id = found[0].id;
-            } else {
-                const char *body_id = json_get_str(u->res, "id");
-                if (body_id) u->id = body_id;
-                else {
-                    char uuid[40];
-                    bv_uuid4(uuid);
-                    u->id = bv_arena_strdup(a, uuid);
-                }
-            }
+            char msg[300];
+            if (api_conditional_update_id(a, u->res, found, n, &u->id, msg, sizeof msg))
+                return fail(u, 409, "conflict", "%s", msg);
         } else if (u->kind == OP_DELETE) {
             if (n == 0) { u->status = 204; return 0; }
             u->id = found[0].id;
@@ -130,20 +138,10 @@ int api_unit_run(bv_store_txn *t, void *ctx)
 
 static int parse_if_match(api_ctx *c, int64_t *out)
 {
-    *out = 0;
-    const char *im = api_header(c, "If-Match");
-    if (!im) return 0;
-    const char *p = im;
-    while (*p == ' ') p++;
-    if (strncmp(p, "W/", 2) == 0) p += 2;
-    if (*p == '"') p++;
-    size_t n = strspn(p, "0123456789");
-    uint64_t v;
-    if (n == 0 || bv_str_to_u64(p, n, INT64_MAX, &v) || v == 0) {
+    if (api_parse_etag(api_header(c, "If-Match"), out)) {
         api_error(c, 400, "invalid", NULL, "malformed If-Match header (expected W/\"<version>\")");
         return -1;
     }
-    *out = (int64_t)v;
     return 0;
 }
 
@@ -213,7 +211,7 @@ static int prepare_body(api_ctx *c, const char *type, bool allow_missing_id, jso
     if (api_parse_body(c, &res)) return -1;
     bv_outcome oo;
     bv_outcome_init(&oo, c->a);
-    if (api_prepare(c, res, type, allow_missing_id, NULL, &oo)) {
+    if (api_prepare(c, res, type, allow_missing_id, &oo)) {
         api_send_outcome(c, api_status_for_outcome(&oo), &oo);
         return -1;
     }
@@ -459,7 +457,7 @@ void api_validate_op(api_ctx *c, const char *type, const char *id)
         api_error(c, 400, "structure", NULL, "the resource to validate must be a JSON object");
         return;
     }
-    api_prepare(c, res, type, !is_update, NULL, &oo);
+    api_prepare(c, res, type, !is_update, &oo);
     if (is_update && oo.n_errors == 0) {
         const char *rid = json_get_str(res, "id");
         if (!rid) bv_outcome_add(&oo, BV_SEV_ERROR, "required", "id", "an update needs an id");

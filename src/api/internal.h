@@ -36,6 +36,9 @@ void api_version_headers(api_ctx *c, const bv_record *r);
 int api_status_for_outcome(const bv_outcome *oo);
 const char *api_query(const api_ctx *c, const char *name);   /* first query value or NULL */
 const char *api_header(const api_ctx *c, const char *name);
+/* An ETag / If-Match value (W/"3", "3" or 3) -> version. NULL gives 0 (none); malformed or 0 is
+ * BV_EINVAL. */
+int api_parse_etag(const char *s, int64_t *version);
 /* Parse a query string "a=1&b=2" (percent-encoded) into params. */
 int api_parse_query_string(bv_arena *a, const char *qs, bv_param **out, size_t *n);
 /* Parse request query parameters (excluding _format/_pretty) into params. */
@@ -54,7 +57,7 @@ typedef struct {
 int api_parse_body(api_ctx *c, json_value **out);
 /* Validate and extract; on failure sends the outcome and returns non-zero. */
 int api_prepare(api_ctx *c, json_value *res, const char *expected_type, bool allow_missing_id,
-                const char *expr_prefix, bv_outcome *oo);
+                bv_outcome *oo);
 /* Set id, meta.versionId and meta.lastUpdated on res and serialise it into the arena. */
 const char *api_finalize(bv_arena *a, json_value *res, const char *id, int64_t version, int64_t last_updated_ms,
                          size_t *len_out);
@@ -82,6 +85,12 @@ typedef struct {
     bv_record rec;
     bool wrote;
 } api_unit;
+
+/* Conditional update: which id the write goes to, given the resources the criteria matched (n is
+ * 0 or 1). One match: its id, and a body id that differs is a conflict (returns 409, message in
+ * msg). No match: the body's id, else a new one. */
+int api_conditional_update_id(bv_arena *a, const json_value *res, const bv_record *found, size_t n,
+                              const char **id, char *msg, size_t msglen);
 
 /* bv_store_write_fn: performs u (ctx) inside the writer's transaction. Non-zero = failed (status set). */
 int api_unit_run(bv_store_txn *t, void *ctx);

@@ -73,6 +73,18 @@ static const char *page_url(api_ctx *c, const char *type, const bv_search_reques
     return s;
 }
 
+/* The Bundle was built as compact text in the response body; re-indent it for _pretty=true. */
+static void finish_bundle(api_ctx *c)
+{
+    bv_buf *b = &c->resp->body;
+    c->resp->status = 200;
+    if (c->pretty) {
+        size_t len = b->len;
+        char *copy = bv_arena_strndup(c->a, b->data, len);
+        api_send_raw(c, 200, copy, len);
+    }
+}
+
 static void bundle_head(api_ctx *c, bv_buf *b, const char *kind)
 {
     char uuid[40], ts[40];
@@ -177,12 +189,7 @@ void api_search(api_ctx *c, const char *type, const bv_param *params, size_t n)
         bv_buf_putc(b, ']');
     }
     bv_buf_putc(b, '}');
-    c->resp->status = 200;
-    if (c->pretty) {
-        size_t len = b->len;
-        char *copy = bv_arena_strndup(c->a, b->data, len);
-        api_send_raw(c, 200, copy, len);
-    }
+    finish_bundle(c);
 }
 
 /* ---- history ---- */
@@ -274,7 +281,6 @@ void api_history(api_ctx *c, const char *type, const char *id)
                 bv_buf_append(b, r->body, r->body_len);
             }
             const char *method = r->method ? r->method : "PUT";
-            if (strcmp(method, "PATCH") == 0) method = "PATCH";
             bool post = strcmp(method, "POST") == 0;
             bv_buf_printf(b, ",\"request\":{\"method\":\"%s\",\"url\":", method);
             char *url = post ? bv_arena_printf(c->a, "%s", r->type) : bv_arena_printf(c->a, "%s/%s", r->type, r->id);
@@ -287,10 +293,5 @@ void api_history(api_ctx *c, const char *type, const char *id)
         bv_buf_putc(b, ']');
     }
     bv_buf_putc(b, '}');
-    c->resp->status = 200;
-    if (c->pretty) {
-        size_t len = b->len;
-        char *copy = bv_arena_strndup(c->a, b->data, len);
-        api_send_raw(c, 200, copy, len);
-    }
+    finish_bundle(c);
 }

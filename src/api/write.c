@@ -34,9 +34,8 @@ int api_extract(bv_arena *a, const json_value *res, bv_index_row **rows, size_t 
 }
 
 int api_prepare(api_ctx *c, json_value *res, const char *expected_type, bool allow_missing_id,
-                const char *expr_prefix, bv_outcome *oo)
+                bv_outcome *oo)
 {
-    (void)expr_prefix;
     const char *rt = json_get_str(res, "resourceType");
     if (!rt) {
         bv_outcome_add(oo, BV_SEV_ERROR, "required", "resourceType", "resourceType is missing");

@@ -355,13 +355,18 @@ static int import_file(import_state *st, const char *path)
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+static void push_file(char ***files, size_t *n, size_t *cap, char *path)
+{
+    if (*n == *cap) { *cap = *cap ? *cap * 2 : 64; *files = bv_realloc(*files, *cap * sizeof **files); }
+    (*files)[(*n)++] = path;
+}
+
 /* Collect files (sorted, for a deterministic order) from the arguments. */
 static void collect(const char *path, char ***files, size_t *n, size_t *cap)
 {
     struct stat st;
     if (stat(path, &st) != 0) {
-        if (*n == *cap) { *cap = *cap ? *cap * 2 : 64; *files = bv_realloc(*files, *cap * sizeof **files); }
-        (*files)[(*n)++] = bv_strdup(path); /* reported as unreadable later */
+        push_file(files, n, cap, bv_strdup(path)); /* reported as unreadable later */
         return;
     }
     if (S_ISDIR(st.st_mode)) {
@@ -373,23 +378,20 @@ static void collect(const char *path, char ***files, size_t *n, size_t *cap)
         while ((e = readdir(d))) {
             if (e->d_name[0] == '.') continue;
             if (!ends_with(e->d_name, ".json") && !ends_with(e->d_name, ".ndjson")) continue;
-            if (sn == sc) { sc = sc ? sc * 2 : 64; sub = bv_realloc(sub, sc * sizeof *sub); }
             size_t l = strlen(path) + strlen(e->d_name) + 2;
-            sub[sn] = bv_malloc(l);
-            snprintf(sub[sn], l, "%s/%s", path, e->d_name);
-            sn++;
+            char *full = bv_malloc(l);
+            snprintf(full, l, "%s/%s", path, e->d_name);
+            push_file(&sub, &sn, &sc, full);
         }
         closedir(d);
         qsort(sub, sn, sizeof *sub, cmp_str);
         for (size_t i = 0; i < sn; i++) {
-            if (*n == *cap) { *cap = *cap ? *cap * 2 : 64; *files = bv_realloc(*files, *cap * sizeof **files); }
-            (*files)[(*n)++] = sub[i];
+            push_file(files, n, cap, sub[i]);
         }
         free(sub);
         return;
     }
-    if (*n == *cap) { *cap = *cap ? *cap * 2 : 64; *files = bv_realloc(*files, *cap * sizeof **files); }
-    (*files)[(*n)++] = bv_strdup(path);
+    push_file(files, n, cap, bv_strdup(path));
 }
 
 int bv_cmd_import(int argc, char **argv)

@@ -335,3 +335,25 @@ test('batch: a PATCH entry (Binary JSON Patch) is applied on its own', async () 
   assert.match(r.json.entry[1].response.status, /^404/);
   assert.equal((await c.get(`/Patient/${id}`)).json.active, true);
 });
+
+test('transaction: a malformed or zero ifMatch is refused, never treated as absent', async () => {
+  const v = unique('ifm');
+  for (const ifMatch of ['W/"0"', 'W/"x"']) {
+    const r = await c.post('', tx([{ resource: pat(v, { id: 'ifm-target' }),
+      request: { method: 'PUT', url: 'Patient/ifm-target', ifMatch } }]));
+    assertOutcome(r, 400, `ifMatch ${ifMatch}`);
+  }
+  assert.equal((await c.get('/Patient/ifm-target')).status, 404, 'nothing was stored');
+});
+
+test('transaction: a conditional PUT whose body id differs from the matched resource is a 409, like a plain conditional update', async () => {
+  const v = unique('cidc');
+  const created = await c.post('/Patient', pat(v));
+  assert.equal(created.status, 201, created.text);
+  const r = await c.post('', tx([{ resource: pat(v, { id: 'someone-else', gender: 'male' }),
+    request: { method: 'PUT', url: `Patient?${q(TEST_SYSTEM, v)}` } }]));
+  assertOutcome(r, 409, 'conflicting body id');
+  const read = await c.get(`/Patient/${created.json.id}`);
+  assert.equal(read.json.meta.versionId, '1', 'the matched resource is untouched');
+  assert.equal((await c.get('/Patient/someone-else')).status, 404);
+});

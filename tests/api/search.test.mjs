@@ -85,6 +85,14 @@ test('POST _search with a form body gives the same result as GET', async () => {
   assert.equal(r.json.entry[0].resource.id, ids[3]);
 });
 
+test('POST /_search (system level) reads the form body and the URL parameters together', async () => {
+  const r = await c.req('POST', '/_search?_summary=count', { body: '_type=Observation',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' } });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.total, 1);
+  assert.equal(r.json.entry, undefined, 'the URL\'s _summary=count applies: no entries');
+});
+
 test('system search with _type', async () => {
   const r = await c.get('/?_type=Observation&_summary=count');
   assert.equal(r.status, 200, r.text);
