@@ -317,7 +317,7 @@ static int tx_run(bv_store_txn *t, void *ctx)
         }
         if (strcmp(e->method, "PATCH") != 0) {
             if (e->id && strcmp(e->method, "PUT") == 0) json_set(c->a, e->res, "id", json_new_string(c->a, e->id));
-            if (api_extract(c->a, e->res, &e->unit.rows, &e->unit.n_rows))
+            if (bv_fhir_extract_index(c->a, e->res, &e->unit.rows, &e->unit.n_rows))
                 return tx_fail(tx, i, 500, "exception", "index extraction failed");
         }
     }
@@ -584,7 +584,7 @@ static void do_transaction(api_ctx *c, json_value *bundle, json_value *entries)
             return;
         }
         if (pending > 0) { e->needs_writer_rewrite = true; continue; }
-        if (api_extract(c->a, e->res, &e->unit.rows, &e->unit.n_rows)) {
+        if (bv_fhir_extract_index(c->a, e->res, &e->unit.rows, &e->unit.n_rows)) {
             api_error(c, 500, "exception", NULL, "index extraction failed");
             return;
         }

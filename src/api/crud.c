@@ -128,7 +128,7 @@ int api_unit_run(bv_store_txn *t, void *ctx)
             u->status = api_status_for_outcome(&u->oo);
             return BV_EINVAL;
         }
-        if (api_extract(a, doc, &u->rows, &u->n_rows)) return fail(u, 500, "exception", "index extraction failed");
+        if (bv_fhir_extract_index(a, doc, &u->rows, &u->n_rows)) return fail(u, 500, "exception", "index extraction failed");
         u->status = 200;
         return put_version(u, t, doc, next, "PATCH");
     }
@@ -215,7 +215,7 @@ static int prepare_body(api_ctx *c, const char *type, bool allow_missing_id, jso
         api_send_outcome(c, api_status_for_outcome(&oo), &oo);
         return -1;
     }
-    if (api_extract(c->a, res, &u->rows, &u->n_rows)) {
+    if (bv_fhir_extract_index(c->a, res, &u->rows, &u->n_rows)) {
         api_error(c, 500, "exception", NULL, "index extraction failed");
         return -1;
     }

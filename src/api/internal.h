@@ -61,7 +61,6 @@ int api_prepare(api_ctx *c, json_value *res, const char *expected_type, bool all
 /* Set id, meta.versionId and meta.lastUpdated on res and serialise it into the arena. */
 const char *api_finalize(bv_arena *a, json_value *res, const char *id, int64_t version, int64_t last_updated_ms,
                          size_t *len_out);
-int api_extract(bv_arena *a, const json_value *res, bv_index_row **rows, size_t *n);
 
 /* ---- one write, as a unit on the writer thread (crud.c) ---- */
 typedef enum { OP_CREATE, OP_UPDATE, OP_DELETE, OP_PATCH } api_op_kind;

@@ -28,11 +28,6 @@ int api_parse_body(api_ctx *c, json_value **out)
     return 0;
 }
 
-int api_extract(bv_arena *a, const json_value *res, bv_index_row **rows, size_t *n)
-{
-    return bv_fhir_extract_index(a, res, rows, n);
-}
-
 int api_prepare(api_ctx *c, json_value *res, const char *expected_type, bool allow_missing_id,
                 bv_outcome *oo)
 {
