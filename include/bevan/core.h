@@ -20,6 +20,7 @@
 #define BV_DEFAULT_PAGE_COUNT    20
 #define BV_MAX_CONNECTIONS       1024
 #define BV_CONNECTION_TIMEOUT_S  30
+#define BV_RATE_PER_S            1000.0                /* default per-client request rate (burst 2x) */
 
 /* ---- Error convention: 0 ok, negative bv_err on failure (craft.md guideline 2). ---- */
 typedef enum {
@@ -113,6 +114,11 @@ void bv_uuid4(char *out);
  * resource ids: ids made close in time sort together, so the store's (type, id) indexes take new
  * ids at their right edge (a few hot pages) instead of a random page per create. */
 void bv_uuid7(char *out);
+
+/* ---- Files ---- */
+/* Reads a whole file (at most max bytes) into a NUL-terminated heap buffer (free()); NULL on any
+ * error or when the file is larger than max. */
+char *bv_read_text_file(const char *path, size_t max, size_t *len);
 /* Deterministic PRNG (splitmix64/xoshiro) for demo data. */
 typedef struct { uint64_t s[4]; } bv_rng;
 void bv_rng_seed(bv_rng *r, uint64_t seed);

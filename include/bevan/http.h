@@ -47,6 +47,18 @@ typedef struct {
     unsigned timeout_s;       /* idle connection timeout, 0 = BV_CONNECTION_TIMEOUT_S */
     unsigned write_workers;   /* threads that run writing requests while their connection is
                                  suspended (0 = 32): how many writes can share one group commit */
+    /* TLS: both PEM files given = HTTPS only, TLS 1.2 and 1.3 (docs/http.md). */
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    /* CORS: browser apps from exactly these origins may call the API (no wildcard). */
+    const char *const *cors_origins;
+    size_t n_cors_origins;
+    /* Per-client (address) rate limit: token bucket of rate_per_s with rate_burst; over it the
+     * answer is 429 with Retry-After. 0 = the default (BV_RATE_PER_S); < 0 = no limit.
+     * Loopback clients are exempt unless rate_loopback (local tools, tests and benchmarks). */
+    double rate_per_s;
+    double rate_burst;
+    bool rate_loopback;
 } bv_http_options;
 
 typedef struct bv_http_server bv_http_server;

@@ -27,7 +27,26 @@ typedef struct {
     unsigned demo_patients;
     uint64_t seed;
     bool no_nhs_check;
+    /* transport (serve) */
+    const char *tls_cert, *tls_key;
+    const char *cors[16];
+    size_t n_cors;
+    double rate_per_s, rate_burst;
+    bool rate_loopback;
 } options;
+
+/* "N" or "N/BURST" requests per second; "0" = no limit. */
+static int parse_rate(const char *s, options *o)
+{
+    uint64_t r = 0, b = 0;
+    const char *slash = strchr(s, '/');
+    size_t rl = slash ? (size_t)(slash - s) : strlen(s);
+    if (bv_str_to_u64(s, rl, 1000000, &r)) return -1;
+    if (slash && bv_str_to_u64(slash + 1, strlen(slash + 1), 10000000, &b)) return -1;
+    o->rate_per_s = r == 0 ? -1 : (double)r;
+    o->rate_burst = (double)b;
+    return 0;
+}
 
 static int parse_uint(const char *s, unsigned *out)
 {
@@ -62,6 +81,16 @@ static int parse_options(int argc, char **argv, options *o, const char *help)
             o->seed = v;
             i++;
         } else if (strcmp(a, "--no-nhs-number-check") == 0) o->no_nhs_check = true;
+        else if (strcmp(a, "--tls-cert") == 0 && next) { o->tls_cert = next; i++; }
+        else if (strcmp(a, "--tls-key") == 0 && next) { o->tls_key = next; i++; }
+        else if (strcmp(a, "--cors-origin") == 0 && next) {
+            if (o->n_cors == sizeof o->cors / sizeof o->cors[0]) goto bad;
+            o->cors[o->n_cors++] = next;
+            i++;
+        } else if (strcmp(a, "--rate-limit") == 0 && next) {
+            if (parse_rate(next, o)) goto bad;
+            i++;
+        } else if (strcmp(a, "--rate-limit-loopback") == 0) o->rate_loopback = true;
         else if (strcmp(a, "--") == 0) { i++; break; }
         else if (a[0] == '-' && a[1]) goto bad;
         else break;
@@ -148,11 +177,17 @@ int bv_cmd_demo(int argc, char **argv)
 /* ---- serve ---- */
 static const char serve_help[] =
     "usage: bevan serve [--listen HOST:PORT] [--data DIR] [--port-file F] [--threads N]\n"
-    "                   [--sync full|normal] [--demo N] [--seed S]\n"
+    "                   [--sync full|normal] [--demo N] [--seed S] [--tls-cert F --tls-key F]\n"
+    "                   [--cors-origin O]... [--rate-limit N[/B]] [--rate-limit-loopback]\n"
     "Serves the FHIR R4 API at http://HOST:PORT/fhir (default 127.0.0.1:8080, data ./data).\n"
     "  --port-file F  write the bound port to F (use with --listen 127.0.0.1:0)\n"
     "  --sync normal  faster commits that may lose the last transactions on power loss (default full)\n"
     "  --demo N       on first start (empty store) seed N synthetic patients\n"
+    "  --tls-cert F --tls-key F   serve HTTPS only (PEM files; TLS 1.2 and 1.3)\n"
+    "  --cors-origin O            allow browser apps from origin O (exact, repeatable, max 16)\n"
+    "  --rate-limit N[/B]         per-client requests per second (burst B, default 2N); 0 = off\n"
+    "                             (default 1000/2000; loopback clients exempt unless\n"
+    "  --rate-limit-loopback      is given)\n"
     "SIGTERM or SIGINT finishes in-flight requests and exits 0.\n";
 
 /* Request arenas grow in large blocks; keep freed blocks in the heap instead of returning them to
@@ -189,7 +224,15 @@ int bv_cmd_serve(int argc, char **argv)
             return 1;
         }
     }
-    bv_http_options ho = {.listen = o.listen, .threads = o.threads};
+    bv_http_options ho = {.listen = o.listen,
+                          .threads = o.threads,
+                          .tls_cert_file = o.tls_cert,
+                          .tls_key_file = o.tls_key,
+                          .cors_origins = o.cors,
+                          .n_cors_origins = o.n_cors,
+                          .rate_per_s = o.rate_per_s,
+                          .rate_burst = o.rate_burst,
+                          .rate_loopback = o.rate_loopback};
     bv_http_server *srv;
     char err[256];
     if (bv_http_start(&ho, bv_api_handle, api, &srv, err, sizeof err)) {
@@ -215,7 +258,8 @@ int bv_cmd_serve(int argc, char **argv)
     snprintf(host, sizeof host, "%s", o.listen);
     char *colon = strrchr(host, ':');
     if (colon) *colon = '\0';
-    bv_log(BV_LOG_INFO, "Bevan serving FHIR R4 at http://%s:%d/fhir (data %s)", host, port, o.data);
+    bv_log(BV_LOG_INFO, "Bevan serving FHIR R4 at %s://%s:%d/fhir (data %s)", o.tls_cert ? "https" : "http", host,
+           port, o.data);
     int sig = 0;
     sigwait(&set, &sig);
     bv_log(BV_LOG_INFO, "signal %d: finishing in-flight requests", sig);

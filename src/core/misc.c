@@ -166,3 +166,32 @@ uint32_t bv_rng_below(bv_rng *r, uint32_t n)
     if (n == 0) return 0;
     return (uint32_t)(((bv_rng_next(r) >> 32) * (uint64_t)n) >> 32);
 }
+
+char *bv_read_text_file(const char *path, size_t max, size_t *len)
+{
+    if (len) *len = 0;
+    FILE *f = path ? fopen(path, "rb") : NULL;
+    if (!f) return NULL;
+    bv_buf b;
+    bv_buf_init(&b, max);
+    char chunk[65536];
+    size_t n;
+    bool ok = true;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        if (bv_buf_append(&b, chunk, n) != BV_OK) {
+            ok = false;
+            break;
+        }
+    if (ferror(f)) ok = false;
+    fclose(f);
+    if (!ok) {
+        bv_buf_free(&b);
+        return NULL;
+    }
+    bv_buf_cstr(&b);
+    size_t got;
+    char *data = bv_buf_steal(&b, &got);
+    if (!data) data = bv_calloc(1, 1);
+    if (len) *len = got;
+    return data;
+}

@@ -18,6 +18,7 @@
  *                   there are workers can share one durable sync.
  *   completed_cb    the arena and the body buffer are freed. */
 #include "bevan/http.h"
+#include "transport.h"
 
 #include <microhttpd.h>
 
@@ -57,6 +58,13 @@ struct bv_http_server {
     pthread_t *workers;
     unsigned n_workers;
     bool stopping;
+    /* transport policy (transport.c) */
+    bool tls;
+    char *tls_cert, *tls_key;     /* PEM text, alive while the daemon runs */
+    const char *const *cors;
+    size_t n_cors;
+    bv__ratelimit *rl;
+    bool rate_loopback;
 };
 
 typedef struct http_job {
@@ -80,6 +88,9 @@ typedef struct {
     int offload;              /* 0 none, 1 with a worker, 2 answered by the worker */
     bv_response resp;         /* the worker's response */
     http_job job;
+    const char *cors_origin;  /* the request's Origin when it is allowed: echoed back */
+    unsigned retry_after;     /* 429: seconds */
+    bool tls;
 } http_req;
 
 /* ---------------------------------------------------------------- small helpers */
@@ -252,6 +263,20 @@ static void set_error(http_req *hr, int status, const char *code, const char *ms
     hr->error_msg = msg;
 }
 
+static void add_transport_headers(struct MHD_Response *mr, const http_req *hr, const char *ctype,
+                                  bool has_cache_control)
+{
+    bv_kv h[8];
+    size_t n = bv__security_headers(ctype, hr->tls, has_cache_control, h, 8);
+    for (size_t i = 0; i < n; i++) MHD_add_response_header(mr, h[i].name, h[i].value);
+    if (hr->cors_origin) {
+        MHD_add_response_header(mr, "Access-Control-Allow-Origin", hr->cors_origin);
+        MHD_add_response_header(mr, "Access-Control-Expose-Headers",
+                                "Location, Content-Location, ETag, Last-Modified, Retry-After");
+    }
+    MHD_add_response_header(mr, "Vary", "Origin");
+}
+
 static enum MHD_Result queue_error(struct MHD_Connection *conn, http_req *hr)
 {
     bv_buf b;
@@ -266,6 +291,12 @@ static enum MHD_Result queue_error(struct MHD_Connection *conn, http_req *hr)
     struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
     if (!resp) { free(data); return MHD_NO; }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, HTTP_DEFAULT_CTYPE);
+    add_transport_headers(resp, hr, HTTP_DEFAULT_CTYPE, false);
+    if (hr->retry_after) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%u", hr->retry_after);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    }
     enum MHD_Result rc = MHD_queue_response(conn, (unsigned)hr->error_status, resp);
     MHD_destroy_response(resp);
     if (rc == MHD_YES) hr->queued = true;
@@ -330,7 +361,10 @@ static void first_call(bv_http_server *s, struct MHD_Connection *conn, http_req 
     }
 
     const char *host = bv_request_header(r, MHD_HTTP_HEADER_HOST);
-    r->base_url = host_ok(host) ? bv_arena_printf(a, "http://%s", host) : s->fallback_base;
+    r->base_url = host_ok(host) ? bv_arena_printf(a, "%s://%s", s->tls ? "https" : "http", host) : s->fallback_base;
+    hr->tls = s->tls;
+    const char *origin = bv_request_header(r, "Origin");
+    if (bv__cors_allowed(s->cors, s->n_cors, origin)) hr->cors_origin = origin;
 
     r->peer = "unknown";
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -343,21 +377,57 @@ static void first_call(bv_http_server *s, struct MHD_Connection *conn, http_req 
             inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, buf, sizeof buf);
         if (buf[0]) r->peer = bv_arena_strdup(a, buf);
     }
+    bool loopback = strncmp(r->peer, "127.", 4) == 0 || strcmp(r->peer, "::1") == 0 ||
+                    strncmp(r->peer, "::ffff:127.", 11) == 0;
+    if (s->rl && (s->rate_loopback || !loopback)) {
+        unsigned wait = bv__ratelimit_take(s->rl, r->peer, 0);
+        if (wait) {
+            hr->error_status = 0; /* over the rate: nothing else is looked at */
+            set_error(hr, 429, "throttled", "too many requests from this client: retry after the Retry-After delay");
+            hr->retry_after = wait;
+        }
+    }
 }
 
-static enum MHD_Result send_response(struct MHD_Connection *conn, bv_response *resp)
+static enum MHD_Result send_response(struct MHD_Connection *conn, const http_req *hr, bv_response *resp)
 {
     size_t len;
     char *data = bv_buf_steal(&resp->body, &len);
     struct MHD_Response *mr = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
     if (!mr) { free(data); return MHD_NO; }
-    for (size_t i = 0; i < resp->n_headers; i++)
+    bool cache_control = false;
+    for (size_t i = 0; i < resp->n_headers; i++) {
         MHD_add_response_header(mr, resp->headers[i].name, resp->headers[i].value);
+        if (strcasecmp(resp->headers[i].name, "Cache-Control") == 0) cache_control = true;
+    }
+    add_transport_headers(mr, hr, resp->content_type, cache_control);
     if (resp->content_type && len > 0)
         MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type);
     int status = resp->status >= 100 && resp->status <= 599 ? resp->status : 500;
     enum MHD_Result rc = MHD_queue_response(conn, (unsigned)status, mr);
     MHD_destroy_response(mr);
+    return rc;
+}
+
+/* CORS preflight: answered here, before any handler (and before authentication, which a browser
+ * does not send on a preflight). Allowed origin: 204 with what may be sent; otherwise 403. */
+static enum MHD_Result answer_preflight(struct MHD_Connection *conn, http_req *hr)
+{
+    if (!hr->cors_origin) {
+        set_error(hr, 403, "forbidden", "this Origin is not allowed to call the API (see --cors-origin)");
+        return queue_error(conn, hr);
+    }
+    struct MHD_Response *mr = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (!mr) return MHD_NO;
+    add_transport_headers(mr, hr, NULL, false);
+    MHD_add_response_header(mr, "Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+    MHD_add_response_header(mr, "Access-Control-Allow-Headers",
+                            "Authorization, Content-Type, Accept, If-Match, If-None-Match, If-None-Exist, "
+                            "If-Modified-Since, Prefer, X-Break-Glass-Reason");
+    MHD_add_response_header(mr, "Access-Control-Max-Age", "600");
+    enum MHD_Result rc = MHD_queue_response(conn, MHD_HTTP_NO_CONTENT, mr);
+    MHD_destroy_response(mr);
+    if (rc == MHD_YES) hr->queued = true;
     return rc;
 }
 
@@ -403,9 +473,12 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
 
     /* whole request received */
     if (hr->error_status) return queue_error(conn, hr);
+    if (strcmp(method, "OPTIONS") == 0 && bv_request_header(&hr->req, "Origin") &&
+        bv_request_header(&hr->req, "Access-Control-Request-Method"))
+        return answer_preflight(conn, hr);
     if (hr->offload == 2) {
         hr->queued = true;
-        return send_response(conn, &hr->resp);
+        return send_response(conn, hr, &hr->resp);
     }
     if (hr->offload == 1) return MHD_YES;
     bv_request *r = &hr->req;
@@ -428,7 +501,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     response_init(&resp, hr->arena);
     s->handler(s->ctx, r, &resp);
     hr->queued = true;
-    return send_response(conn, &resp);
+    return send_response(conn, hr, &resp);
 }
 
 __attribute__((format(printf, 2, 0)))
@@ -542,7 +615,33 @@ int bv_http_start(const bv_http_options *opt, bv_http_handler handler, void *ctx
     pthread_cond_init(&s->cv, NULL);
     s->n_workers = opt->write_workers ? opt->write_workers : 32;
 
+    s->cors = opt->cors_origins;
+    s->n_cors = opt->n_cors_origins;
+    s->rate_loopback = opt->rate_loopback;
+    double rate = opt->rate_per_s == 0 ? BV_RATE_PER_S : opt->rate_per_s;
+    double burst = opt->rate_burst > 0 ? opt->rate_burst : 2 * rate;
+    s->rl = rate > 0 ? bv__ratelimit_new(rate, burst) : NULL;
+    if ((opt->tls_cert_file != NULL) != (opt->tls_key_file != NULL)) {
+        snprintf(err, errlen, "TLS needs both a certificate and a key");
+        goto fail_early;
+    }
+    if (opt->tls_cert_file) {
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+            snprintf(err, errlen, "this libmicrohttpd has no TLS support");
+            goto fail_early;
+        }
+        size_t n;
+        s->tls_cert = bv_read_text_file(opt->tls_cert_file, 1u << 20, &n);
+        s->tls_key = bv_read_text_file(opt->tls_key_file, 1u << 20, &n);
+        if (!s->tls_cert || !s->tls_key) {
+            snprintf(err, errlen, "cannot read the TLS certificate or key file");
+            goto fail_early;
+        }
+        s->tls = true;
+    }
+
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
+    if (s->tls) flags |= MHD_USE_TLS;
     flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_POLL;
     if (v6) flags |= MHD_USE_IPv6;
     /* MHD warns about a pool of 1: give the option only for 2+ threads */
@@ -550,11 +649,19 @@ int bv_http_start(const bv_http_options *opt, bv_http_handler handler, void *ctx
         {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)threads, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
+    /* TLS 1.2 and 1.3 only (GnuTLS priority string); nothing older is offered or accepted. */
+    struct MHD_OptionItem tls_opts[] = {
+        {s->tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, s->tls_cert},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
+        {MHD_OPTION_END, 0, NULL},
+    };
     unsigned timeout = opt->timeout_s ? opt->timeout_s : BV_CONNECTION_TIMEOUT_S;
     s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, access_cb, s,
                                  MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s,
                                  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                                  MHD_OPTION_ARRAY, pool,
+                                 MHD_OPTION_ARRAY, tls_opts,
                                  MHD_OPTION_CONNECTION_LIMIT, max_conn,
                                  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY_LIMIT,
                                  MHD_OPTION_CONNECTION_TIMEOUT, timeout,
@@ -562,9 +669,9 @@ int bv_http_start(const bv_http_options *opt, bv_http_handler handler, void *ctx
                                  MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s,
                                  MHD_OPTION_END);
     if (!s->daemon) {
-        snprintf(err, errlen, "cannot listen on %s (address in use or not available)", opt->listen);
-        free(s);
-        return BV_EIO;
+        snprintf(err, errlen, s->tls ? "cannot listen on %s (address in use, or the TLS certificate/key is invalid)"
+                                     : "cannot listen on %s (address in use or not available)", opt->listen);
+        goto fail_early;
     }
     s->workers = bv_calloc(s->n_workers, sizeof *s->workers);
     for (unsigned i = 0; i < s->n_workers; i++)
@@ -576,9 +683,18 @@ int bv_http_start(const bv_http_options *opt, bv_http_handler handler, void *ctx
         inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)&ss)->sin_addr, host, sizeof host);
     else
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)(void *)&ss)->sin6_addr, host, sizeof host);
-    snprintf(s->fallback_base, sizeof s->fallback_base, v6 ? "http://[%s]:%d" : "http://%s:%d", host, s->port);
+    snprintf(s->fallback_base, sizeof s->fallback_base, v6 ? "%s://[%s]:%d" : "%s://%s:%d", s->tls ? "https" : "http",
+             host, s->port);
     *out = s;
     return BV_OK;
+fail_early:
+    bv__ratelimit_free(s->rl);
+    free(s->tls_cert);
+    free(s->tls_key);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+    return BV_EINVAL;
 }
 
 int bv_http_port(const bv_http_server *s) { return s ? s->port : 0; }
@@ -616,6 +732,9 @@ void bv_http_stop(bv_http_server *s)
     }
     stop_workers(s);
     free(s->workers);
+    bv__ratelimit_free(s->rl);
+    free(s->tls_cert);
+    free(s->tls_key);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);

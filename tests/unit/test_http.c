@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "bevan/http.h"
+#include "../../src/http/transport.h"
 
 #define MAX_BODY 1000
 
@@ -508,9 +509,49 @@ static void test_listen_errors(void **state)
     }
 }
 
+/* Token bucket: the burst is served, then one request per 1/rate seconds; Retry-After rounds up;
+ * clients are independent; the table stays bounded with many clients. */
+static void test_ratelimit(void **state)
+{
+    (void)state;
+    bv__ratelimit *r = bv__ratelimit_new(2.0, 3.0);
+    assert_non_null(r);
+    int64_t t = 1000000000;
+    for (int i = 0; i < 3; i++) assert_int_equal(bv__ratelimit_take(r, "10.0.0.1", t), 0);
+    assert_int_equal(bv__ratelimit_take(r, "10.0.0.1", t), 1); /* needs 0.5 s: rounds up to 1 */
+    assert_int_equal(bv__ratelimit_take(r, "10.0.0.2", t), 0); /* another client has its own bucket */
+    t += 500000000;                                           /* 0.5 s later: one token back */
+    assert_int_equal(bv__ratelimit_take(r, "10.0.0.1", t), 0);
+    assert_int_equal(bv__ratelimit_take(r, "10.0.0.1", t), 1);
+    t += 100LL * 1000000000;                                  /* long idle: capped at the burst */
+    for (int i = 0; i < 3; i++) assert_int_equal(bv__ratelimit_take(r, "10.0.0.1", t), 0);
+    assert_true(bv__ratelimit_take(r, "10.0.0.1", t) > 0);
+    char ip[32];
+    for (int i = 0; i < 20000; i++) { /* many clients: bounded table, no failure */
+        snprintf(ip, sizeof ip, "10.1.%d.%d", i / 256, i % 256);
+        assert_int_equal(bv__ratelimit_take(r, ip, t), 0);
+    }
+    bv__ratelimit_free(r);
+    assert_null(bv__ratelimit_new(0, 10)); /* 0 = no limiter */
+    bv_kv h[8];
+    size_t n = bv__security_headers("text/html; charset=utf-8", true, false, h, 8);
+    bool csp = false, hsts = false;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(h[i].name, "Content-Security-Policy") == 0) csp = strstr(h[i].value, "script-src 'self'") != NULL;
+        if (strcmp(h[i].name, "Strict-Transport-Security") == 0) hsts = true;
+    }
+    assert_true(csp);
+    assert_true(hsts);
+    const char *allowed[] = {"https://a.example"};
+    assert_true(bv__cors_allowed(allowed, 1, "https://a.example"));
+    assert_false(bv__cors_allowed(allowed, 1, "https://a.example.evil"));
+    assert_false(bv__cors_allowed(allowed, 1, NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ratelimit),
         cmocka_unit_test(test_keep_alive),
         cmocka_unit_test(test_body_cap),
         cmocka_unit_test(test_query_order),
