@@ -18,6 +18,9 @@
 #define BV_MAX_BUNDLE_ENTRIES    10000                 /* entries in one batch/transaction */
 #define BV_MAX_PAGE_COUNT        1000                  /* _count cap */
 #define BV_DEFAULT_PAGE_COUNT    20
+#define BV_MAX_INCLUDED          1000                  /* _include/_revinclude resources per page */
+#define BV_TOTAL_DEFAULT_CAP     1000                  /* no _total: count at most this many matches */
+#define BV_TOTAL_ESTIMATE_CAP    10000                 /* _total=estimate: likewise */
 #define BV_MAX_CONNECTIONS       1024
 #define BV_CONNECTION_TIMEOUT_S  30
 

@@ -115,6 +115,15 @@ typedef struct {
     const char *value;        /* decoded */
 } bv_param;
 
+/* One _include / _revinclude value. */
+typedef struct {
+    bool rev;                 /* _revinclude */
+    bool iterate;             /* :iterate: applied to included resources too */
+    const char *type;         /* source type (_include) / referring type (_revinclude); NULL for "*" */
+    const char *param;        /* reference parameter of type; NULL for "*" (every reference parameter) */
+    const char *target;       /* optional target type */
+} bv_include;
+
 typedef struct {
     bv_search search;         /* what the store runs */
     /* result-shaping parameters */
@@ -123,6 +132,7 @@ typedef struct {
     const char *total;        /* _total value or NULL */
     const char *const *includes; size_t n_includes;       /* _include values */
     const char *const *revincludes; size_t n_revincludes; /* _revinclude values */
+    const bv_include *incs; size_t n_incs;                /* both, parsed, in order */
     bv_param *applied;        /* parameters applied, in order, for the self link */
     size_t n_applied;
 } bv_search_request;

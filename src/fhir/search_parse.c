@@ -587,6 +587,40 @@ static void push_str(bv_arena *a, const char *const **list, size_t *n, const cha
     *list = l;
 }
 
+/* _include / _revinclude value: "*", "Type:*", "Type:param" or "Type:param:Target". */
+static int parse_include(pctx *c, const char *name, const char *v, bool rev, bool iterate, bv_include *inc)
+{
+    memset(inc, 0, sizeof *inc);
+    inc->rev = rev;
+    inc->iterate = iterate;
+    if (strcmp(v, "*") == 0) {
+        if (rev) return fail(c, "invalid", "%s: give the referring type (%s=Type:param)", name, name);
+        return P_OK;
+    }
+    const char *c1 = strchr(v, ':');
+    if (!c1 || c1 == v || !c1[1])
+        return fail(c, "invalid", "%s: '%s' is not of the form Type:parameter[:targetType]", name, v);
+    char *t = bv_arena_strndup(c->a, v, (size_t)(c1 - v));
+    const char *c2 = strchr(c1 + 1, ':');
+    char *pname = bv_arena_strndup(c->a, c1 + 1, c2 ? (size_t)(c2 - c1 - 1) : strlen(c1 + 1));
+    if (!fhir_is_resource_type(t)) return fail(c, "invalid", "%s: '%s' is not a resource type", name, t);
+    inc->type = t;
+    if (c2) {
+        if (!fhir_is_resource_type(c2 + 1))
+            return fail(c, "invalid", "%s: '%s' is not a resource type", name, c2 + 1);
+        inc->target = c2 + 1;
+    }
+    if (strcmp(pname, "*") == 0) return P_OK;
+    const fhir_search_param *sp = fhir_search_param_find(t, pname);
+    if (!sp) return fail(c, "invalid", "%s: '%s' is not a search parameter of %s", name, pname, t);
+    if (sp->type != FHIR_SP_REFERENCE)
+        return fail(c, "invalid", "%s: %s:%s is not a reference parameter", name, t, pname);
+    if (inc->target && sp->n_targets && !has_target(sp, inc->target))
+        return fail(c, "invalid", "%s: %s:%s cannot refer to %s", name, t, pname, inc->target);
+    inc->param = sp->code;
+    return P_OK;
+}
+
 /* Returns P_OK (applied), P_SKIP (not a result parameter / ignored) or P_ERR. *handled says
  * whether the name was a result parameter at all. */
 static int result_param(pctx *c, const char *type, const bv_param *pm, bv_search_request *req, bool *handled)
@@ -600,6 +634,11 @@ static int result_param(pctx *c, const char *type, const bv_param *pm, bv_search
     *handled = true;
     if (strcmp(n, "_count") == 0) return parse_count(c, n, v, BV_MAX_PAGE_COUNT, &s->count);
     if (strcmp(n, "_offset") == 0) return parse_count(c, n, v, UINT32_MAX, &s->offset);
+    if (strcmp(n, "_cursor") == 0) { /* opaque paging position from a next/previous link (the store checks it) */
+        if (!*v || strlen(v) > 8192) return fail(c, "invalid", "_cursor is not a paging position from this server");
+        s->cursor = v;
+        return P_OK;
+    }
     if (strcmp(n, "_sort") == 0) return parse_sort(c, type, v, s);
     if (strcmp(n, "_summary") == 0) {
         if (!one_of(v, summary_values))
@@ -617,12 +656,21 @@ static int result_param(pctx *c, const char *type, const bv_param *pm, bv_search
         req->elements = v;
         return P_OK;
     }
-    if (strcmp(n, "_include") == 0 || strcmp(n, "_include:iterate") == 0) {
-        push_str(c->a, &req->includes, &req->n_includes, v);
-        return P_OK;
-    }
-    if (strcmp(n, "_revinclude") == 0 || strcmp(n, "_revinclude:iterate") == 0) {
-        push_str(c->a, &req->revincludes, &req->n_revincludes, v);
+    if (strcmp(n, "_include") == 0 || strcmp(n, "_include:iterate") == 0 || strcmp(n, "_revinclude") == 0 ||
+        strcmp(n, "_revinclude:iterate") == 0) {
+        bool rev = n[1] == 'r', iterate = strchr(n, ':') != NULL;
+        const char **vals;
+        size_t nv = split_or(c->a, v, &vals);
+        for (size_t i = 0; i < nv; i++) {
+            bv_include inc;
+            if (parse_include(c, n, unesc(c->a, vals[i]), rev, iterate, &inc) != P_OK) return P_ERR;
+            bv_include *l = bv_arena_alloc(c->a, (req->n_incs + 1) * sizeof *l);
+            if (req->n_incs) memcpy(l, req->incs, req->n_incs * sizeof *l);
+            l[req->n_incs++] = inc;
+            req->incs = l;
+            push_str(c->a, rev ? &req->revincludes : &req->includes, rev ? &req->n_revincludes : &req->n_includes,
+                     vals[i]);
+        }
         return P_OK;
     }
     if (strcmp(n, "_format") == 0) {

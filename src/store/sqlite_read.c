@@ -215,6 +215,20 @@ int bv_store_search(bv_store *s, bv_arena *a, const bv_search *q, bv_record **ou
     return c ? bv__search(c, false, a, q, out, n, total) : err;
 }
 
+int bv_store_search_page(bv_store *s, bv_arena *a, const bv_search *q, bv_search_page *out)
+{
+    int err = BV_OK;
+    bv__conn *c = bv__reader(s, &err);
+    return c ? bv__search_page(c, a, q, out) : err;
+}
+
+int bv_store_include(bv_store *s, bv_arena *a, const bv_include_query *q, bv_record **out, size_t *n)
+{
+    int err = BV_OK;
+    bv__conn *c = bv__reader(s, &err);
+    return c ? bv__include(c, a, q, out, n) : err;
+}
+
 int bv_store_count_by_type(bv_store *s, void (*fn)(void *ctx, const char *type, int64_t n), void *ctx)
 {
     int err = BV_OK;
