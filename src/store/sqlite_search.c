@@ -400,6 +400,26 @@ static int pred_set(bv__qb *w, sctx *cx, const bv_pred *p)
     return w->err;
 }
 
+/* A plain token code match: runs of these on one parameter and system become one IN list. */
+static bool simple_token(const bv_pred *p)
+{
+    return p->kind == BV_IX_TOKEN && p->op == BV_OP_TOKEN && !p->negate && p->code && !p->res_type && !p->has &&
+           !p->chain && !p->n_components && p->param && strcmp(p->param, "_id") != 0;
+}
+
+static bool same_token_key(const bv_pred *a, const bv_pred *b)
+{
+    return strcmp(a->param, b->param) == 0 && a->system_given == b->system_given &&
+           ((!a->system && !b->system) || (a->system && b->system && strcmp(a->system, b->system) == 0));
+}
+
+/* A positive _id match that can join one "id IN (...)" list. */
+static bool simple_id(const bv_pred *p)
+{
+    return is_direct(p) && strcmp(p->param, "_id") == 0 && !p->negate && !p->res_type && p->op == BV_OP_TOKEN &&
+           p->code;
+}
+
 static int emit_group(bv__qb *w, sctx *cx, const bv_or *g, const char *R)
 {
     if (!g->n || !g->preds) { /* an OR of nothing is false */
@@ -422,15 +442,53 @@ static int emit_group(bv__qb *w, sctx *cx, const bv_or *g, const char *R)
             else
                 bv__qb_sql(w, " UNION ALL ");
             k++;
+            size_t run = 1;
+            while (simple_token(p) && i + run < g->n && simple_token(&g->preds[i + run]) &&
+                   same_token_key(p, &g->preds[i + run]))
+                run++;
+            if (run > 1) { /* code=a,b,c... on one system: one index probe list */
+                int a = cx->alias++;
+                bv__qb_sqlf(w, "SELECT x%d.rid FROM ix_token x%d WHERE x%d.param = ", a, a, a);
+                bv__qb_text(w, p->param);
+                if (p->system_given && p->system) {
+                    bv__qb_sqlf(w, " AND x%d.system = ", a);
+                    bv__qb_text(w, p->system);
+                } else if (p->system_given) {
+                    bv__qb_sqlf(w, " AND x%d.system IS NULL", a);
+                }
+                bv__qb_sqlf(w, " AND x%d.code IN (", a);
+                for (size_t j = 0; j < run; j++) {
+                    if (j) bv__qb_sql(w, ", ");
+                    bv__qb_text(w, g->preds[i + j].code);
+                }
+                bv__qb_sql(w, ")");
+                i += run - 1;
+                continue;
+            }
             rc = pred_set(w, cx, p);
         }
         bv__qb_sql(w, ")");
         first = false;
     }
+    size_t nid = 0;
+    for (size_t i = 0; i < g->n; i++) nid += simple_id(&g->preds[i]);
+    if (nid > 1) { /* _id=a,b,c...: one IN list on the (type, id) key */
+        if (!first) bv__qb_sql(w, " OR ");
+        first = false;
+        bv__qb_sqlf(w, "%s.id IN (", R);
+        size_t k = 0;
+        for (size_t i = 0; i < g->n; i++) {
+            if (!simple_id(&g->preds[i])) continue;
+            if (k++) bv__qb_sql(w, ", ");
+            bv__qb_text(w, g->preds[i].code);
+        }
+        bv__qb_sql(w, ")");
+    }
     for (size_t i = 0; i < g->n && !rc; i++) {
         const bv_pred *p = &g->preds[i];
         bool direct = is_direct(p);
         if (!direct && !is_negative(p)) continue;
+        if (nid > 1 && simple_id(p)) continue;
         if (!first) bv__qb_sql(w, " OR ");
         first = false;
         if (direct) {
