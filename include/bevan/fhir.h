@@ -109,6 +109,14 @@ int bv_fhir_extract_index(bv_arena *a, const json_value *resource, bv_index_row 
 /* Normalises a string for string search: lower-case, accents folded, whitespace collapsed. */
 char *bv_fhir_normalize_string(bv_arena *a, const char *s);
 
+/* ---- UCUM (src/fhir/ucum.c) ---- */
+#define BV_UCUM_SYSTEM "http://unitsofmeasure.org"
+/* A common clinical UCUM unit converted to the canonical unit of its dimension (mg -> g,
+ * [degF] -> K, mm[Hg] -> Pa, mg/dL -> g/L, mmol/L -> mol/L, ...). False when code is not one
+ * Bevan converts. Quantity rows of UCUM values get a second row "<param>:ucum" in the canonical
+ * unit, and a query in a convertible unit is matched against those rows. */
+bool bv_ucum_canonical(const char *code, double value, double *out, const char **canon);
+
 /* ---- Search parsing (src/fhir/search_parse.c) ---- */
 typedef struct {
     const char *name;         /* as given, e.g. "name:exact" */

@@ -35,6 +35,8 @@
  *   quantity  Quantity and its specialisations (Age, Duration, Count, Distance, SimpleQuantity):
  *             num + range as for number, system, code = code (or unit when there is no code);
  *             Money: system "urn:iso:std:iso:4217", code = currency. Range is not indexed.
+ *             A UCUM quantity in a unit bv_ucum_canonical converts also gives a row
+ *             "<param>:ucum" with the value, range and code in the canonical unit.
  *   uri       uri/url/canonical/oid/uuid (any string primitive): text.
  *   composite The composite's expression is evaluated, then each component's expression
  *             relative to each result. Every result whose components all produce rows becomes
@@ -577,6 +579,18 @@ static void rows_quantity(row_list *rl, const char *param, int32_t g, const fp_i
     r->num_hi = hi;
     r->system = system;
     r->code = code;
+    /* a UCUM value Bevan can convert: a second row "<param>:ucum" in the canonical unit */
+    const char *canon;
+    double cn, clo, chi;
+    if (system && strcmp(system, BV_UCUM_SYSTEM) == 0 && bv_ucum_canonical(code, num, &cn, &canon) &&
+        bv_ucum_canonical(code, lo, &clo, NULL) && bv_ucum_canonical(code, hi, &chi, NULL)) {
+        bv_index_row *u = new_row(rl, BV_IX_QUANTITY, bv_arena_printf(rl->a, "%s:ucum", param), g);
+        u->num = cn;
+        u->num_lo = clo;
+        u->num_hi = chi;
+        u->system = BV_UCUM_SYSTEM;
+        u->code = canon;
+    }
 }
 
 static void rows_uri(row_list *rl, const char *param, int32_t g, const fp_item *it)

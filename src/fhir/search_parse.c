@@ -261,6 +261,19 @@ static int value_pred(pctx *c, const pinfo *pi, const char *raw, bv_pred *p)
             p->system_given = true;
             p->system = *sys ? sys : NULL;
             p->code = *code ? code : NULL;
+            /* a convertible UCUM unit (system UCUM or none): match the canonical "<param>:ucum" rows */
+            const char *canon;
+            double cn, clo, chi;
+            if (p->code && (!p->system || strcmp(p->system, BV_UCUM_SYSTEM) == 0) &&
+                bv_ucum_canonical(p->code, p->num, &cn, &canon) && bv_ucum_canonical(p->code, p->num_lo, &clo, NULL) &&
+                bv_ucum_canonical(p->code, p->num_hi, &chi, NULL)) {
+                p->param = bv_arena_printf(a, "%s:ucum", p->param ? p->param : pi->sp->code);
+                p->system = BV_UCUM_SYSTEM;
+                p->code = canon;
+                p->num = cn;
+                p->num_lo = clo;
+                p->num_hi = chi;
+            }
         }
         return P_OK;
     }
@@ -537,8 +550,8 @@ static int parse_composite(pctx *c, const pinfo *pi, const char *value, bv_or *o
         for (size_t k = 0; k < nc; k++) {
             pinfo ci = {.sp = csp[k], .name = pi->name, .mod = M_NONE};
             comp[k].kind = (bv_index_kind)kind_of[csp[k]->type];
+            comp[k].param = bv_arena_printf(c->a, "%s#%zu", sp->code, k);   /* may gain ":ucum" */
             if (value_pred(c, &ci, parts[k], &comp[k]) != P_OK) return P_ERR;
-            comp[k].param = bv_arena_printf(c->a, "%s#%zu", sp->code, k);
             if (comp[k].op == BV_OP_NE || comp[k].negate)
                 return fail(c, "invalid", "parameter '%s': 'ne' is not supported inside a composite value", pi->name);
         }

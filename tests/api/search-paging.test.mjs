@@ -219,8 +219,9 @@ test('compartment search Patient/[id]/[type] and $everything', async () => {
   r = await c.get(`/Patient/${p.id}/$everything?_since=${encodeURIComponent(since)}`);
   assert.equal(r.json.entry, undefined, '_since in the future: nothing');
   const upd = { ...cond, clinicalStatus: undefined, note: [{ text: 'later' }] };
-  const mid = new Date().toISOString();
-  await new Promise((res) => setTimeout(res, 5));
+  // the server's clock: just after the newest resource of the compartment so far
+  const newest = Math.max(...all.entries.map((e) => Date.parse(e.resource.meta.lastUpdated)));
+  const mid = new Date(newest + 1).toISOString();
   assert.equal((await c.put(`/Condition/${cond.id}`, upd)).status, 200);
   r = await c.get(`/Patient/${p.id}/$everything?_since=${encodeURIComponent(mid)}`);
   assert.deepEqual(r.json.entry.map((e) => e.resource.id), [cond.id]);

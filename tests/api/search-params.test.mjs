@@ -178,3 +178,28 @@ test('unknown parameters: 400 when strict, ignored when lenient with the self li
   assert.ok(self.includes('family=smith') && !self.includes('foo'), self);
   assertOutcome(await c.get('/Patient?foo=bar', { headers: { Prefer: 'handling=strict' } }), 400, 'explicit strict');
 });
+
+test('quantity: UCUM units converted within a dimension (mg/g/kg, Cel/[degF], mm[Hg]/kPa), never mmol/L to mg/dL', async () => {
+  const U = 'http://unitsofmeasure.org';
+  const q = (value, code, text) => mk({ resourceType: 'Observation', status: 'final', code: { text },
+    valueQuantity: { value, system: U, code } });
+  const mass = await q(5000, 'mg', 'ucum-mass');
+  const temp = await q(98.6, '[degF]', 'ucum-temp');
+  const bp = await q(120, 'mm[Hg]', 'ucum-bp');
+  const glu = await q(5.5, 'mmol/L', 'ucum-glu');
+  await same(`/Observation?value-quantity=${encodeURIComponent(`5|${U}|g`)}`, [mass]);
+  await same(`/Observation?value-quantity=${encodeURIComponent(`0.005|${U}|kg`)}`, [mass]);
+  await same(`/Observation?value-quantity=${encodeURIComponent(`5000|${U}|mg`)}`, [mass]);
+  await same(`/Observation?value-quantity=${encodeURIComponent('gt4||g')}`, [mass]);
+  await same(`/Observation?value-quantity=${encodeURIComponent(`37|${U}|Cel`)}`, [temp]);
+  await same(`/Observation?value-quantity=${encodeURIComponent(`gt38|${U}|Cel`)}`, []);
+  await same(`/Observation?value-quantity=${encodeURIComponent(`ge15|${U}|kPa`)}`, [bp]);
+  await same(`/Observation?value-quantity=${encodeURIComponent(`gt16.1|${U}|kPa`)}`, []);
+  await same(`/Observation?value-quantity=${encodeURIComponent(`5.5|${U}|mmol/L`)}`, [glu]);
+  await same(`/Observation?value-quantity=${encodeURIComponent(`5500|${U}|umol/L`)}`, [glu]);
+  await same(`/Observation?value-quantity=${encodeURIComponent(`99|${U}|mg/dL`)}`, []);
+  // a unit Bevan does not convert still matches as written
+  const bpm = await mk({ resourceType: 'Observation', status: 'final', code: { text: 'hr' },
+    valueQuantity: { value: 72, system: U, code: '/min' } });
+  await same(`/Observation?value-quantity=${encodeURIComponent(`72|${U}|/min`)}`, [bpm]);
+});

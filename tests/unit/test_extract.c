@@ -298,7 +298,7 @@ static void test_threads(void **state)
     mt_job jobs[8];
     pthread_t th[8];
     for (int i = 0; i < 8; i++) {
-        jobs[i] = (mt_job){.text = buf, .len = len, .expect_rows = 37};   /* Observation-blood-pressure: 37 rows (incl. based-on:identifier, 2 display-only :text rows) */
+        jobs[i] = (mt_job){.text = buf, .len = len, .expect_rows = 45};   /* Observation-blood-pressure: 45 rows (incl. based-on:identifier, 2 display-only :text rows, 8 :ucum rows) */
         assert_int_equal(pthread_create(&th[i], NULL, mt_worker, &jobs[i]), 0);
     }
     for (int i = 0; i < 8; i++) {

@@ -223,12 +223,20 @@ static void test_number_date_quantity(void **state)
     p = one("Observation", "value-quantity=lt5.4|http://unitsofmeasure.org|mg", &r);
     assert_int_equal(p->kind, BV_IX_QUANTITY);
     assert_int_equal(p->op, BV_OP_LT);
-    assert_true(fabs(p->num - 5.4) < 1e-12);
+    /* a convertible UCUM unit is matched in the canonical unit, on the "<param>:ucum" rows */
+    assert_true(fabs(p->num - 0.0054) < 1e-12);
+    assert_string_equal(p->param, "value-quantity:ucum");
     assert_string_equal(p->system, "http://unitsofmeasure.org");
-    assert_string_equal(p->code, "mg");
+    assert_string_equal(p->code, "g");
     p = one("Observation", "value-quantity=5.4||mg", &r);
+    assert_string_equal(p->code, "g");
+    p = one("Observation", "value-quantity=98.6||[degF]", &r);
+    assert_string_equal(p->code, "K");
+    assert_true(fabs(p->num - 310.15) < 1e-9);
+    p = one("Observation", "value-quantity=5.4||{beats}/min", &r);   /* not converted */
     assert_null(p->system);
-    assert_string_equal(p->code, "mg");
+    assert_string_equal(p->param, "value-quantity");
+    assert_string_equal(p->code, "{beats}/min");
     p = one("Observation", "value-quantity=5.4", &r);
     assert_null(p->system);
     assert_null(p->code);
