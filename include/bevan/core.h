@@ -103,6 +103,12 @@ void bv_format_instant(int64_t ms, char *buf, size_t buflen);
 /* RFC 7231 HTTP-date: "Tue, 15 Nov 1994 08:12:31 GMT" (buf >= 32). */
 void bv_format_http_date(int64_t ms, char *buf, size_t buflen);
 int bv_parse_http_date(const char *s, int64_t *ms_out);
+/* The server's time zone (`--tz`, default UTC) for dates and times written without one. Call
+ * before starting threads (it sets the process's TZ). BV_ENOTFOUND for an unknown zone name. */
+int bv_tz_set(const char *zone);
+const char *bv_tz_name(void);
+/* A wall-clock time in the configured zone (ms since epoch as if it were UTC) -> UTC ms. */
+int64_t bv_tz_local_to_utc(int64_t local_ms);
 
 /* ---- Logging to stderr: one line per event. Never log tokens or resource bodies. ---- */
 typedef enum { BV_LOG_DEBUG, BV_LOG_INFO, BV_LOG_WARN, BV_LOG_ERROR } bv_log_level;

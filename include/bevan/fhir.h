@@ -55,7 +55,7 @@ bool bv_fhir_valid_instant(const char *s);
 bool bv_fhir_valid_time(const char *s);
 
 /* Date/dateTime/instant (any precision, optional timezone) -> inclusive range [lo, hi] in ms since
- * epoch. A value without a timezone is taken in UTC (documented; configurable later).
+ * epoch. A value without a timezone is taken in the server's zone (bv_tz_set: `--tz`, default UTC).
  * Returns BV_EINVAL if s is not a valid FHIR date/dateTime/instant. */
 int bv_fhir_date_range(const char *s, int64_t *lo, int64_t *hi);
 

@@ -61,6 +61,12 @@ static int parse_options(int argc, char **argv, options *o, const char *help)
             if (bv_str_to_u64(next, strlen(next), UINT64_MAX, &v)) goto bad;
             o->seed = v;
             i++;
+        } else if (strcmp(a, "--tz") == 0 && next) {
+            if (bv_tz_set(next) != BV_OK) {
+                fprintf(stderr, "bevan: unknown time zone '%s' (use an IANA name such as Europe/London)\n", next);
+                return -1;
+            }
+            i++;
         } else if (strcmp(a, "--no-nhs-number-check") == 0) o->no_nhs_check = true;
         else if (strcmp(a, "--") == 0) { i++; break; }
         else if (a[0] == '-' && a[1]) goto bad;
@@ -148,11 +154,13 @@ int bv_cmd_demo(int argc, char **argv)
 /* ---- serve ---- */
 static const char serve_help[] =
     "usage: bevan serve [--listen HOST:PORT] [--data DIR] [--port-file F] [--threads N]\n"
-    "                   [--sync full|normal] [--demo N] [--seed S]\n"
+    "                   [--sync full|normal] [--demo N] [--seed S] [--tz ZONE]\n"
     "Serves the FHIR R4 API at http://HOST:PORT/fhir (default 127.0.0.1:8080, data ./data).\n"
     "  --port-file F  write the bound port to F (use with --listen 127.0.0.1:0)\n"
     "  --sync normal  faster commits that may lose the last transactions on power loss (default full)\n"
     "  --demo N       on first start (empty store) seed N synthetic patients\n"
+    "  --tz ZONE      IANA zone for dates without one (default UTC; index and queries use it:\n"
+    "                 changing it needs a reindex)\n"
     "SIGTERM or SIGINT finishes in-flight requests and exits 0.\n";
 
 /* Request arenas grow in large blocks; keep freed blocks in the heap instead of returning them to

@@ -240,6 +240,15 @@ static int value_pred(pctx *c, const pinfo *pi, const char *raw, bv_pred *p)
             return fail(c, "invalid", "parameter '%s': '%s' is not a valid date, dateTime or instant (with an "
                                       "optional prefix eq, ne, gt, lt, ge, le, sa, eb or ap)", nm, raw);
         p->op = op;
+        if (op == BV_OP_AP) {
+            /* "approximately": the value's range widened by 10% of its distance from now (the
+             * specification's suggestion), at least one day either side */
+            int64_t now = bv_now_ms(), mid = p->lo / 2 + p->hi / 2;
+            int64_t gap = (mid > now ? mid - now : now - mid) / 10;
+            if (gap < 86400000) gap = 86400000;
+            p->lo = p->lo > INT64_MIN + gap ? p->lo - gap : INT64_MIN;
+            p->hi = p->hi < INT64_MAX - gap ? p->hi + gap : INT64_MAX;
+        }
         return P_OK;
     }
     case FHIR_SP_QUANTITY: {
