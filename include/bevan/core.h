@@ -118,6 +118,10 @@ void bv_log(bv_log_level lvl, const char *fmt, ...) __attribute__((format(printf
 /* ---- Random ids ---- */
 /* Fills out with a random UUID v4 string (buf >= 37). Uses getrandom(). */
 void bv_uuid4(char *out);
+/* A UUID v7 (RFC 9562): 48-bit Unix milliseconds, then random bits. Used for server-assigned
+ * resource ids: ids made close in time sort together, so the store's (type, id) indexes take new
+ * ids at their right edge (a few hot pages) instead of a random page per create. */
+void bv_uuid7(char *out);
 /* Deterministic PRNG (splitmix64/xoshiro) for demo data. */
 typedef struct { uint64_t s[4]; } bv_rng;
 void bv_rng_seed(bv_rng *r, uint64_t seed);

@@ -8,7 +8,15 @@
  * Threads: reads run on the calling thread's own connection (opened lazily, thread-local).
  * Writes run as units on one writer thread; concurrent units are group-committed (one durable
  * sync for many requests), each unit isolated by a SAVEPOINT so one failing unit never affects
- * another. A unit's caller is answered only after the group's COMMIT has been synced. */
+ * another. A unit's caller is answered only after the group's COMMIT has been synced: the writer
+ * commits and moves on to the next group while a syncer thread makes the previous one durable
+ * (fdatasync of the WAL), so the sync of one group overlaps the work of the next. Reads never
+ * return data whose sync is still outstanding: they wait for it (at most one sync).
+ *
+ * Committed changes: every stored version has a global seq; bv_store_changes reads them in order
+ * and bv_store_on_commit tells listeners (care services, subscriptions) that new ones are durable.
+ * Consumers keep their cursor in the store's key/value table (bv_txn_kv_set), in the same unit as
+ * the writes it caused, so a restart resumes exactly where they stopped. */
 #ifndef BEVAN_STORE_H
 #define BEVAN_STORE_H
 
@@ -197,8 +205,21 @@ typedef struct {
     size_t limit;
 } bv_include_query;
 int bv_store_include(bv_store *s, bv_arena *a, const bv_include_query *q, bv_record **out, size_t *n);
-/* Highest seq committed so far (for stable paging snapshots). */
+/* Highest seq committed and durable so far (for stable paging snapshots and change feeds). */
 int64_t bv_store_last_seq(bv_store *s);
+/* Stored versions (all types, deletions included) with after_seq < seq <= bv_store_last_seq(),
+ * oldest first, at most limit. */
+int bv_store_changes(bv_store *s, bv_arena *a, int64_t after_seq, size_t limit, bv_record **out, size_t *n);
+/* Called on the syncer thread each time new versions become durable, with the new
+ * bv_store_last_seq(). It must return quickly and must not call bv_store_write (signal a thread of
+ * your own instead). At most 8 listeners; returns BV_EINVAL past that. */
+typedef void (*bv_store_commit_fn)(void *ctx, int64_t last_seq);
+int bv_store_on_commit(bv_store *s, bv_store_commit_fn fn, void *ctx);
+/* Small durable state of the server's own services (e.g. "care.cursor"). Value NUL-terminated,
+ * in the arena. BV_ENOTFOUND when the key has no value. */
+int bv_store_kv_get(bv_store *s, bv_arena *a, const char *key, const char **value);
+/* False once a durable sync has failed: every write is refused (BV_EIO) until a restart. */
+bool bv_store_healthy(bv_store *s);
 /* PRAGMA integrity_check + Bevan's own invariants (current row = newest history row, index rows
  * only for live resources). On failure returns BV_EINTERNAL and a description in msg. */
 int bv_store_check(bv_store *s, char *msg, size_t msglen);
@@ -226,5 +247,9 @@ int64_t bv_txn_now_ms(bv_store_txn *t);
 /* Store a new version: a history row, the current row replaced, the index rows replaced.
  * On failure the unit may hold part of the put: the unit must then return non-zero (rolled back). */
 int bv_txn_put(bv_store_txn *t, const bv_put *p);
+/* Inside a unit: set (value non-NULL) or remove (value NULL) a key/value pair; get sees the
+ * unit's own changes. */
+int bv_txn_kv_set(bv_store_txn *t, const char *key, const char *value);
+int bv_txn_kv_get(bv_store_txn *t, bv_arena *a, const char *key, const char **value);
 
 #endif

@@ -234,8 +234,14 @@ static void route(api_ctx *c)
     size_t bl = strlen(c->api->base_path);
     if (strcmp(req->path, "/healthz") == 0) {
         c->resp->content_type = "application/json";
-        bv_buf_puts(&c->resp->body, "{\"status\":\"ok\"}");
-        c->resp->status = 200;
+        if (bv_store_healthy(c->api->store)) {
+            bv_buf_puts(&c->resp->body, "{\"status\":\"ok\"}");
+            c->resp->status = 200;
+        } else {
+            /* a durable sync failed: writes are refused until an operator restarts the server */
+            bv_buf_puts(&c->resp->body, "{\"status\":\"failed\",\"reason\":\"storage sync failed; restart required\"}");
+            c->resp->status = 503;
+        }
         return;
     }
     if (strncmp(req->path, c->api->base_path, bl) != 0 || (req->path[bl] != '/' && req->path[bl] != '\0')) {

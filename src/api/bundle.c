@@ -540,7 +540,7 @@ static void do_transaction(api_ctx *c, json_value *bundle, json_value *entries)
         }
         if (post) {
             char uuid[40];
-            bv_uuid4(uuid);
+            bv_uuid7(uuid);
             e->id = bv_arena_strdup(c->a, uuid);
             e->unit.kind = OP_CREATE;
         } else if (put) e->unit.kind = OP_UPDATE;

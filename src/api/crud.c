@@ -50,7 +50,7 @@ int api_conditional_update_id(bv_arena *a, const json_value *res, const bv_recor
         *id = body_id;
     } else {
         char uuid[40];
-        bv_uuid4(uuid);
+        bv_uuid7(uuid);
         *id = bv_arena_strdup(a, uuid);
     }
     return 0;
@@ -228,7 +228,7 @@ void api_create(api_ctx *c, const char *type)
     api_unit u = {.c = c, .kind = OP_CREATE, .type = type};
     if (prepare_body(c, type, true, &u.res, &u)) return;
     char uuid[40];
-    bv_uuid4(uuid);
+    bv_uuid7(uuid);
     u.id = bv_arena_strdup(c->a, uuid);
     const char *ine = api_header(c, "If-None-Exist");
     if (ine) {

@@ -91,17 +91,18 @@ void bv_log(bv_log_level lvl, const char *fmt, ...)
     va_end(ap);
 }
 
-void bv_uuid4(char *out)
+static void random_bytes(unsigned char *b, size_t len)
 {
-    unsigned char b[16];
     size_t got = 0;
-    while (got < sizeof b) {
-        ssize_t n = getrandom(b + got, sizeof b - got, 0);
+    while (got < len) {
+        ssize_t n = getrandom(b + got, len - got, 0);
         if (n <= 0) bv_panic("getrandom failed");
         got += (size_t)n;
     }
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+}
+
+static void uuid_format(const unsigned char b[16], char *out)
+{
     static const char hex[] = "0123456789abcdef";
     size_t o = 0;
     for (int i = 0; i < 16; i++) {
@@ -110,6 +111,26 @@ void bv_uuid4(char *out)
         out[o++] = hex[b[i] & 15];
     }
     out[o] = '\0';
+}
+
+void bv_uuid4(char *out)
+{
+    unsigned char b[16];
+    random_bytes(b, sizeof b);
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    uuid_format(b, out);
+}
+
+void bv_uuid7(char *out)
+{
+    unsigned char b[16];
+    random_bytes(b, sizeof b);
+    uint64_t ms = (uint64_t)bv_now_ms();
+    for (int i = 0; i < 6; i++) b[i] = (unsigned char)(ms >> (40 - 8 * i));
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x70);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    uuid_format(b, out);
 }
 
 static uint64_t splitmix64(uint64_t *x)

@@ -11,7 +11,7 @@
 struct sqlite3;
 struct sqlite3_stmt;
 
-#define BV__SCHEMA_VERSION 1
+#define BV__SCHEMA_VERSION 2
 #define BV__APPLICATION_ID 0x4256414e /* "BVAN" in the database header */
 #define BV__DYN_CACHE 32              /* per-connection LRU of dynamic (search) statements */
 #define BV__DYN_CACHE_MAX_SQL 16384   /* longer generated SQL is prepared per call, not cached */
@@ -30,6 +30,7 @@ typedef enum {
     ST_IX_DEL_QUANTITY, ST_IX_DEL_URI,
     ST_IX_INS_STRING, ST_IX_INS_TOKEN, ST_IX_INS_REFERENCE, ST_IX_INS_DATE, ST_IX_INS_NUMBER,
     ST_IX_INS_QUANTITY, ST_IX_INS_URI,
+    ST_CHANGES, ST_KV_GET, ST_KV_SET, ST_KV_DEL,
     ST__COUNT
 } bv__stmt_id;
 
@@ -61,6 +62,17 @@ typedef struct bv__unit {
     struct bv__unit *next;
 } bv__unit;
 
+/* One group commit waiting for the syncer: its units are answered after the sync. */
+typedef struct bv__synced {
+    bv__unit *units;
+    int64_t gen;                 /* commit generation of this group */
+    int64_t seq;                 /* highest history seq after its COMMIT */
+    bool committed;              /* false: the group's COMMIT failed (units already hold errors) */
+    struct bv__synced *next;
+} bv__synced;
+
+#define BV__MAX_LISTENERS 8
+
 struct bv_store_txn {
     bv_store *s;
     bv__conn *c;
@@ -91,6 +103,26 @@ struct bv_store {
     bool ckpt_wanted;            /* guarded by mu */
     pthread_cond_t ccond;
     bv__conn *cconn;             /* checkpointer thread only */
+    /* Durability pipeline: the writer COMMITs (no sync inside SQLite) and hands the group to the
+     * syncer thread, which fdatasyncs the WAL and only then answers the group's units, while
+     * the writer already runs the next group. Readers wait for the sync of any generation they
+     * may have seen (bv__await_durable), so nothing is served before it is durable. */
+    pthread_t syncer;
+    bool syncer_started;
+    bool writer_done;            /* guarded by mu: the writer has exited; the syncer drains and stops */
+    pthread_cond_t scond;        /* syncer waits here for groups */
+    pthread_cond_t dcond;        /* readers wait here for durable_gen */
+    bv__synced *sync_head, *sync_tail;
+    _Atomic int64_t commit_gen;  /* incremented by the writer before each COMMIT */
+    _Atomic int64_t durable_gen; /* every generation <= this one is synced (or failed) */
+    _Atomic bool poisoned;       /* a sync failed: refuse writes until restart (never retry-and-ack) */
+    _Atomic bool fail_next_sync; /* test hook: the next sync fails as if fdatasync returned EIO */
+    int wal_fd;                  /* syncer thread only; -1 until opened */
+    struct {
+        bv_store_commit_fn fn;
+        void *ctx;
+    } listeners[BV__MAX_LISTENERS];
+    size_t n_listeners;          /* guarded by mu */
 };
 
 /* ---- sqlite.c: connections and statements ---- */
@@ -127,6 +159,13 @@ void bv__qb_real(bv__qb *q, double v);
 void bv__qb_append(bv__qb *q, const bv__qb *other);
 int bv__qb_bind(const bv__qb *q, struct sqlite3_stmt *st);
 
+/* ---- sqlite_sync.c: the syncer thread ---- */
+int bv__syncer_start(bv_store *s, char *err, size_t errlen);
+void bv__syncer_stop(bv_store *s);               /* after the writer has exited */
+void bv__syncer_push(bv_store *s, bv__synced *g);  /* writer thread: g is heap-allocated */
+/* Waits until every commit generation started so far is synced: call after a read. */
+void bv__await_durable(bv_store *s);
+
 /* ---- sqlite_read.c ---- */
 /* Columns from col0: type, id, version, last_updated, deleted, method, body, seq. */
 void bv__record_from(bv_arena *a, struct sqlite3_stmt *st, int col0, bv_record *out);
@@ -146,5 +185,6 @@ size_t bv__store_pending(bv_store *s);           /* units queued and not yet tak
 void bv__store_stats(bv_store *s, uint64_t *groups, uint64_t *units, uint64_t *commit_failures);
 /* Runs raw SQL inside a write unit (used to provoke failures and corruption in tests). */
 int bv__txn_exec(bv_store_txn *t, const char *sql);
+void bv__store_fail_next_sync(bv_store *s);       /* the next durable sync fails (EIO) */
 
 #endif

@@ -85,6 +85,8 @@ static const char *const migrations[BV__SCHEMA_VERSION] = {
     " text TEXT NOT NULL,"
     " PRIMARY KEY (rid, ord)) STRICT, WITHOUT ROWID;"
     "CREATE INDEX ix_uri_q ON ix_uri(param, text, rid);",
+    /* 2: durable state of the server's own services (change-feed cursors and the like). */
+    "CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT, WITHOUT ROWID;",
 };
 
 #define REC_COLS "type, id, version, last_updated, deleted, method, body, seq"
@@ -132,6 +134,10 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_IX_INS_QUANTITY] = "INSERT INTO ix_quantity (rid, ord, param, grp, num, num_lo, num_hi, system, code)"
                            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [ST_IX_INS_URI] = "INSERT INTO ix_uri (rid, ord, param, grp, text) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_CHANGES] = "SELECT " REC_COLS " FROM history WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
+    [ST_KV_GET] = "SELECT value FROM kv WHERE key = ?1",
+    [ST_KV_SET] = "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
+    [ST_KV_DEL] = "DELETE FROM kv WHERE key = ?1",
 };
 
 _Static_assert(ST_IX_DEL_URI - ST_IX_DEL_STRING == BV_IX_URI, "per-kind statements follow bv_index_kind");
@@ -385,7 +391,11 @@ static int conn_open(bv_store *s, bool writer, bv__conn **out, char *err, size_t
              "PRAGMA cache_size=%d;"
              "PRAGMA temp_store=MEMORY;"
              "%s",
-             s->read_only ? "" : "PRAGMA journal_mode=WAL;", s->sync_normal ? "NORMAL" : "FULL",
+             /* NORMAL everywhere: in WAL mode SQLite then syncs only around checkpoints, and the
+              * syncer thread fdatasyncs the WAL after every COMMIT before anyone is answered
+              * (sqlite_sync.c), which is what FULL would do inside COMMIT, without stalling the
+              * writer. --sync normal skips the syncer's fdatasync (documented trade-off). */
+             s->read_only ? "" : "PRAGMA journal_mode=WAL;", "NORMAL",
              writer ? 0 : 1000, /* the writer's WAL is checkpointed by the checkpointer thread */
              writer ? -32768 : -8192, /* KiB: the writer's working set is larger */
              writer || s->read_only ? "" : "PRAGMA query_only=ON;");
@@ -561,9 +571,15 @@ int bv_store_open(const bv_store_options *opt, bv_store **out, char *err, size_t
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->wcond, NULL);
     pthread_cond_init(&s->ccond, NULL);
+    pthread_cond_init(&s->scond, NULL);
+    pthread_cond_init(&s->dcond, NULL);
+    s->wal_fd = -1;
     if (pthread_key_create(&s->key, reader_release) != 0) {
         snprintf(err, errlen, "pthread_key_create failed");
         pthread_cond_destroy(&s->wcond);
+        pthread_cond_destroy(&s->ccond);
+        pthread_cond_destroy(&s->scond);
+        pthread_cond_destroy(&s->dcond);
         pthread_mutex_destroy(&s->mu);
         free(s->path);
         free(s);
@@ -602,6 +618,7 @@ int bv_store_open(const bv_store_options *opt, bv_store **out, char *err, size_t
             goto fail;
         }
         s->ckpt_started = true;
+        if ((rc = bv__syncer_start(s, err, errlen))) goto fail;
         if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
             snprintf(err, errlen, "cannot start the writer thread");
             rc = BV_EINTERNAL;
@@ -625,6 +642,7 @@ void bv_store_close(bv_store *s)
     pthread_cond_broadcast(&s->ccond);
     pthread_mutex_unlock(&s->mu);
     if (s->writer_started) pthread_join(s->writer, NULL);
+    bv__syncer_stop(s); /* answers the last groups after their sync */
     if (s->groups)
         bv_log(BV_LOG_DEBUG, "store: %llu units in %llu group commits", (unsigned long long)s->units,
                (unsigned long long)s->groups);
@@ -641,6 +659,8 @@ void bv_store_close(bv_store *s)
     }
     pthread_cond_destroy(&s->wcond);
     pthread_cond_destroy(&s->ccond);
+    pthread_cond_destroy(&s->scond);
+    pthread_cond_destroy(&s->dcond);
     pthread_mutex_destroy(&s->mu);
     free(s->path);
     free(s);
@@ -658,7 +678,9 @@ static void units_lost(bv__unit *from, bv__unit *to_incl)
     }
 }
 
-static void run_group(bv_store *s, bv__unit *batch)
+/* Runs the units of one group in one transaction and COMMITs it (no sync: the syncer does that).
+ * Fills g->committed and g->seq. */
+static void run_group(bv_store *s, bv__unit *batch, bv__synced *g)
 {
     bv__conn *c = s->wconn;
     bv__unit *first = NULL; /* first unit of the open transaction; NULL when none is open */
@@ -690,10 +712,13 @@ static void run_group(bv_store *s, bv__unit *batch)
         }
     }
     if (first) {
+        /* Announce the generation before its data can be seen: a reader that sees it then waits
+         * for its sync (bv__await_durable). */
+        g->gen = atomic_fetch_add(&s->commit_gen, 1) + 1;
         if (bv__step_simple(c, ST_COMMIT) == BV_OK) {
             groups++;
-            int64_t seq = 0;
-            if (load_high_marks(c, &seq, NULL) == BV_OK) atomic_store(&s->last_seq, seq);
+            g->committed = true;
+            if (load_high_marks(c, &g->seq, NULL) != BV_OK) g->seq = 0;
         } else {
             /* e.g. a failed sync, or a deferred constraint: nothing of this transaction is stored. */
             if (!sqlite3_get_autocommit(c->db)) bv__step_simple(c, ST_ROLLBACK);
@@ -733,17 +758,17 @@ static void *writer_main(void *arg)
         s->pending -= n;
         pthread_mutex_unlock(&s->mu);
 
-        run_group(s, batch);
-
-        /* Only now, after COMMIT returned, are the callers answered. */
-        pthread_mutex_lock(&s->mu);
-        for (bv__unit *u = batch, *next; u; u = next) {
-            next = u->next; /* u lives on the waiter's stack: read before waking it */
-            u->done = true;
-            pthread_cond_signal(&u->cond);
-        }
-        pthread_mutex_unlock(&s->mu);
+        bv__synced *g = bv_calloc(1, sizeof *g);
+        g->units = batch;
+        g->gen = atomic_load(&s->commit_gen); /* no COMMIT (every unit failed): nothing new to wait for */
+        run_group(s, batch, g);
+        /* The callers are answered by the syncer, after the WAL holding this COMMIT is synced. */
+        bv__syncer_push(s, g);
     }
+    pthread_mutex_lock(&s->mu);
+    s->writer_done = true;
+    pthread_cond_broadcast(&s->scond);
+    pthread_mutex_unlock(&s->mu);
     return NULL;
 }
 
@@ -751,6 +776,7 @@ int bv_store_write(bv_store *s, bv_store_write_fn fn, void *ctx)
 {
     if (!s || !fn || s->read_only) return BV_EINVAL;
     if (pthread_equal(pthread_self(), s->writer)) return BV_EINTERNAL; /* would wait on itself */
+    if (atomic_load(&s->poisoned)) return BV_EIO;
     bv__unit u;
     memset(&u, 0, sizeof u);
     u.fn = fn;
@@ -774,6 +800,8 @@ int bv_store_write(bv_store *s, bv_store_write_fn fn, void *ctx)
 }
 
 int64_t bv_store_last_seq(bv_store *s) { return atomic_load(&s->last_seq); }
+
+bool bv_store_healthy(bv_store *s) { return s && !atomic_load(&s->poisoned); }
 
 /* ---- Inside a unit ---- */
 int64_t bv_txn_now_ms(bv_store_txn *t)

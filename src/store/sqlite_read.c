@@ -54,18 +54,26 @@ int bv__read(bv__conn *c, bv_arena *a, const char *type, const char *id, bv_reco
     return read_one(c, ST_READ, a, type, id, 0, out);
 }
 
+/* Every public read ends with bv__await_durable: what it saw may come from a group whose sync is
+ * still running, and nothing is served before it is durable. */
 int bv_store_read(bv_store *s, bv_arena *a, const char *type, const char *id, bv_record *out)
 {
     int err = BV_OK;
     bv__conn *c = bv__reader(s, &err);
-    return c ? read_one(c, ST_READ, a, type, id, 0, out) : err;
+    if (!c) return err;
+    int rc = read_one(c, ST_READ, a, type, id, 0, out);
+    bv__await_durable(s);
+    return rc;
 }
 
 int bv_store_vread(bv_store *s, bv_arena *a, const char *type, const char *id, int64_t version, bv_record *out)
 {
     int err = BV_OK;
     bv__conn *c = bv__reader(s, &err);
-    return c ? read_one(c, ST_VREAD, a, type, id, version, out) : err;
+    if (!c) return err;
+    int rc = read_one(c, ST_VREAD, a, type, id, version, out);
+    bv__await_durable(s);
+    return rc;
 }
 
 /* Runs a generated statement that yields one integer. */
@@ -205,6 +213,7 @@ out:
     if (txn) bv__step_simple(c, rc ? ST_ROLLBACK : ST_COMMIT);
     bv__qb_free(&rows);
     bv__qb_free(&cnt);
+    bv__await_durable(s);
     return rc;
 }
 
@@ -212,21 +221,30 @@ int bv_store_search(bv_store *s, bv_arena *a, const bv_search *q, bv_record **ou
 {
     int err = BV_OK;
     bv__conn *c = bv__reader(s, &err);
-    return c ? bv__search(c, false, a, q, out, n, total) : err;
+    if (!c) return err;
+    int rc = bv__search(c, false, a, q, out, n, total);
+    bv__await_durable(s);
+    return rc;
 }
 
 int bv_store_search_page(bv_store *s, bv_arena *a, const bv_search *q, bv_search_page *out)
 {
     int err = BV_OK;
     bv__conn *c = bv__reader(s, &err);
-    return c ? bv__search_page(c, a, q, out) : err;
+    if (!c) return err;
+    int rc = bv__search_page(c, a, q, out);
+    bv__await_durable(s);
+    return rc;
 }
 
 int bv_store_include(bv_store *s, bv_arena *a, const bv_include_query *q, bv_record **out, size_t *n)
 {
     int err = BV_OK;
     bv__conn *c = bv__reader(s, &err);
-    return c ? bv__include(c, a, q, out, n) : err;
+    if (!c) return err;
+    int rc = bv__include(c, a, q, out, n);
+    bv__await_durable(s);
+    return rc;
 }
 
 int bv_store_count_by_type(bv_store *s, void (*fn)(void *ctx, const char *type, int64_t n), void *ctx)

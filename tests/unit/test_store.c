@@ -1134,6 +1134,108 @@ static void test_backup(void **state)
     rm_flat(dir2);
 }
 
+/* ---- Change feed, listeners, key/value state, sync failure ---- */
+typedef struct {
+    pthread_mutex_t mu;
+    int calls;
+    int64_t last;
+} listen_ctx;
+
+static void on_commit_cb(void *vctx, int64_t last_seq)
+{
+    listen_ctx *l = vctx;
+    pthread_mutex_lock(&l->mu);
+    l->calls++;
+    if (last_seq > l->last) l->last = last_seq;
+    pthread_mutex_unlock(&l->mu);
+}
+
+typedef struct {
+    const char *key, *value;
+} kv_ctx;
+
+static int kv_fn(bv_store_txn *t, void *vctx)
+{
+    kv_ctx *k = vctx;
+    return bv_txn_kv_set(t, k->key, k->value);
+}
+
+static void test_changes_kv_listeners(void **state)
+{
+    fx *f = *state;
+    listen_ctx l = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    assert_int_equal(bv_store_on_commit(f->s, on_commit_cb, &l), 0);
+    int64_t start = bv_store_last_seq(f->s);
+    assert_int_equal(put(f->s, "Patient", "c1", "{\"a\":1}", NULL, 0), 0);
+    assert_int_equal(put(f->s, "Observation", "o1", "{}", NULL, 0), 0);
+    assert_int_equal(put(f->s, "Patient", "c1", "{\"a\":2}", NULL, 0), 0);
+    assert_int_equal(del(f->s, "Observation", "o1"), 0);
+    /* the listener ran before the writers were answered */
+    pthread_mutex_lock(&l.mu);
+    assert_true(l.calls >= 1);
+    assert_int_equal(l.last, bv_store_last_seq(f->s));
+    pthread_mutex_unlock(&l.mu);
+
+    bv_record *r;
+    size_t n;
+    assert_int_equal(bv_store_changes(f->s, f->a, start, 100, &r, &n), 0);
+    assert_int_equal(n, 4);
+    assert_string_equal(r[0].id, "c1");
+    assert_int_equal(r[0].version, 1);
+    assert_string_equal(r[2].body, "{\"a\":2}");
+    assert_true(r[3].deleted);
+    assert_string_equal(r[3].type, "Observation");
+    for (size_t i = 1; i < n; i++) assert_true(r[i].seq > r[i - 1].seq);
+    /* resume from a cursor, with a limit */
+    assert_int_equal(bv_store_changes(f->s, f->a, r[1].seq, 1, &r, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(r[0].version, 2);
+    assert_int_equal(bv_store_changes(f->s, f->a, bv_store_last_seq(f->s), 10, &r, &n), 0);
+    assert_int_equal(n, 0);
+
+    const char *v;
+    assert_int_equal(bv_store_kv_get(f->s, f->a, "care.cursor", &v), BV_ENOTFOUND);
+    kv_ctx k = {"care.cursor", "42"};
+    assert_int_equal(bv_store_write(f->s, kv_fn, &k), 0);
+    k.value = "43";
+    assert_int_equal(bv_store_write(f->s, kv_fn, &k), 0);
+    assert_int_equal(bv_store_kv_get(f->s, f->a, "care.cursor", &v), 0);
+    assert_string_equal(v, "43");
+    /* durable across a restart */
+    bv_store_close(f->s);
+    f->s = open_dir(f->dir, false);
+    assert_non_null(f->s);
+    assert_int_equal(bv_store_kv_get(f->s, f->a, "care.cursor", &v), 0);
+    assert_string_equal(v, "43");
+    k.value = NULL;
+    assert_int_equal(bv_store_write(f->s, kv_fn, &k), 0);
+    assert_int_equal(bv_store_kv_get(f->s, f->a, "care.cursor", &v), BV_ENOTFOUND);
+}
+
+/* A failed durable sync: the unit is not acknowledged, and no write is accepted afterwards (a
+ * later successful fsync would not prove the earlier pages reached the disk). */
+static void test_sync_failure_poisons(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(put(f->s, "Patient", "before", "{}", NULL, 0), 0);
+    assert_true(bv_store_healthy(f->s));
+    bv__store_fail_next_sync(f->s);
+    assert_int_equal(put(f->s, "Patient", "during", "{}", NULL, 0), BV_EIO);
+    assert_false(bv_store_healthy(f->s));
+    assert_int_equal(put(f->s, "Patient", "after", "{}", NULL, 0), BV_EIO);
+    bv_record r;
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "before", &r), 0);
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "after", &r), BV_ENOTFOUND);
+    /* a restart recovers from the WAL and accepts writes again */
+    bv_store_close(f->s);
+    f->s = open_dir(f->dir, false);
+    assert_non_null(f->s);
+    assert_true(bv_store_healthy(f->s));
+    assert_int_equal(put(f->s, "Patient", "after", "{}", NULL, 0), 0);
+    char msg[256];
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
+}
+
 int main(void)
 {
     bv_log_set_level(BV_LOG_ERROR);
@@ -1157,6 +1259,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_check_index_of_deleted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_clock_readonly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_changes_kv_listeners, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sync_failure_poisons, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

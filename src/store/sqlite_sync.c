@@ -1,0 +1,262 @@
+/* SQLite store, durability: the syncer thread, the change feed and the key/value table.
+ *
+ * The writer COMMITs with synchronous=NORMAL (in WAL mode: no sync at commit) and hands each group
+ * to the syncer, which fdatasyncs the WAL file and only then answers the group's units and tells
+ * the commit listeners. One sync covers every group committed before it started, so while it runs
+ * the writer already executes and commits the next group: throughput is no longer one group per
+ * sync latency. Equivalent durability to synchronous=FULL: a unit is acknowledged only after the
+ * WAL frames of its COMMIT are on stable storage. A failed sync poisons the store: its units get
+ * BV_EIO and every later write is refused until a restart (recovery then decides from the WAL what
+ * is stored), because after a failed fsync the kernel may have dropped the dirty pages, and a
+ * later successful fsync would not mean they were written. */
+#include "internal.h"
+
+#include <sqlite3.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Opens (or reopens, when SQLite recreated it) the WAL file; syncs the folder once so the WAL's
+ * directory entry survives a power loss too. */
+static int wal_open(bv_store *s)
+{
+    char wal[4096];
+    int n = snprintf(wal, sizeof wal, "%s-wal", s->path);
+    if (n < 0 || (size_t)n >= sizeof wal) return BV_EINVAL;
+    struct stat now;
+    if (s->wal_fd >= 0) {
+        struct stat cur;
+        if (stat(wal, &now) == 0 && fstat(s->wal_fd, &cur) == 0 && now.st_ino == cur.st_ino &&
+            now.st_dev == cur.st_dev)
+            return BV_OK;
+        close(s->wal_fd);
+        s->wal_fd = -1;
+    }
+    s->wal_fd = open(wal, O_RDONLY | O_CLOEXEC);
+    if (s->wal_fd < 0) {
+        bv_log(BV_LOG_ERROR, "store: open %s: %s", wal, strerror(errno));
+        return BV_EIO;
+    }
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", s->path);
+    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return BV_EIO;
+    int rc = fsync(dfd) == 0 ? BV_OK : BV_EIO;
+    close(dfd);
+    return rc;
+}
+
+static int wal_sync(bv_store *s)
+{
+    if (s->sync_normal) return BV_OK; /* --sync normal: durable at the next checkpoint only */
+    int rc = wal_open(s);
+    if (rc) return rc;
+    if (atomic_exchange(&s->fail_next_sync, false)) {
+        bv_log(BV_LOG_ERROR, "store: fdatasync of the WAL failed: injected by a test");
+        return BV_EIO;
+    }
+    if (fdatasync(s->wal_fd) != 0) {
+        bv_log(BV_LOG_ERROR, "store: fdatasync of the WAL failed: %s", strerror(errno));
+        return BV_EIO;
+    }
+    return BV_OK;
+}
+
+static void *syncer_main(void *arg)
+{
+    bv_store *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->sync_head && !s->writer_done) pthread_cond_wait(&s->scond, &s->mu);
+        bv__synced *list = s->sync_head;
+        s->sync_head = s->sync_tail = NULL;
+        bool stop = !list && s->writer_done;
+        pthread_mutex_unlock(&s->mu);
+        if (stop) break;
+
+        bool any_commit = false;
+        int64_t gen = 0, seq = 0;
+        for (bv__synced *g = list; g; g = g->next) {
+            any_commit |= g->committed;
+            if (g->gen > gen) gen = g->gen;
+            if (g->committed && g->seq > seq) seq = g->seq;
+        }
+        int rc = BV_OK;
+        if (any_commit && !atomic_load(&s->poisoned)) rc = wal_sync(s);
+        if (rc != BV_OK || atomic_load(&s->poisoned)) {
+            if (!atomic_exchange(&s->poisoned, true))
+                bv_log(BV_LOG_ERROR, "store: a durable sync failed: refusing writes until restart");
+            for (bv__synced *g = list; g; g = g->next)
+                for (bv__unit *u = g->units; u; u = u->next)
+                    if (u->rc == 0) u->rc = BV_EIO;
+        } else if (seq > 0) {
+            atomic_store(&s->last_seq, seq);
+        }
+
+        pthread_mutex_lock(&s->mu);
+        size_t nl = s->n_listeners;
+        pthread_mutex_unlock(&s->mu);
+        if (rc == BV_OK && seq > 0)
+            for (size_t i = 0; i < nl; i++) s->listeners[i].fn(s->listeners[i].ctx, seq);
+
+        pthread_mutex_lock(&s->mu);
+        if (gen > atomic_load(&s->durable_gen)) atomic_store(&s->durable_gen, gen);
+        pthread_cond_broadcast(&s->dcond);
+        for (bv__synced *g = list, *gnext; g; g = gnext) {
+            gnext = g->next;
+            for (bv__unit *u = g->units, *next; u; u = next) {
+                next = u->next; /* u lives on the waiter's stack: read before waking it */
+                u->done = true;
+                pthread_cond_signal(&u->cond);
+            }
+            free(g);
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    return NULL;
+}
+
+int bv__syncer_start(bv_store *s, char *err, size_t errlen)
+{
+    if (pthread_create(&s->syncer, NULL, syncer_main, s) != 0) {
+        snprintf(err, errlen, "cannot start the syncer thread");
+        return BV_EINTERNAL;
+    }
+    s->syncer_started = true;
+    return BV_OK;
+}
+
+void bv__syncer_stop(bv_store *s)
+{
+    if (!s->syncer_started) return;
+    pthread_mutex_lock(&s->mu);
+    s->writer_done = true; /* also set by the writer; here for a writer that never started */
+    pthread_cond_broadcast(&s->scond);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->syncer, NULL);
+    s->syncer_started = false;
+    if (s->wal_fd >= 0) close(s->wal_fd);
+    s->wal_fd = -1;
+}
+
+void bv__syncer_push(bv_store *s, bv__synced *g)
+{
+    pthread_mutex_lock(&s->mu);
+    if (s->sync_tail) s->sync_tail->next = g;
+    else s->sync_head = g;
+    s->sync_tail = g;
+    pthread_cond_signal(&s->scond);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void bv__await_durable(bv_store *s)
+{
+    if (s->read_only) return;
+    int64_t gen = atomic_load(&s->commit_gen);
+    if (atomic_load(&s->durable_gen) >= gen) return; /* the common case: no sync outstanding */
+    pthread_mutex_lock(&s->mu);
+    while (atomic_load(&s->durable_gen) < gen && s->syncer_started) pthread_cond_wait(&s->dcond, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+}
+
+int bv_store_on_commit(bv_store *s, bv_store_commit_fn fn, void *ctx)
+{
+    if (!s || !fn) return BV_EINVAL;
+    pthread_mutex_lock(&s->mu);
+    int rc = BV_EINVAL;
+    if (s->n_listeners < BV__MAX_LISTENERS) {
+        s->listeners[s->n_listeners].fn = fn;
+        s->listeners[s->n_listeners].ctx = ctx;
+        s->n_listeners++;
+        rc = BV_OK;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* ---- Change feed ---- */
+int bv_store_changes(bv_store *s, bv_arena *a, int64_t after_seq, size_t limit, bv_record **out, size_t *n)
+{
+    if (!s || !a || !out || !n) return BV_EINVAL;
+    *out = NULL;
+    *n = 0;
+    if (limit == 0) return BV_OK;
+    int err = BV_OK;
+    bv__conn *c = bv__reader(s, &err);
+    if (!c) return err;
+    sqlite3_stmt *st = bv__stmt(c, ST_CHANGES);
+    if (!st) return BV_EINTERNAL;
+    if (limit > 100000) limit = 100000;
+    sqlite3_bind_int64(st, 1, after_seq);
+    sqlite3_bind_int64(st, 2, bv_store_last_seq(s));
+    sqlite3_bind_int64(st, 3, (int64_t)limit);
+    bv_record *recs = bv_arena_alloc(a, limit * sizeof *recs);
+    size_t k = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && k < limit) bv__record_from(a, st, 0, &recs[k++]);
+    int ret = rc == SQLITE_ROW || rc == SQLITE_DONE ? BV_OK : bv__fail(c, rc, "changes");
+    bv__done(st);
+    if (ret == BV_OK) {
+        *out = recs;
+        *n = k;
+    }
+    return ret;
+}
+
+/* ---- Key/value state ---- */
+static int kv_get(bv__conn *c, bv_arena *a, const char *key, const char **value)
+{
+    if (!key || !value || !a) return BV_EINVAL;
+    *value = NULL;
+    sqlite3_stmt *st = bv__stmt(c, ST_KV_GET);
+    if (!st) return BV_EINTERNAL;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st), ret = BV_OK;
+    if (rc == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        *value = bv_arena_strndup(a, t ? (const char *)t : "", (size_t)sqlite3_column_bytes(st, 0));
+    } else if (rc == SQLITE_DONE) {
+        ret = BV_ENOTFOUND;
+    } else {
+        ret = bv__fail(c, rc, "kv get");
+    }
+    bv__done(st);
+    return ret;
+}
+
+int bv_store_kv_get(bv_store *s, bv_arena *a, const char *key, const char **value)
+{
+    int err = BV_OK;
+    bv__conn *c = bv__reader(s, &err);
+    if (!c) return err;
+    int rc = kv_get(c, a, key, value);
+    bv__await_durable(s);
+    return rc;
+}
+
+int bv_txn_kv_get(bv_store_txn *t, bv_arena *a, const char *key, const char **value)
+{
+    if (!t || sqlite3_get_autocommit(t->c->db)) return BV_EIO;
+    return kv_get(t->c, a, key, value);
+}
+
+int bv_txn_kv_set(bv_store_txn *t, const char *key, const char *value)
+{
+    if (!t || !key) return BV_EINVAL;
+    if (sqlite3_get_autocommit(t->c->db)) return BV_EIO;
+    sqlite3_stmt *st = bv__stmt(t->c, value ? ST_KV_SET : ST_KV_DEL);
+    if (!st) return BV_EINTERNAL;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    if (value) sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    bv__done(st);
+    return rc == SQLITE_DONE ? BV_OK : bv__fail(t->c, rc, "kv set");
+}
+
+void bv__store_fail_next_sync(bv_store *s) { atomic_store(&s->fail_next_sync, true); }
