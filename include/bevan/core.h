@@ -18,6 +18,9 @@
 #define BV_MAX_BUNDLE_ENTRIES    10000                 /* entries in one batch/transaction */
 #define BV_MAX_PAGE_COUNT        1000                  /* _count cap */
 #define BV_DEFAULT_PAGE_COUNT    20
+#define BV_MAX_INCLUDED          1000                  /* _include/_revinclude resources per page */
+#define BV_TOTAL_DEFAULT_CAP     1000                  /* no _total: count at most this many matches */
+#define BV_TOTAL_ESTIMATE_CAP    10000                 /* _total=estimate: likewise */
 #define BV_MAX_CONNECTIONS       1024
 #define BV_CONNECTION_TIMEOUT_S  30
 #define BV_RATE_PER_S            1000.0                /* default per-client request rate (burst 2x) */
@@ -101,6 +104,12 @@ void bv_format_instant(int64_t ms, char *buf, size_t buflen);
 /* RFC 7231 HTTP-date: "Tue, 15 Nov 1994 08:12:31 GMT" (buf >= 32). */
 void bv_format_http_date(int64_t ms, char *buf, size_t buflen);
 int bv_parse_http_date(const char *s, int64_t *ms_out);
+/* The server's time zone (`--tz`, default UTC) for dates and times written without one. Call
+ * before starting threads (it sets the process's TZ). BV_ENOTFOUND for an unknown zone name. */
+int bv_tz_set(const char *zone);
+const char *bv_tz_name(void);
+/* A wall-clock time in the configured zone (ms since epoch as if it were UTC) -> UTC ms. */
+int64_t bv_tz_local_to_utc(int64_t local_ms);
 
 /* ---- Logging to stderr: one line per event. Never log tokens or resource bodies. ---- */
 typedef enum { BV_LOG_DEBUG, BV_LOG_INFO, BV_LOG_WARN, BV_LOG_ERROR } bv_log_level;

@@ -55,7 +55,7 @@ bool bv_fhir_valid_instant(const char *s);
 bool bv_fhir_valid_time(const char *s);
 
 /* Date/dateTime/instant (any precision, optional timezone) -> inclusive range [lo, hi] in ms since
- * epoch. A value without a timezone is taken in UTC (documented; configurable later).
+ * epoch. A value without a timezone is taken in the server's zone (bv_tz_set: `--tz`, default UTC).
  * Returns BV_EINVAL if s is not a valid FHIR date/dateTime/instant. */
 int bv_fhir_date_range(const char *s, int64_t *lo, int64_t *hi);
 
@@ -109,11 +109,28 @@ int bv_fhir_extract_index(bv_arena *a, const json_value *resource, bv_index_row 
 /* Normalises a string for string search: lower-case, accents folded, whitespace collapsed. */
 char *bv_fhir_normalize_string(bv_arena *a, const char *s);
 
+/* ---- UCUM (src/fhir/ucum.c) ---- */
+#define BV_UCUM_SYSTEM "http://unitsofmeasure.org"
+/* A common clinical UCUM unit converted to the canonical unit of its dimension (mg -> g,
+ * [degF] -> K, mm[Hg] -> Pa, mg/dL -> g/L, mmol/L -> mol/L, ...). False when code is not one
+ * Bevan converts. Quantity rows of UCUM values get a second row "<param>:ucum" in the canonical
+ * unit, and a query in a convertible unit is matched against those rows. */
+bool bv_ucum_canonical(const char *code, double value, double *out, const char **canon);
+
 /* ---- Search parsing (src/fhir/search_parse.c) ---- */
 typedef struct {
     const char *name;         /* as given, e.g. "name:exact" */
     const char *value;        /* decoded */
 } bv_param;
+
+/* One _include / _revinclude value. */
+typedef struct {
+    bool rev;                 /* _revinclude */
+    bool iterate;             /* :iterate: applied to included resources too */
+    const char *type;         /* source type (_include) / referring type (_revinclude); NULL for "*" */
+    const char *param;        /* reference parameter of type; NULL for "*" (every reference parameter) */
+    const char *target;       /* optional target type */
+} bv_include;
 
 typedef struct {
     bv_search search;         /* what the store runs */
@@ -123,6 +140,7 @@ typedef struct {
     const char *total;        /* _total value or NULL */
     const char *const *includes; size_t n_includes;       /* _include values */
     const char *const *revincludes; size_t n_revincludes; /* _revinclude values */
+    const bv_include *incs; size_t n_incs;                /* both, parsed, in order */
     bv_param *applied;        /* parameters applied, in order, for the self link */
     size_t n_applied;
 } bv_search_request;

@@ -85,7 +85,7 @@ typedef enum {
 
 typedef struct bv_search bv_search;
 
-typedef struct {
+typedef struct bv_pred_s {
     bv_index_kind kind;
     const char *param;        /* "_id" and "_lastUpdated" are columns of the resource, not index rows */
     bv_op op;
@@ -103,6 +103,11 @@ typedef struct {
     double num, num_lo, num_hi; /* NUMBER/QUANTITY: value and implicit range */
     const bv_search *chain;   /* REF: reference target must match this search (chaining), or NULL */
     const bv_search *has;     /* _has: a resource of has->type whose param `param` refers to this one matches has */
+    const char *res_type;     /* non-NULL: only resources of this type match (compartments, system searches) */
+    /* composite: the component predicates (param "<code>#<i>"), all matched by rows of one
+     * value (same resource, same non-zero group); kind/op of the composite pred itself unused */
+    const struct bv_pred_s *components;
+    size_t n_components;
 } bv_pred;
 
 typedef struct {
@@ -128,7 +133,23 @@ struct bv_search {
     size_t offset;
     int64_t max_seq;          /* > 0: ignore versions with seq > max_seq (stable paging snapshot) — best effort */
     bool want_total;
+    int64_t total_cap;        /* > 0: count at most this many matches; beyond it the total is -1 (unknown) */
+    /* Keyset paging (bv_store_search_page): continue after this position, from a previous page's
+     * next/prev cursor (opaque text; a malformed one is BV_EINVAL). The position is the sort keys'
+     * values and the row id, so pages never repeat or skip a resource whose sort values did not
+     * change, whatever is written meanwhile. */
+    const char *cursor;
 };
+
+typedef struct {
+    bv_record *recs;
+    size_t n;
+    int64_t total;            /* -1 when not counted (want_total false, or more than total_cap) */
+    bool more;                /* more matches beyond this page, in the paging direction */
+    bool backward;            /* the cursor was a "previous" one: more = there is a page before */
+    const char *next;         /* cursor for the page after the last record (NULL when n == 0) */
+    const char *prev;         /* cursor for the page before the first record (NULL when n == 0) */
+} bv_search_page;
 
 typedef struct {
     const char *type;         /* NULL = system history */
@@ -166,6 +187,24 @@ int bv_store_history(bv_store *s, bv_arena *a, const bv_history_query *q, bv_rec
                      int64_t *total);
 /* Current, non-deleted resources matching q, in sort order. *total when want_total (else -1). */
 int bv_store_search(bv_store *s, bv_arena *a, const bv_search *q, bv_record **out, size_t *n, int64_t *total);
+/* One page of a search with keyset paging (q->cursor, q->count); q->offset is applied too. */
+int bv_store_search_page(bv_store *s, bv_arena *a, const bv_search *q, bv_search_page *out);
+/* Included resources: current, non-deleted resources referred to by `from` through `params`
+ * (any reference parameter of the source's type when n_params is 0), optionally only of
+ * target_type (_include); or, with rev set, resources of rev_type whose `params` refer to one of
+ * `from` (_revinclude). At most limit records (limit + 1 are fetched so the caller can tell the
+ * cap was hit). Records of `from` themselves may be returned: the caller deduplicates. */
+typedef struct {
+    const bv_record *from;
+    size_t n_from;
+    const char *const *params;
+    size_t n_params;
+    const char *target_type;  /* _include: only targets of this type; NULL = any */
+    bool rev;
+    const char *rev_type;     /* _revinclude: the referring type */
+    size_t limit;
+} bv_include_query;
+int bv_store_include(bv_store *s, bv_arena *a, const bv_include_query *q, bv_record **out, size_t *n);
 /* Highest seq committed and durable so far (for stable paging snapshots and change feeds). */
 int64_t bv_store_last_seq(bv_store *s);
 /* Stored versions (all types, deletions included) with after_seq < seq <= bv_store_last_seq(),

@@ -274,7 +274,8 @@ static void route(api_ctx *c)
     }
     /* POST [type]/_search carries its parameters as an HTML form (FHIR R4 3.1.0.1.5 "search"). */
     bool search_post = post && ((ns == 1 && strcmp(segs[0], "_search") == 0) ||
-                                (ns == 2 && strcmp(segs[1], "_search") == 0));
+                                (ns == 2 && strcmp(segs[1], "_search") == 0) ||
+                                (ns == 4 && strcmp(segs[3], "_search") == 0));
     if (search_post) {
         const char *ct = api_header(c, "Content-Type");
         if (ct && !bv_starts_with(ct, "application/x-www-form-urlencoded")) {
@@ -373,12 +374,45 @@ static void route(api_ctx *c)
         if (get) { api_vread(c, type, id, segs[3]); return; }
         goto not_allowed;
     }
+    if (ns == 3 && strcmp(segs[2], "$everything") == 0) {
+        if (get) {
+            bv_param *ps; size_t n;
+            api_request_params(c, &ps, &n);
+            api_everything(c, type, id, ps, n);
+            return;
+        }
+        goto not_allowed;
+    }
     if (ns == 3 && segment_is_op(segs[2])) {
         api_error(c, 501, "not-supported", NULL, "operation %s is not supported", segs[2]);
         return;
     }
-    if (ns == 3 || ns == 4) {
-        api_error(c, 501, "not-supported", NULL, "compartment search is not supported yet");
+    /* compartment search: [Patient]/[id]/[type] (GET) and [Patient]/[id]/[type]/_search (POST) */
+    if ((ns == 3 || (ns == 4 && strcmp(segs[3], "_search") == 0)) &&
+        (strcmp(segs[2], "*") == 0 || fhir_is_resource_type(segs[2]))) {
+        bv_param *ps; size_t n;
+        if (ns == 3 && get) {
+            api_request_params(c, &ps, &n);
+        } else if (ns == 4 && post) {
+            bv_param *fp; size_t fn;
+            if (api_parse_query_string(c->a, c->req->body, &fp, &fn)) {
+                api_error(c, 400, "invalid", NULL, "malformed form body");
+                return;
+            }
+            api_request_params(c, &ps, &n);
+            bv_param *all = bv_arena_calloc(c->a, n + fn + 1, sizeof *all);
+            memcpy(all, ps, n * sizeof *all);
+            memcpy(all + n, fp, fn * sizeof *all);
+            ps = all;
+            n += fn;
+        } else {
+            goto not_allowed;
+        }
+        api_compartment_search(c, type, id, segs[2], ps, n);
+        return;
+    }
+    if (ns == 3) {
+        api_error(c, 404, "not-found", NULL, "unknown resource type '%.80s' in a compartment search", segs[2]);
         return;
     }
     api_error(c, 404, "not-found", NULL, "no route for %s", req->path);

@@ -105,6 +105,10 @@ void api_conditional_delete(api_ctx *c, const char *type);
 void api_patch(api_ctx *c, const char *type, const char *id);
 void api_history(api_ctx *c, const char *type, const char *id);
 void api_search(api_ctx *c, const char *type, const bv_param *params, size_t n);
+/* [ctype]/[cid]/[type]?... (type "*" = every member type) and [ctype]/[cid]/$everything. */
+void api_compartment_search(api_ctx *c, const char *ctype, const char *cid, const char *type, const bv_param *params,
+                            size_t n);
+void api_everything(api_ctx *c, const char *ctype, const char *cid, const bv_param *params, size_t n);
 void api_bundle(api_ctx *c);
 void api_validate_op(api_ctx *c, const char *type, const char *id);
 void api_capability(api_ctx *c);

@@ -52,22 +52,26 @@ static void link_entry(bv_buf *b, bool *first, const char *rel, const char *url)
     bv_buf_putc(b, '}');
 }
 
-static const char *page_url(api_ctx *c, const char *type, const bv_search_request *sr, size_t count, size_t offset)
+/* A paging link: the search's path, the applied parameters, _count and the paging cursor. */
+static const char *page_url(api_ctx *c, const char *path, const bv_search_request *sr, size_t count,
+                            const char *cursor, bool self)
 {
     bv_buf u;
     bv_buf_init(&u, 0);
     bv_buf_puts(&u, c->base);
-    if (type) { bv_buf_putc(&u, '/'); bv_buf_puts(&u, type); }
+    if (path) { bv_buf_putc(&u, '/'); bv_buf_puts(&u, path); }
     bv_buf_putc(&u, '?');
     for (size_t i = 0; i < sr->n_applied; i++) {
         const char *nm = sr->applied[i].name;
-        if (strcmp(nm, "_count") == 0 || strcmp(nm, "_offset") == 0) continue;
+        if (strcmp(nm, "_count") == 0 || strcmp(nm, "_offset") == 0 || strcmp(nm, "_cursor") == 0) continue;
         put_encoded(&u, nm);
         bv_buf_putc(&u, '=');
         put_encoded(&u, sr->applied[i].value);
         bv_buf_putc(&u, '&');
     }
-    bv_buf_printf(&u, "_count=%zu&_offset=%zu", count, offset);
+    bv_buf_printf(&u, "_count=%zu", count);
+    if (self && sr->search.offset) bv_buf_printf(&u, "&_offset=%zu", sr->search.offset);
+    if (cursor) { bv_buf_puts(&u, "&_cursor="); put_encoded(&u, cursor); }
     const char *s = bv_arena_strndup(c->a, bv_buf_cstr(&u), u.len);
     bv_buf_free(&u);
     return s;
@@ -119,77 +123,371 @@ static void localise_references(api_ctx *c, const bv_search *s, int depth)
     }
 }
 
-void api_search(api_ctx *c, const char *type, const bv_param *params, size_t n)
+/* ---- _include / _revinclude ---- */
+
+typedef struct {
+    const char **keys;        /* "Type/id" of every resource already in the Bundle */
+    size_t n, cap;
+} keyset_t;
+
+static bool keyset_add(bv_arena *a, keyset_t *k, const bv_record *r)
 {
-    bv_outcome oo;
-    bv_outcome_init(&oo, c->a);
-    const char *pref = api_header(c, "Prefer");
-    bool strict = !(pref && strstr(pref, "handling=lenient"));
-    bv_search_request sr;
-    memset(&sr, 0, sizeof sr);
-    if (bv_fhir_parse_search(c->a, type, params, n, strict, &sr, &oo)) {
-        api_send_outcome(c, 400, &oo);
+    char *key = bv_arena_printf(a, "%s/%s", r->type, r->id);
+    for (size_t i = 0; i < k->n; i++)
+        if (strcmp(k->keys[i], key) == 0) return false;
+    if (k->n == k->cap) {
+        size_t ncap = k->cap ? k->cap * 2 : 64;
+        const char **nk = bv_arena_alloc(a, ncap * sizeof *nk);
+        if (k->n) memcpy(nk, k->keys, k->n * sizeof *nk);
+        k->keys = nk;
+        k->cap = ncap;
+    }
+    k->keys[k->n++] = key;
+    return true;
+}
+
+/* The reference parameters of type (its own and inherited), for "Type:*". */
+static const char *const *ref_params(api_ctx *c, const char *type, size_t *n)
+{
+    size_t np = 0;
+    const fhir_search_param *ps = fhir_search_params_of(type, &np);
+    const char **out = bv_arena_alloc(c->a, (np + 1) * sizeof *out);
+    *n = 0;
+    for (size_t i = 0; i < np; i++)
+        if (ps[i].type == FHIR_SP_REFERENCE && ps[i].expression) out[(*n)++] = ps[i].code;
+    return out;
+}
+
+typedef struct {
+    bv_record *recs;
+    size_t n, cap;
+    bool capped;
+} reclist;
+
+static void reclist_push(bv_arena *a, reclist *l, const bv_record *r)
+{
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 32;
+        bv_record *nr = bv_arena_alloc(a, ncap * sizeof *nr);
+        if (l->n) memcpy(nr, l->recs, l->n * sizeof *nr);
+        l->recs = nr;
+        l->cap = ncap;
+    }
+    l->recs[l->n++] = *r;
+}
+
+/* One include value applied to the sources; new resources go to out. */
+static int include_one(api_ctx *c, const bv_include *inc, const bv_record *src, size_t nsrc, keyset_t *seen,
+                       reclist *out, size_t cap)
+{
+    /* the sources of the right type */
+    bv_record *from = bv_arena_alloc(c->a, (nsrc + 1) * sizeof *from);
+    size_t nf = 0;
+    const char *want = inc->rev ? inc->target : inc->type;
+    for (size_t i = 0; i < nsrc; i++)
+        if (!want || strcmp(src[i].type, want) == 0) from[nf++] = src[i];
+    if (!nf) return 0;
+    bv_include_query q = {.from = from, .n_from = nf, .rev = inc->rev, .limit = cap - out->n + 1};
+    if (inc->rev) {
+        q.rev_type = inc->type;
+        if (inc->param) { q.params = &inc->param; q.n_params = 1; }
+        else q.params = ref_params(c, inc->type, &q.n_params);
+        if (!q.n_params) return 0;
+    } else {
+        q.target_type = inc->target;
+        if (inc->param) { q.params = &inc->param; q.n_params = 1; }
+        else if (inc->type) {
+            q.params = ref_params(c, inc->type, &q.n_params);
+            if (!q.n_params) return 0;
+        } /* "*": every reference of every source */
+    }
+    bv_record *recs;
+    size_t n;
+    int rc = bv_store_include(c->api->store, c->a, &q, &recs, &n);
+    if (rc) return rc;
+    for (size_t i = 0; i < n; i++) {
+        if (!keyset_add(c->a, seen, &recs[i])) continue;
+        if (out->n >= cap) { out->capped = true; break; }
+        reclist_push(c->a, out, &recs[i]);
+    }
+    return 0;
+}
+
+/* All includes for a page: the non-iterate ones on the matches, the iterate ones repeatedly on
+ * what was added (bounded by the cap and a round limit). */
+static int do_includes(api_ctx *c, const bv_search_request *sr, const bv_record *recs, size_t n, reclist *out)
+{
+    keyset_t seen = {0};
+    for (size_t i = 0; i < n; i++) keyset_add(c->a, &seen, &recs[i]);
+    const size_t cap = BV_MAX_INCLUDED;
+    for (size_t k = 0; k < sr->n_incs; k++) {
+        int rc = include_one(c, &sr->incs[k], recs, n, &seen, out, cap);
+        if (rc) return rc;
+    }
+    bool any_iter = false;
+    for (size_t k = 0; k < sr->n_incs; k++) any_iter |= sr->incs[k].iterate;
+    size_t done = 0;
+    for (int round = 0; any_iter && round < 8 && done < out->n && !out->capped; round++) {
+        size_t upto = out->n;
+        for (size_t k = 0; k < sr->n_incs; k++) {
+            if (!sr->incs[k].iterate) continue;
+            int rc = include_one(c, &sr->incs[k], out->recs + done, upto - done, &seen, out, cap);
+            if (rc) return rc;
+        }
+        done = upto;
+    }
+    return 0;
+}
+
+/* ---- search ---- */
+
+static void entry(api_ctx *c, bv_buf *b, const bv_record *r, const bv_search_request *sr, const char *mode,
+                  bool *first, bool *shape_failed)
+{
+    if (!*first) bv_buf_putc(b, ',');
+    *first = false;
+    bv_buf_putc(b, '{');
+    full_url(b, c, r);
+    bv_buf_puts(b, ",\"resource\":");
+    if (sr->summary || sr->elements) {
+        json_value *v;
+        json_error jerr;
+        char err[200];
+        json_value *shaped = NULL;
+        if (json_parse(c->a, r->body, r->body_len, NULL, &v, &jerr) == BV_OK)
+            shaped = api_shape_resource(c->a, v, sr->summary, sr->elements, err, sizeof err);
+        if (!shaped) {
+            *shape_failed = true;
+            bv_buf_puts(b, "null");
+        } else {
+            json_write(b, shaped, false);
+        }
+    } else {
+        bv_buf_append(b, r->body, r->body_len);
+    }
+    bv_buf_printf(b, ",\"search\":{\"mode\":\"%s\"}}", mode);
+}
+
+/* Adds the Patient compartment of (ctype, cid) to s as one more AND group: for a search on type,
+ * "type's compartment parameters refer to ctype/cid"; for a system search, the same for every
+ * member type (each pred restricted to its type), plus the compartment's own resource when
+ * self is set. Returns 0, or sends 400/404 and returns -1. */
+static int add_compartment(api_ctx *c, bv_search *s, const char *ctype, const char *cid, const char *type, bool self)
+{
+    if (strcmp(ctype, "Patient") != 0) {
+        api_error(c, 400, "not-supported", NULL, "only the Patient compartment is supported, not %s", ctype);
+        return -1;
+    }
+    size_t np = 0;
+    for (size_t i = 0; i < fhir_patient_compartment_count; i++) {
+        const fhir_compartment_entry *e = &fhir_patient_compartment[i];
+        if (type && strcmp(e->resource, type) != 0) continue;
+        np += e->n_params;
+    }
+    if (type && np == 0) {
+        api_error(c, 400, "invalid", NULL, "%s is not in the Patient compartment", type);
+        return -1;
+    }
+    bv_pred *preds = bv_arena_calloc(c->a, np + 1, sizeof *preds);
+    size_t k = 0;
+    for (size_t i = 0; i < fhir_patient_compartment_count; i++) {
+        const fhir_compartment_entry *e = &fhir_patient_compartment[i];
+        if (type && strcmp(e->resource, type) != 0) continue;
+        for (size_t j = 0; j < e->n_params; j++) {
+            bv_pred *p = &preds[k++];
+            p->kind = BV_IX_REFERENCE;
+            p->op = BV_OP_REF;
+            p->param = e->params[j];
+            p->ref_type = ctype;
+            p->ref_id = cid;
+            if (!type) p->res_type = e->resource;
+        }
+    }
+    if (self) {
+        bv_pred *p = &preds[k++];
+        p->kind = BV_IX_TOKEN;
+        p->op = BV_OP_TOKEN;
+        p->param = "_id";
+        p->code = cid;
+        p->res_type = ctype;
+    }
+    bv_or *ands = bv_arena_calloc(c->a, s->n_ands + 1, sizeof *ands);
+    if (s->n_ands) memcpy(ands, s->ands, s->n_ands * sizeof *ands);
+    ands[s->n_ands].preds = preds;
+    ands[s->n_ands].n = k;
+    s->ands = ands;
+    s->n_ands++;
+    return 0;
+}
+
+/* The search itself, once parsed and scoped. path is what the links repeat ("Patient",
+ * "Patient/1/Observation", "Patient/1/$everything", NULL for the system). */
+static void run_search(api_ctx *c, const char *path, bv_search_request *sr)
+{
+    bool count_only = bv_streq(sr->summary, "count");
+    bv_search *s = &sr->search;
+    /* _total: accurate counts every match; the default and estimate count up to a cap (a
+     * broad search is never counted in full unless asked); none never counts. A page that
+     * holds the whole result knows its total for free. _summary=count is always accurate. */
+    s->want_total = !bv_streq(sr->total, "none") || count_only;
+    s->total_cap = count_only || bv_streq(sr->total, "accurate") ? 0
+                 : bv_streq(sr->total, "estimate") ? BV_TOTAL_ESTIMATE_CAP : BV_TOTAL_DEFAULT_CAP;
+    size_t count = s->count;
+    if (count_only) s->count = 0;
+    bv_search_page pg;
+    int rc = bv_store_search_page(c->api->store, c->a, s, &pg);
+    if (rc == BV_EINVAL && s->cursor) {
+        api_error(c, 400, "invalid", NULL, "_cursor is not a paging position of this search");
         return;
     }
-    localise_references(c, &sr.search, 0);
-    if (sr.n_includes || sr.n_revincludes) {
-        api_error(c, 400, "not-supported", NULL, "_include and _revinclude are not supported yet");
+    if (rc == BV_ETOOBIG) {
+        api_error(c, 400, "too-costly", NULL, "the search is too large to run; use fewer values");
         return;
     }
-    bool count_only = bv_streq(sr.summary, "count");
-    bool want_total = !bv_streq(sr.total, "none") || count_only;
-    sr.search.want_total = want_total;
-    size_t count = sr.search.count, offset = sr.search.offset;
-    if (count_only) sr.search.count = 0;
-    bv_record *recs = NULL;
-    size_t nrec = 0;
-    int64_t total = -1;
-    if (bv_store_search(c->api->store, c->a, &sr.search, &recs, &nrec, &total)) {
+    if (rc) {
         api_error(c, 500, "exception", NULL, "search failed");
+        return;
+    }
+    reclist inc = {0};
+    if (sr->n_incs && pg.n && do_includes(c, sr, pg.recs, pg.n, &inc)) {
+        api_error(c, 500, "exception", NULL, "_include failed");
         return;
     }
     bv_buf *b = &c->resp->body;
     bv_buf_reset(b);
     bundle_head(c, b, "searchset");
-    if (want_total && total >= 0) bv_buf_printf(b, ",\"total\":%lld", (long long)total);
+    if (s->want_total && pg.total >= 0) bv_buf_printf(b, ",\"total\":%lld", (long long)pg.total);
     bv_buf_puts(b, ",\"link\":[");
     bool first = true;
-    link_entry(b, &first, "self", page_url(c, type, &sr, count, offset));
+    link_entry(b, &first, "self", page_url(c, path, sr, count, s->cursor, true));
     if (!count_only) {
-        link_entry(b, &first, "first", page_url(c, type, &sr, count, 0));
-        if (offset > 0) link_entry(b, &first, "previous", page_url(c, type, &sr, count, offset > count ? offset - count : 0));
-        bool more = total >= 0 ? (int64_t)(offset + nrec) < total : nrec == count;
-        if (more && nrec > 0) link_entry(b, &first, "next", page_url(c, type, &sr, count, offset + nrec));
+        link_entry(b, &first, "first", page_url(c, path, sr, count, NULL, false));
+        bool has_prev = pg.backward ? pg.more : s->cursor != NULL;
+        bool has_next = pg.backward ? true : pg.more;
+        if (has_prev && pg.prev) link_entry(b, &first, "previous", page_url(c, path, sr, count, pg.prev, false));
+        if (has_next && pg.next) link_entry(b, &first, "next", page_url(c, path, sr, count, pg.next, false));
     }
     bv_buf_putc(b, ']');
-    if (nrec) {
+    if (pg.n || inc.n) {
+        bool efirst = true, bad = false;
         bv_buf_puts(b, ",\"entry\":[");
-        for (size_t i = 0; i < nrec; i++) {
-            if (i) bv_buf_putc(b, ',');
-            bv_buf_putc(b, '{');
-            full_url(b, c, &recs[i]);
-            bv_buf_puts(b, ",\"resource\":");
-            if (sr.summary || sr.elements) {
-                json_value *v;
-                json_error jerr;
-                char err[200];
-                json_value *shaped = NULL;
-                if (json_parse(c->a, recs[i].body, recs[i].body_len, NULL, &v, &jerr) == BV_OK)
-                    shaped = api_shape_resource(c->a, v, sr.summary, sr.elements, err, sizeof err);
-                if (!shaped) {
-                    api_error(c, 400, "invalid", NULL, "invalid _summary/_elements");
-                    return;
-                }
-                json_write(b, shaped, false);
-            } else {
-                bv_buf_append(b, recs[i].body, recs[i].body_len);
-            }
-            bv_buf_puts(b, ",\"search\":{\"mode\":\"match\"}}");
+        for (size_t i = 0; i < pg.n; i++) entry(c, b, &pg.recs[i], sr, "match", &efirst, &bad);
+        for (size_t i = 0; i < inc.n; i++) entry(c, b, &inc.recs[i], sr, "include", &efirst, &bad);
+        if (inc.capped) {
+            bv_buf_printf(b, ",{\"resource\":{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":\"warning\","
+                             "\"code\":\"too-costly\",\"diagnostics\":\"_include/_revinclude stopped at %d included"
+                             " resources for this page: ask for fewer matches per page (_count)\"}]},"
+                             "\"search\":{\"mode\":\"outcome\"}}", BV_MAX_INCLUDED);
         }
         bv_buf_putc(b, ']');
+        if (bad) {
+            api_error(c, 400, "invalid", NULL, "invalid _summary/_elements");
+            return;
+        }
     }
     bv_buf_putc(b, '}');
     finish_bundle(c);
+}
+
+static int parse_request(api_ctx *c, const char *type, const bv_param *params, size_t n, bv_search_request *sr)
+{
+    bv_outcome oo;
+    bv_outcome_init(&oo, c->a);
+    const char *pref = api_header(c, "Prefer");
+    bool strict = !(pref && strstr(pref, "handling=lenient"));
+    memset(sr, 0, sizeof *sr);
+    if (bv_fhir_parse_search(c->a, type, params, n, strict, sr, &oo)) {
+        api_send_outcome(c, 400, &oo);
+        return -1;
+    }
+    localise_references(c, &sr->search, 0);
+    return 0;
+}
+
+void api_search(api_ctx *c, const char *type, const bv_param *params, size_t n)
+{
+    bv_search_request sr;
+    if (parse_request(c, type, params, n, &sr)) return;
+    run_search(c, type, &sr);
+}
+
+void api_compartment_search(api_ctx *c, const char *ctype, const char *cid, const char *type, const bv_param *params,
+                            size_t n)
+{
+    bool all = strcmp(type, "*") == 0;
+    bv_search_request sr;
+    if (parse_request(c, all ? NULL : type, params, n, &sr)) return;
+    if (add_compartment(c, &sr.search, ctype, cid, all ? NULL : type, false)) return;
+    run_search(c, bv_arena_printf(c->a, "%s/%s/%s", ctype, cid, type), &sr);
+}
+
+/* Patient/[id]/$everything: the patient and every resource in its compartment, paged like a
+ * search (by row order), with _since (last updated at or after), _type and _count. */
+void api_everything(api_ctx *c, const char *ctype, const char *cid, const bv_param *params, size_t n)
+{
+    if (strcmp(ctype, "Patient") != 0) {
+        api_error(c, 400, "not-supported", NULL, "$everything is supported on Patient only");
+        return;
+    }
+    bv_record pat;
+    int rc = bv_store_read(c->api->store, c->a, ctype, cid, &pat);
+    if (rc == BV_ENOTFOUND || (rc == BV_OK && pat.deleted)) {
+        api_error(c, rc ? 404 : 410, rc ? "not-found" : "deleted", NULL, "%s/%s is %s", ctype, cid,
+                  rc ? "not known" : "deleted");
+        return;
+    }
+    if (rc) {
+        api_error(c, 500, "exception", NULL, "read failed");
+        return;
+    }
+    /* only the paging parameters, _since and _type */
+    bv_param *ps = bv_arena_calloc(c->a, n + 1, sizeof *ps);
+    size_t k = 0;
+    const char *since = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const char *nm = params[i].name;
+        if (strcmp(nm, "_since") == 0) since = params[i].value;
+        else if (strcmp(nm, "_type") == 0 || strcmp(nm, "_count") == 0 || strcmp(nm, "_cursor") == 0 ||
+                 strcmp(nm, "_summary") == 0 || strcmp(nm, "_elements") == 0 || strcmp(nm, "_total") == 0)
+            ps[k++] = params[i];
+        else if (strcmp(nm, "start") == 0 || strcmp(nm, "end") == 0) {
+            api_error(c, 400, "not-supported", NULL, "$everything: '%s' is not supported; use _since and _type", nm);
+            return;
+        } else {
+            api_error(c, 400, "not-supported", NULL, "$everything takes _since, _type, _count; not '%s'", nm);
+            return;
+        }
+    }
+    bv_search_request sr;
+    if (parse_request(c, NULL, ps, k, &sr)) return;
+    if (since) {
+        int64_t lo, hi;
+        if (bv_fhir_date_range(since, &lo, &hi) || !strchr(since, 'T')) {
+            api_error(c, 400, "invalid", NULL, "_since must be an instant (e.g. 2024-01-02T03:04:05Z), got '%.60s'",
+                      since);
+            return;
+        }
+        bv_pred *p = bv_arena_calloc(c->a, 1, sizeof *p);
+        p->kind = BV_IX_DATE;
+        p->param = "_lastUpdated";
+        p->op = BV_OP_GE;
+        p->lo = lo;
+        p->hi = lo;
+        bv_or *ands = bv_arena_calloc(c->a, sr.search.n_ands + 1, sizeof *ands);
+        if (sr.search.n_ands) memcpy(ands, sr.search.ands, sr.search.n_ands * sizeof *ands);
+        ands[sr.search.n_ands].preds = p;
+        ands[sr.search.n_ands].n = 1;
+        sr.search.ands = ands;
+        sr.search.n_ands++;
+        bv_param *ap = bv_arena_calloc(c->a, sr.n_applied + 1, sizeof *ap);
+        memcpy(ap, sr.applied, sr.n_applied * sizeof *ap);
+        ap[sr.n_applied].name = "_since";
+        ap[sr.n_applied].value = since;
+        sr.applied = ap;
+        sr.n_applied++;
+    }
+    if (add_compartment(c, &sr.search, ctype, cid, NULL, true)) return;
+    run_search(c, bv_arena_printf(c->a, "%s/%s/$everything", ctype, cid), &sr);
 }
 
 /* ---- history ---- */

@@ -80,6 +80,12 @@ static int parse_options(int argc, char **argv, options *o, const char *help)
             if (bv_str_to_u64(next, strlen(next), UINT64_MAX, &v)) goto bad;
             o->seed = v;
             i++;
+        } else if (strcmp(a, "--tz") == 0 && next) {
+            if (bv_tz_set(next) != BV_OK) {
+                fprintf(stderr, "bevan: unknown time zone '%s' (use an IANA name such as Europe/London)\n", next);
+                return -1;
+            }
+            i++;
         } else if (strcmp(a, "--no-nhs-number-check") == 0) o->no_nhs_check = true;
         else if (strcmp(a, "--tls-cert") == 0 && next) { o->tls_cert = next; i++; }
         else if (strcmp(a, "--tls-key") == 0 && next) { o->tls_key = next; i++; }
@@ -177,12 +183,15 @@ int bv_cmd_demo(int argc, char **argv)
 /* ---- serve ---- */
 static const char serve_help[] =
     "usage: bevan serve [--listen HOST:PORT] [--data DIR] [--port-file F] [--threads N]\n"
-    "                   [--sync full|normal] [--demo N] [--seed S] [--tls-cert F --tls-key F]\n"
-    "                   [--cors-origin O]... [--rate-limit N[/B]] [--rate-limit-loopback]\n"
+    "                   [--sync full|normal] [--demo N] [--seed S] [--tz ZONE]\n"
+    "                   [--tls-cert F --tls-key F] [--cors-origin O]... [--rate-limit N[/B]]\n"
+    "                   [--rate-limit-loopback]\n"
     "Serves the FHIR R4 API at http://HOST:PORT/fhir (default 127.0.0.1:8080, data ./data).\n"
     "  --port-file F  write the bound port to F (use with --listen 127.0.0.1:0)\n"
     "  --sync normal  faster commits that may lose the last transactions on power loss (default full)\n"
     "  --demo N       on first start (empty store) seed N synthetic patients\n"
+    "  --tz ZONE      IANA zone for dates without one (default UTC; index and queries use it:\n"
+    "                 changing it needs a reindex)\n"
     "  --tls-cert F --tls-key F   serve HTTPS only (PEM files; TLS 1.2 and 1.3)\n"
     "  --cors-origin O            allow browser apps from origin O (exact, repeatable, max 16)\n"
     "  --rate-limit N[/B]         per-client requests per second (burst B, default 2N); 0 = off\n"

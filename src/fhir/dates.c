@@ -219,6 +219,12 @@ int bv_fhir_date_range(const char *s, int64_t *lo, int64_t *hi)
     if (d.has_tz) {
         a -= (int64_t)d.tz_minutes * 60000;
         b -= (int64_t)d.tz_minutes * 60000;
+    } else {
+        /* no zone: the server's configured zone (UTC by default); the range's end is the
+         * start of the next local period, so a day across a DST change is 23 or 25 hours */
+        int64_t a2 = bv_tz_local_to_utc(a), b2 = bv_tz_local_to_utc(b + 1) - 1;
+        a = a2;
+        b = b2 >= a2 ? b2 : a2;
     }
     if (lo) *lo = a;
     if (hi) *hi = b;

@@ -13,14 +13,18 @@
  *             district, state, postalCode, country, text (one row per part); other complex
  *             types: one row per direct string-like child.
  *   token     Coding: system|code, text = display; CodeableConcept: one row per coding with
- *             text = CodeableConcept.text (else the coding's display), or a text-only row when it
- *             has no coding; Identifier: system|value, text = type.text; ContactPoint: code =
+ *             text = CodeableConcept.text (else the coding's display) and a text-only row for a
+ *             display that differs from the text, or a text-only row when it has no coding; Identifier: system|value, text = type.text, plus one row
+ *             "<param>:of-type" per type coding (system = its system, code = "code|value") for
+ *             :of-type; ContactPoint: code =
  *             value; code/string/id/uri/... primitives: code only; boolean: "true"/"false".
  *   reference Reference.reference: "Type/id", "Type/id/_history/v" and absolute
  *             ".../Type/id[/_history/v]" set ref_type/ref_id(/ref_version) and text = the
  *             reference as written (the API layer decides whether an absolute base is local);
  *             other forms (urn:uuid:...) set text only; "#contained" and identifier-only
- *             references give no row. canonical/uri values: text only. A resource element
+ *             references give no reference row; Reference.identifier gives a token row
+ *             "<param>:identifier" (system|value) for the :identifier modifier. canonical/uri
+ *             values: text only. A resource element
  *             (Bundle.entry[0].resource) gives its type and id when its type is one of the
  *             parameter's targets (a searchset's first entry is not a "composition").
  *   date      date/dateTime/instant: [lo, hi] from bv_fhir_date_range; Period: start.lo ..
@@ -31,6 +35,8 @@
  *   quantity  Quantity and its specialisations (Age, Duration, Count, Distance, SimpleQuantity):
  *             num + range as for number, system, code = code (or unit when there is no code);
  *             Money: system "urn:iso:std:iso:4217", code = currency. Range is not indexed.
+ *             A UCUM quantity in a unit bv_ucum_canonical converts also gives a row
+ *             "<param>:ucum" with the value, range and code in the canonical unit.
  *   uri       uri/url/canonical/oid/uuid (any string primitive): text.
  *   composite The composite's expression is evaluated, then each component's expression
  *             relative to each result. Every result whose components all produce rows becomes
@@ -389,15 +395,26 @@ static void rows_token(row_list *rl, const char *param, int32_t g, const fp_item
             const json_value *cd = json_at(codings, i);
             const char *code = json_get_str(cd, "code");
             if (!code) continue;
-            add_token(rl, param, g, json_get_str(cd, "system"), code, text ? text : json_get_str(cd, "display"));
+            const char *display = json_get_str(cd, "display");
+            add_token(rl, param, g, json_get_str(cd, "system"), code, text ? text : display);
+            /* :text also matches a coding's display when the concept's text differs */
+            if (text && display && strcmp(text, display) != 0) add_token(rl, param, g, NULL, NULL, display);
             n++;
         }
         if (n == 0 && text) add_token(rl, param, g, NULL, NULL, text);
         return;
     }
     if (is_type(it, "Identifier")) {
-        add_token(rl, param, g, json_get_str(o, "system"), json_get_str(o, "value"),
-                  json_get_str(json_get(o, "type"), "text"));
+        const char *value = json_get_str(o, "value");
+        add_token(rl, param, g, json_get_str(o, "system"), value, json_get_str(json_get(o, "type"), "text"));
+        /* :of-type: "<param>:of-type" rows with the type coding's system and "code|value" */
+        const json_value *tc = json_get(json_get(o, "type"), "coding");
+        for (size_t i = 0; value && *value && i < json_count(tc); i++) {
+            const char *tcode = json_get_str(json_at(tc, i), "code");
+            if (!tcode || !*tcode) continue;
+            add_token(rl, bv_arena_printf(rl->a, "%s:of-type", param), 0, json_get_str(json_at(tc, i), "system"),
+                      bv_arena_printf(rl->a, "%s|%s", tcode, value), NULL);
+        }
         return;
     }
     if (is_type(it, "ContactPoint")) {
@@ -420,7 +437,14 @@ static void rows_reference(row_list *rl, const fhir_search_param *sp, const char
 {
     const char *ref = NULL;
     bool is_ref = is_type(it, "Reference");
-    if (is_ref) ref = json_get_str(it->node, "reference");
+    if (is_ref) {
+        ref = json_get_str(it->node, "reference");
+        /* :identifier: a token row "<param>:identifier" for Reference.identifier */
+        const json_value *ident = json_get(it->node, "identifier");
+        if (json_is(ident, JSON_OBJECT) && json_get_str(ident, "value"))
+            add_token(rl, bv_arena_printf(rl->a, "%s:identifier", param), 0, json_get_str(ident, "system"),
+                      json_get_str(ident, "value"), NULL);
+    }
     else if (it->kind == BV_FP_NODE && json_is(it->node, JSON_OBJECT) && it->type && fhir_is_resource_type(it->type)) {
         /* a resource element (Bundle.entry[0].resource): only when it is of a target type */
         const char *id = json_get_str(it->node, "id");
@@ -555,6 +579,18 @@ static void rows_quantity(row_list *rl, const char *param, int32_t g, const fp_i
     r->num_hi = hi;
     r->system = system;
     r->code = code;
+    /* a UCUM value Bevan can convert: a second row "<param>:ucum" in the canonical unit */
+    const char *canon;
+    double cn, clo, chi;
+    if (system && strcmp(system, BV_UCUM_SYSTEM) == 0 && bv_ucum_canonical(code, num, &cn, &canon) &&
+        bv_ucum_canonical(code, lo, &clo, NULL) && bv_ucum_canonical(code, hi, &chi, NULL)) {
+        bv_index_row *u = new_row(rl, BV_IX_QUANTITY, bv_arena_printf(rl->a, "%s:ucum", param), g);
+        u->num = cn;
+        u->num_lo = clo;
+        u->num_hi = chi;
+        u->system = BV_UCUM_SYSTEM;
+        u->code = canon;
+    }
 }
 
 static void rows_uri(row_list *rl, const char *param, int32_t g, const fp_item *it)

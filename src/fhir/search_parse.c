@@ -68,7 +68,8 @@ static const char *const type_name[] = {
 };
 
 typedef enum {
-    M_NONE, M_MISSING, M_EXACT, M_CONTAINS, M_TEXT, M_NOT, M_BELOW, M_ABOVE, M_TYPE, M_UNSUPPORTED
+    M_NONE, M_MISSING, M_EXACT, M_CONTAINS, M_TEXT, M_NOT, M_BELOW, M_ABOVE, M_TYPE, M_IDENTIFIER, M_OF_TYPE,
+    M_TERMINOLOGY, M_UNSUPPORTED
 } mod_id;
 
 #define T(x) (1u << FHIR_SP_##x)
@@ -84,12 +85,12 @@ static const struct {
     {"contains", M_CONTAINS, T(STRING), 0},
     {"text", M_TEXT, T(TOKEN), 0},
     {"not", M_NOT, T(TOKEN), 0},
-    {"below", M_BELOW, T(URI) | T(TOKEN) | T(REFERENCE), T(TOKEN) | T(REFERENCE)},
-    {"above", M_ABOVE, T(URI) | T(TOKEN) | T(REFERENCE), T(TOKEN) | T(REFERENCE)},
-    {"identifier", M_UNSUPPORTED, T(REFERENCE), T(REFERENCE)},
-    {"in", M_UNSUPPORTED, T(TOKEN), T(TOKEN)},
-    {"not-in", M_UNSUPPORTED, T(TOKEN), T(TOKEN)},
-    {"of-type", M_UNSUPPORTED, T(TOKEN), T(TOKEN)},
+    {"below", M_BELOW, T(URI) | T(TOKEN) | T(REFERENCE), T(REFERENCE)},
+    {"above", M_ABOVE, T(URI) | T(TOKEN) | T(REFERENCE), T(REFERENCE)},
+    {"identifier", M_IDENTIFIER, T(REFERENCE), 0},
+    {"in", M_TERMINOLOGY, T(TOKEN), 0},
+    {"not-in", M_TERMINOLOGY, T(TOKEN), 0},
+    {"of-type", M_OF_TYPE, T(TOKEN), 0},
 };
 
 static const struct { char s[3]; bv_op op; } prefixes[] = {
@@ -239,6 +240,15 @@ static int value_pred(pctx *c, const pinfo *pi, const char *raw, bv_pred *p)
             return fail(c, "invalid", "parameter '%s': '%s' is not a valid date, dateTime or instant (with an "
                                       "optional prefix eq, ne, gt, lt, ge, le, sa, eb or ap)", nm, raw);
         p->op = op;
+        if (op == BV_OP_AP) {
+            /* "approximately": the value's range widened by 10% of its distance from now (the
+             * specification's suggestion), at least one day either side */
+            int64_t now = bv_now_ms(), mid = p->lo / 2 + p->hi / 2;
+            int64_t gap = (mid > now ? mid - now : now - mid) / 10;
+            if (gap < 86400000) gap = 86400000;
+            p->lo = p->lo > INT64_MIN + gap ? p->lo - gap : INT64_MIN;
+            p->hi = p->hi < INT64_MAX - gap ? p->hi + gap : INT64_MAX;
+        }
         return P_OK;
     }
     case FHIR_SP_QUANTITY: {
@@ -260,6 +270,19 @@ static int value_pred(pctx *c, const pinfo *pi, const char *raw, bv_pred *p)
             p->system_given = true;
             p->system = *sys ? sys : NULL;
             p->code = *code ? code : NULL;
+            /* a convertible UCUM unit (system UCUM or none): match the canonical "<param>:ucum" rows */
+            const char *canon;
+            double cn, clo, chi;
+            if (p->code && (!p->system || strcmp(p->system, BV_UCUM_SYSTEM) == 0) &&
+                bv_ucum_canonical(p->code, p->num, &cn, &canon) && bv_ucum_canonical(p->code, p->num_lo, &clo, NULL) &&
+                bv_ucum_canonical(p->code, p->num_hi, &chi, NULL)) {
+                p->param = bv_arena_printf(a, "%s:ucum", p->param ? p->param : pi->sp->code);
+                p->system = BV_UCUM_SYSTEM;
+                p->code = canon;
+                p->num = cn;
+                p->num_lo = clo;
+                p->num_hi = chi;
+            }
         }
         return P_OK;
     }
@@ -275,6 +298,21 @@ static int value_pred(pctx *c, const pinfo *pi, const char *raw, bv_pred *p)
         return P_OK;
     }
     case FHIR_SP_TOKEN: {
+        if (pi->mod == M_OF_TYPE) {   /* system|code|value: the identifier's type coding and value */
+            const char *b1 = find_bar(raw), *b2 = b1 ? find_bar(b1 + 1) : NULL;
+            if (!b1 || !b2)
+                return fail(c, "invalid", "parameter '%s': :of-type takes system|code|value, not '%s'", nm, raw);
+            char *sys = unescape(a, raw, (size_t)(b1 - raw)), *code = unescape(a, b1 + 1, (size_t)(b2 - b1 - 1));
+            char *val = unesc(a, b2 + 1);
+            if (!*code || !*val)
+                return fail(c, "invalid", "parameter '%s': :of-type needs a type code and a value ('%s')", nm, raw);
+            p->op = BV_OP_TOKEN;
+            p->param = bv_arena_printf(a, "%s:of-type", pi->sp->code);
+            p->system_given = *sys != '\0';
+            p->system = *sys ? sys : NULL;
+            p->code = bv_arena_printf(a, "%s|%s", code, val);
+            return P_OK;
+        }
         if (pi->mod == M_TEXT) {   /* the store matches display text case-insensitively */
             p->op = BV_OP_TOKEN_TEXT;
             p->text = unesc(a, raw);
@@ -299,6 +337,22 @@ static int value_pred(pctx *c, const pinfo *pi, const char *raw, bv_pred *p)
         p->text = unesc(a, raw);
         return P_OK;
     case FHIR_SP_REFERENCE: {
+        if (pi->mod == M_IDENTIFIER) {   /* Reference.identifier, as a token: [system|]value */
+            p->kind = BV_IX_TOKEN;
+            p->op = BV_OP_TOKEN;
+            p->param = bv_arena_printf(a, "%s:identifier", pi->sp->code);
+            const char *bar = find_bar(raw);
+            if (!bar) {
+                p->code = unesc(a, raw);
+            } else {
+                char *sys = unescape(a, raw, (size_t)(bar - raw)), *code = unesc(a, bar + 1);
+                p->system_given = true;
+                p->system = *sys ? sys : NULL;
+                p->code = *code ? code : NULL;
+                if (!p->system && !p->code) return fail(c, "invalid", "parameter '%s': '|' alone is not an identifier", nm);
+            }
+            return P_OK;
+        }
         char *v = unesc(a, raw);
         p->op = BV_OP_REF;
         p->ref_type = pi->mod_type;
@@ -440,6 +494,87 @@ static int parse_chain(pctx *c, const pinfo *pi, const char *rest, const char *v
     return P_OK;
 }
 
+/* The definition a composite's component points at (by canonical URL). */
+static const fhir_search_param *param_by_url(const char *url)
+{
+    for (size_t i = 0; url && i < fhir_search_params_count; i++)
+        if (fhir_search_params[i].url && strcmp(fhir_search_params[i].url, url) == 0) return &fhir_search_params[i];
+    return NULL;
+}
+
+/* Splits v on '$' not escaped by '\'; segments keep their other escapes. */
+static size_t split_dollar(bv_arena *a, const char *v, const char **segs, size_t max)
+{
+    size_t k = 0;
+    const char *start = v;
+    for (const char *p = v;; p++) {
+        if (*p == '\\' && p[1]) { p++; continue; }
+        if (*p == '$' || !*p) {
+            if (k < max) segs[k] = bv_arena_strndup(a, start, (size_t)(p - start));
+            k++;
+            if (!*p) break;
+            start = p + 1;
+        }
+    }
+    return k;
+}
+
+/* composite: each OR value is "$"-joined component values; one pred per value with a component
+ * pred per part (param "<code>#<i>"), matched by rows of one group (see extract.c). */
+static int parse_composite(pctx *c, const pinfo *pi, const char *value, bv_or *out)
+{
+    const fhir_search_param *sp = pi->sp;
+    size_t nc = sp->n_components;
+    const fhir_search_param *csp[8];
+    if (nc < 2 || nc > 8) return unsupported(c, "parameter '%s': this composite is not supported", pi->name);
+    for (size_t i = 0; i < nc; i++) {
+        csp[i] = param_by_url(sp->components[i].definition);
+        if (!csp[i] || kind_of[csp[i]->type] < 0)
+            return unsupported(c, "parameter '%s': a component of this composite is not supported", pi->name);
+    }
+    if (pi->mod != M_NONE && pi->mod != M_MISSING)
+        return fail(c, "invalid", "parameter '%s': composite parameters take no modifier but :missing", pi->name);
+    const char **segs;
+    size_t nseg = split_or(c->a, value, &segs), n = 0;
+    if ((c->preds += nseg) > SP_MAX_PREDS)
+        return fail(c, "too-costly", "parameter '%s': the search has more than %d values", pi->name, SP_MAX_PREDS);
+    bv_pred *preds = bv_arena_calloc(c->a, nseg ? nseg : 1, sizeof *preds);
+    for (size_t i = 0; i < nseg; i++) {
+        if (!*segs[i]) continue;
+        bv_pred *p = &preds[n++];
+        p->param = sp->code;
+        if (pi->mod == M_MISSING) {   /* no (or some) value: judged on the first component's rows */
+            p->kind = (bv_index_kind)kind_of[csp[0]->type];
+            p->param = bv_arena_printf(c->a, "%s#0", sp->code);
+            pinfo mi = {.sp = csp[0], .name = pi->name, .mod = M_MISSING};
+            if (value_pred(c, &mi, segs[i], p) != P_OK) return P_ERR;
+            continue;
+        }
+        const char *parts[8];
+        size_t np = split_dollar(c->a, segs[i], parts, 8);
+        if (np != nc)
+            return fail(c, "invalid", "parameter '%s': '%s' needs %zu '$'-separated components", pi->name, segs[i],
+                        nc);
+        bv_pred *comp = bv_arena_calloc(c->a, nc, sizeof *comp);
+        for (size_t k = 0; k < nc; k++) {
+            pinfo ci = {.sp = csp[k], .name = pi->name, .mod = M_NONE};
+            comp[k].kind = (bv_index_kind)kind_of[csp[k]->type];
+            comp[k].param = bv_arena_printf(c->a, "%s#%zu", sp->code, k);   /* may gain ":ucum" */
+            if (value_pred(c, &ci, parts[k], &comp[k]) != P_OK) return P_ERR;
+            if (comp[k].op == BV_OP_NE || comp[k].negate)
+                return fail(c, "invalid", "parameter '%s': 'ne' is not supported inside a composite value", pi->name);
+        }
+        p->kind = comp[0].kind;
+        p->op = BV_OP_EQ;
+        p->components = comp;
+        p->n_components = nc;
+    }
+    if (n == 0) return P_SKIP;
+    out->preds = preds;
+    out->n = n;
+    return P_OK;
+}
+
 static int parse_param(pctx *c, const char *type, const char *name, const char *value, bv_or *out)
 {
     int rc;
@@ -479,6 +614,11 @@ static int parse_param(pctx *c, const char *type, const char *name, const char *
                             mod, type_name[sp->type]);
             if (modifiers[k].unsupported & bit)
                 return fail(c, "not-supported", "parameter '%s': modifier ':%s' is not supported yet", name, mod);
+            if (modifiers[k].id == M_TERMINOLOGY ||
+                (sp->type == FHIR_SP_TOKEN && (modifiers[k].id == M_ABOVE || modifiers[k].id == M_BELOW)))
+                return fail(c, "not-supported",
+                            "parameter '%s': modifier ':%s' is not supported until terminology exists (Bevan has no "
+                            "code systems or value sets loaded)", name, mod);
             pi.mod = modifiers[k].id;
         } else if (sp->type == FHIR_SP_REFERENCE && fhir_is_resource_type(mod)) {
             if (sp->n_targets && !has_target(sp, mod))
@@ -489,10 +629,13 @@ static int parse_param(pctx *c, const char *type, const char *name, const char *
             return fail(c, "invalid", "parameter '%s': unknown modifier ':%s'", name, mod);
         }
     }
-    if (sp->type == FHIR_SP_COMPOSITE)
-        return unsupported(c, "parameter '%s': composite search is not supported yet", name);
-    if (sp->type == FHIR_SP_SPECIAL)
-        return unsupported(c, "parameter '%s': special search parameters are not supported", name);
+    if (sp->type == FHIR_SP_SPECIAL)   /* never silently ignored, even when lenient */
+        return fail(c, "not-supported", "parameter '%s': special search parameters (%s) are not supported", name,
+                    sp->code);
+    if (sp->type == FHIR_SP_COMPOSITE) {
+        if (dot) return fail(c, "invalid", "parameter '%s': a composite parameter cannot be chained", name);
+        return parse_composite(c, &pi, value, out);
+    }
 
     if (dot) {
         c->depth++;
@@ -587,6 +730,40 @@ static void push_str(bv_arena *a, const char *const **list, size_t *n, const cha
     *list = l;
 }
 
+/* _include / _revinclude value: "*", "Type:*", "Type:param" or "Type:param:Target". */
+static int parse_include(pctx *c, const char *name, const char *v, bool rev, bool iterate, bv_include *inc)
+{
+    memset(inc, 0, sizeof *inc);
+    inc->rev = rev;
+    inc->iterate = iterate;
+    if (strcmp(v, "*") == 0) {
+        if (rev) return fail(c, "invalid", "%s: give the referring type (%s=Type:param)", name, name);
+        return P_OK;
+    }
+    const char *c1 = strchr(v, ':');
+    if (!c1 || c1 == v || !c1[1])
+        return fail(c, "invalid", "%s: '%s' is not of the form Type:parameter[:targetType]", name, v);
+    char *t = bv_arena_strndup(c->a, v, (size_t)(c1 - v));
+    const char *c2 = strchr(c1 + 1, ':');
+    char *pname = bv_arena_strndup(c->a, c1 + 1, c2 ? (size_t)(c2 - c1 - 1) : strlen(c1 + 1));
+    if (!fhir_is_resource_type(t)) return fail(c, "invalid", "%s: '%s' is not a resource type", name, t);
+    inc->type = t;
+    if (c2) {
+        if (!fhir_is_resource_type(c2 + 1))
+            return fail(c, "invalid", "%s: '%s' is not a resource type", name, c2 + 1);
+        inc->target = c2 + 1;
+    }
+    if (strcmp(pname, "*") == 0) return P_OK;
+    const fhir_search_param *sp = fhir_search_param_find(t, pname);
+    if (!sp) return fail(c, "invalid", "%s: '%s' is not a search parameter of %s", name, pname, t);
+    if (sp->type != FHIR_SP_REFERENCE)
+        return fail(c, "invalid", "%s: %s:%s is not a reference parameter", name, t, pname);
+    if (inc->target && sp->n_targets && !has_target(sp, inc->target))
+        return fail(c, "invalid", "%s: %s:%s cannot refer to %s", name, t, pname, inc->target);
+    inc->param = sp->code;
+    return P_OK;
+}
+
 /* Returns P_OK (applied), P_SKIP (not a result parameter / ignored) or P_ERR. *handled says
  * whether the name was a result parameter at all. */
 static int result_param(pctx *c, const char *type, const bv_param *pm, bv_search_request *req, bool *handled)
@@ -600,6 +777,11 @@ static int result_param(pctx *c, const char *type, const bv_param *pm, bv_search
     *handled = true;
     if (strcmp(n, "_count") == 0) return parse_count(c, n, v, BV_MAX_PAGE_COUNT, &s->count);
     if (strcmp(n, "_offset") == 0) return parse_count(c, n, v, UINT32_MAX, &s->offset);
+    if (strcmp(n, "_cursor") == 0) { /* opaque paging position from a next/previous link (the store checks it) */
+        if (!*v || strlen(v) > 8192) return fail(c, "invalid", "_cursor is not a paging position from this server");
+        s->cursor = v;
+        return P_OK;
+    }
     if (strcmp(n, "_sort") == 0) return parse_sort(c, type, v, s);
     if (strcmp(n, "_summary") == 0) {
         if (!one_of(v, summary_values))
@@ -617,12 +799,21 @@ static int result_param(pctx *c, const char *type, const bv_param *pm, bv_search
         req->elements = v;
         return P_OK;
     }
-    if (strcmp(n, "_include") == 0 || strcmp(n, "_include:iterate") == 0) {
-        push_str(c->a, &req->includes, &req->n_includes, v);
-        return P_OK;
-    }
-    if (strcmp(n, "_revinclude") == 0 || strcmp(n, "_revinclude:iterate") == 0) {
-        push_str(c->a, &req->revincludes, &req->n_revincludes, v);
+    if (strcmp(n, "_include") == 0 || strcmp(n, "_include:iterate") == 0 || strcmp(n, "_revinclude") == 0 ||
+        strcmp(n, "_revinclude:iterate") == 0) {
+        bool rev = n[1] == 'r', iterate = strchr(n, ':') != NULL;
+        const char **vals;
+        size_t nv = split_or(c->a, v, &vals);
+        for (size_t i = 0; i < nv; i++) {
+            bv_include inc;
+            if (parse_include(c, n, unesc(c->a, vals[i]), rev, iterate, &inc) != P_OK) return P_ERR;
+            bv_include *l = bv_arena_alloc(c->a, (req->n_incs + 1) * sizeof *l);
+            if (req->n_incs) memcpy(l, req->incs, req->n_incs * sizeof *l);
+            l[req->n_incs++] = inc;
+            req->incs = l;
+            push_str(c->a, rev ? &req->revincludes : &req->includes, rev ? &req->n_revincludes : &req->n_includes,
+                     vals[i]);
+        }
         return P_OK;
     }
     if (strcmp(n, "_format") == 0) {

@@ -177,6 +177,8 @@ int bv__query_records(bv__conn *c, bv_arena *a, bv__qb *q, int col0, bv_record *
 /* ---- sqlite_search.c ---- */
 int bv__search(bv__conn *c, bool in_txn, bv_arena *a, const bv_search *q, bv_record **out, size_t *n,
                int64_t *total);
+int bv__search_page(bv__conn *c, bv_arena *a, const bv_search *q, bv_search_page *out);
+int bv__include(bv__conn *c, bv_arena *a, const bv_include_query *q, bv_record **out, size_t *n);
 
 /* ---- Test and benchmark hooks (not for production callers) ---- */
 size_t bv__store_pending(bv_store *s);           /* units queued and not yet taken by the writer */

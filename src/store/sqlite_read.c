@@ -227,6 +227,26 @@ int bv_store_search(bv_store *s, bv_arena *a, const bv_search *q, bv_record **ou
     return rc;
 }
 
+int bv_store_search_page(bv_store *s, bv_arena *a, const bv_search *q, bv_search_page *out)
+{
+    int err = BV_OK;
+    bv__conn *c = bv__reader(s, &err);
+    if (!c) return err;
+    int rc = bv__search_page(c, a, q, out);
+    bv__await_durable(s);
+    return rc;
+}
+
+int bv_store_include(bv_store *s, bv_arena *a, const bv_include_query *q, bv_record **out, size_t *n)
+{
+    int err = BV_OK;
+    bv__conn *c = bv__reader(s, &err);
+    if (!c) return err;
+    int rc = bv__include(c, a, q, out, n);
+    bv__await_durable(s);
+    return rc;
+}
+
 int bv_store_count_by_type(bv_store *s, void (*fn)(void *ctx, const char *type, int64_t n), void *ctx)
 {
     int err = BV_OK;

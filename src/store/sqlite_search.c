@@ -14,6 +14,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const ix_table[BV__N_KINDS] = {
@@ -174,8 +175,13 @@ static int pred_direct(bv__qb *w, const bv_pred *p, const char *R)
             return BV_OK;
         }
         if ((p->op != BV_OP_TOKEN && p->op != BV_OP_STR_EXACT && p->op != BV_OP_URI_EQ) || !v) return BV_EINVAL;
-        bv__qb_sqlf(w, "%s.id %s ", R, p->negate ? "<>" : "=");
+        bv__qb_sqlf(w, "(%s.id %s ", R, p->negate ? "<>" : "=");
         bv__qb_text(w, v);
+        if (p->res_type) {
+            bv__qb_sqlf(w, " AND %s.type = ", R);
+            bv__qb_text(w, p->res_type);
+        }
+        bv__qb_sql(w, ")");
         return BV_OK;
     }
     if (p->op == BV_OP_MISSING) {
@@ -212,15 +218,11 @@ static int has_set(bv__qb *w, sctx *cx, const bv_pred *p)
     return rc;
 }
 
-/* The set of rids with an index row matching p (before negation). */
-static int pred_set(bv__qb *w, sctx *cx, const bv_pred *p)
+/* The conditions on index row X (of table ix_table[p->kind]) for p: "X.param = ? AND ...". */
+static int pred_cond(bv__qb *w, sctx *cx, const bv_pred *p, const char *X)
 {
-    if (p->has) return has_set(w, cx, p);
-    if (!p->param || (unsigned)p->kind >= BV__N_KINDS) return BV_EINVAL;
-    int a = cx->alias++;
-    char X[16], col[32], col2[32];
-    snprintf(X, sizeof X, "x%d", a);
-    bv__qb_sqlf(w, "SELECT %s.rid FROM %s %s WHERE %s.param = ", X, ix_table[p->kind], X, X);
+    char col[32], col2[32];
+    bv__qb_sqlf(w, "%s.param = ", X);
     bv__qb_text(w, p->param);
     if (p->op == BV_OP_MISSING) return BV_OK; /* any row for the parameter */
 
@@ -322,18 +324,100 @@ static int pred_set(bv__qb *w, sctx *cx, const bv_pred *p)
             bv__qb_sqlf(w, " AND %s.text = ", X);
             bv__qb_text(w, p->text);
         } else if (p->op == BV_OP_URI_BELOW) {
+            /* the value itself, or below it on a path-segment boundary: v, v/... */
+            size_t n = strlen(p->text);
+            bool slash = n && p->text[n - 1] == '/';
+            const char *sub = slash ? p->text : bv_arena_printf(cx->a, "%s/", p->text);
             snprintf(col, sizeof col, "%s.text", X);
-            prefix_range(w, cx, col, p->text);
-        } else if (p->op == BV_OP_URI_ABOVE) { /* the stored uri is a prefix of the value */
-            bv__qb_sql(w, " AND instr(");
+            bv__qb_sqlf(w, " AND (%s.text = ", X);
             bv__qb_text(w, p->text);
-            bv__qb_sqlf(w, ", %s.text) = 1 AND %s.text <> ''", X, X);
+            bv__qb_sqlf(w, " OR (1");
+            prefix_range(w, cx, col, sub);
+            bv__qb_sql(w, "))");
+        } else if (p->op == BV_OP_URI_ABOVE) {
+            /* the stored uri is the value or one of its ancestors on a '/' boundary (after the
+             * scheme's "//"): an IN list the text index answers */
+            const char *v = p->text, *start = strstr(v, "://");
+            start = start ? start + 3 : v;
+            bv__qb_sqlf(w, " AND %s.text IN (", X);
+            bv__qb_text(w, v);
+            for (const char *q = v + strlen(v); q > start; q--) {
+                if (q[-1] != '/' || q - 1 <= start) continue;
+                bv__qb_sql(w, ", ");
+                bv__qb_text(w, bv_arena_strndup(cx->a, v, (size_t)(q - 1 - v)));   /* ".../a" */
+                bv__qb_sql(w, ", ");
+                bv__qb_text(w, bv_arena_strndup(cx->a, v, (size_t)(q - v)));       /* ".../a/" */
+            }
+            bv__qb_sql(w, ")");
         } else {
             return BV_EINVAL;
         }
         return BV_OK;
     }
     return BV_EINVAL;
+}
+
+
+/* The set of rids with an index row matching p (before negation). */
+static int pred_set(bv__qb *w, sctx *cx, const bv_pred *p)
+{
+    if (p->has) return has_set(w, cx, p);
+    char X[16];
+    int a = cx->alias++;
+    snprintf(X, sizeof X, "x%d", a);
+    if (p->n_components) {
+        /* composite: one row per component, all of one value (same rid, same group) */
+        if (!p->components || p->n_components > 8) return BV_EINVAL;
+        bv__qb_sqlf(w, "SELECT %s_0.rid FROM ", X);
+        for (size_t i = 0; i < p->n_components; i++) {
+            const bv_pred *k = &p->components[i];
+            if (!k->param || (unsigned)k->kind >= BV__N_KINDS || k->has || k->chain || k->n_components)
+                return BV_EINVAL;
+            bv__qb_sqlf(w, "%s%s %s_%zu", i ? ", " : "", ix_table[k->kind], X, i);
+        }
+        bv__qb_sql(w, " WHERE ");
+        for (size_t i = 0; i < p->n_components; i++) {
+            char Xi[48];
+            snprintf(Xi, sizeof Xi, "%s_%zu", X, i);
+            if (i) bv__qb_sqlf(w, " AND %s.rid = %s_0.rid AND %s.grp = %s_0.grp AND ", Xi, X, Xi, X);
+            else bv__qb_sqlf(w, "%s.grp <> 0 AND ", Xi);
+            int rc = pred_cond(w, cx, &p->components[i], Xi);
+            if (rc) return rc;
+        }
+    } else {
+        if (!p->param || (unsigned)p->kind >= BV__N_KINDS) return BV_EINVAL;
+        bv__qb_sqlf(w, "SELECT %s.rid FROM %s %s WHERE ", X, ix_table[p->kind], X);
+        int rc = pred_cond(w, cx, p, X);
+        if (rc) return rc;
+    }
+    if (p->res_type) {
+        int t = cx->alias++;
+        bv__qb_sqlf(w, " AND EXISTS (SELECT 1 FROM resources rt%d WHERE rt%d.rid = %s%s.rid AND rt%d.type = ", t, t, X,
+                    p->n_components ? "_0" : "", t);
+        bv__qb_text(w, p->res_type);
+        bv__qb_sql(w, ")");
+    }
+    return w->err;
+}
+
+/* A plain token code match: runs of these on one parameter and system become one IN list. */
+static bool simple_token(const bv_pred *p)
+{
+    return p->kind == BV_IX_TOKEN && p->op == BV_OP_TOKEN && !p->negate && p->code && !p->res_type && !p->has &&
+           !p->chain && !p->n_components && p->param && strcmp(p->param, "_id") != 0;
+}
+
+static bool same_token_key(const bv_pred *a, const bv_pred *b)
+{
+    return strcmp(a->param, b->param) == 0 && a->system_given == b->system_given &&
+           ((!a->system && !b->system) || (a->system && b->system && strcmp(a->system, b->system) == 0));
+}
+
+/* A positive _id match that can join one "id IN (...)" list. */
+static bool simple_id(const bv_pred *p)
+{
+    return is_direct(p) && strcmp(p->param, "_id") == 0 && !p->negate && !p->res_type && p->op == BV_OP_TOKEN &&
+           p->code;
 }
 
 static int emit_group(bv__qb *w, sctx *cx, const bv_or *g, const char *R)
@@ -358,15 +442,53 @@ static int emit_group(bv__qb *w, sctx *cx, const bv_or *g, const char *R)
             else
                 bv__qb_sql(w, " UNION ALL ");
             k++;
+            size_t run = 1;
+            while (simple_token(p) && i + run < g->n && simple_token(&g->preds[i + run]) &&
+                   same_token_key(p, &g->preds[i + run]))
+                run++;
+            if (run > 1) { /* code=a,b,c... on one system: one index probe list */
+                int a = cx->alias++;
+                bv__qb_sqlf(w, "SELECT x%d.rid FROM ix_token x%d WHERE x%d.param = ", a, a, a);
+                bv__qb_text(w, p->param);
+                if (p->system_given && p->system) {
+                    bv__qb_sqlf(w, " AND x%d.system = ", a);
+                    bv__qb_text(w, p->system);
+                } else if (p->system_given) {
+                    bv__qb_sqlf(w, " AND x%d.system IS NULL", a);
+                }
+                bv__qb_sqlf(w, " AND x%d.code IN (", a);
+                for (size_t j = 0; j < run; j++) {
+                    if (j) bv__qb_sql(w, ", ");
+                    bv__qb_text(w, g->preds[i + j].code);
+                }
+                bv__qb_sql(w, ")");
+                i += run - 1;
+                continue;
+            }
             rc = pred_set(w, cx, p);
         }
         bv__qb_sql(w, ")");
         first = false;
     }
+    size_t nid = 0;
+    for (size_t i = 0; i < g->n; i++) nid += simple_id(&g->preds[i]);
+    if (nid > 1) { /* _id=a,b,c...: one IN list on the (type, id) key */
+        if (!first) bv__qb_sql(w, " OR ");
+        first = false;
+        bv__qb_sqlf(w, "%s.id IN (", R);
+        size_t k = 0;
+        for (size_t i = 0; i < g->n; i++) {
+            if (!simple_id(&g->preds[i])) continue;
+            if (k++) bv__qb_sql(w, ", ");
+            bv__qb_text(w, g->preds[i].code);
+        }
+        bv__qb_sql(w, ")");
+    }
     for (size_t i = 0; i < g->n && !rc; i++) {
         const bv_pred *p = &g->preds[i];
         bool direct = is_direct(p);
         if (!direct && !is_negative(p)) continue;
+        if (nid > 1 && simple_id(p)) continue;
         if (!first) bv__qb_sql(w, " OR ");
         first = false;
         if (direct) {
@@ -426,52 +548,260 @@ static int emit_where(bv__qb *w, sctx *cx, const bv_search *q, const char *R)
     return w->err;
 }
 
-/* Sort keys: columns added to the select list (s0, s1, ...) and the ORDER BY clause. */
-static int emit_sort(bv__qb *sel, bv_buf *order, const bv_search *q)
+/* ---------------------------------------------------------------- sort keys and keyset paging
+ *
+ * Every sort key is a column of the page query (k0, k1, ...; _id and _lastUpdated are the
+ * resource's own columns, any other parameter a correlated subquery over its index rows: min of
+ * the values ascending, max descending for dates), followed by the row id, the final tie-break.
+ * A cursor is the position of a row in that order: each key's value and the rid, as text:
+ *   "a" or "b" (after / before) then, per key, "~n" (NULL), "~i<int>", "~r<real>" or "~t<hex>",
+ *   then "~<rid>".
+ * The next page is "the rows after the cursor" in the same order; the previous page runs the order
+ * backwards from the first row's cursor and reverses the rows. Resources without a value sort
+ * last (NULLS LAST) in either direction. */
+
+typedef struct {
+    char expr[48];   /* SQL expression of the key in the page query */
+    bool desc;
+} sortkey;
+
+static int sort_keys(bv__qb *sel, const bv_search *q, sortkey *keys)
 {
     for (size_t i = 0; i < q->n_sort; i++) {
         const bv_sort *k = &q->sort[i];
-        const char *dir = k->desc ? "DESC" : "ASC";
+        keys[i].desc = k->desc;
         if (!k->param) return BV_EINVAL;
         if (strcmp(k->param, "_id") == 0) {
-            bv_buf_printf(order, "r.id %s, ", dir);
-            continue;
+            snprintf(keys[i].expr, sizeof keys[i].expr, "r.id");
+            bv__qb_sql(sel, ", r.id");
+        } else if (strcmp(k->param, "_lastUpdated") == 0) {
+            snprintf(keys[i].expr, sizeof keys[i].expr, "r.last_updated");
+            bv__qb_sql(sel, ", r.last_updated");
+        } else {
+            const char *agg;
+            switch (k->kind) {
+            case BV_IX_STRING: agg = k->desc ? "max(sx.norm)" : "min(sx.norm)"; break;
+            case BV_IX_TOKEN: agg = k->desc ? "max(sx.code)" : "min(sx.code)"; break;
+            case BV_IX_REFERENCE: agg = k->desc ? "max(sx.text)" : "min(sx.text)"; break;
+            case BV_IX_DATE: agg = k->desc ? "max(sx.hi)" : "min(sx.lo)"; break;
+            case BV_IX_NUMBER:
+            case BV_IX_QUANTITY: agg = k->desc ? "max(sx.num)" : "min(sx.num)"; break;
+            case BV_IX_URI: agg = k->desc ? "max(sx.text)" : "min(sx.text)"; break;
+            default: return BV_EINVAL;
+            }
+            /* "+" keeps SQLite on the (rid, ord) primary key: through the param index this
+             * correlated subquery would scan every row of the parameter for each resource. */
+            bv__qb_sqlf(sel, ", (SELECT %s FROM %s sx WHERE sx.rid = r.rid AND +sx.param = ", agg,
+                        ix_table[k->kind]);
+            bv__qb_text(sel, k->param);
+            bv__qb_sqlf(sel, ") AS s%zu", i);
+            snprintf(keys[i].expr, sizeof keys[i].expr, "s%zu", i);
         }
-        if (strcmp(k->param, "_lastUpdated") == 0) {
-            bv_buf_printf(order, "r.last_updated %s, ", dir);
-            continue;
-        }
-        const char *agg;
-        switch (k->kind) {
-        case BV_IX_STRING: agg = "min(sx.norm)"; break;
-        case BV_IX_TOKEN: agg = "min(sx.code)"; break;
-        case BV_IX_REFERENCE: agg = "min(sx.text)"; break;
-        case BV_IX_DATE: agg = k->desc ? "max(sx.hi)" : "min(sx.lo)"; break;
-        case BV_IX_NUMBER:
-        case BV_IX_QUANTITY: agg = "min(sx.num)"; break;
-        case BV_IX_URI: agg = "min(sx.text)"; break;
-        default: return BV_EINVAL;
-        }
-        /* "+" keeps SQLite on the (rid, ord) primary key: through the param index this
-         * correlated subquery would scan every row of the parameter for each resource. */
-        bv__qb_sqlf(sel, ", (SELECT %s FROM %s sx WHERE sx.rid = r.rid AND +sx.param = ", agg, ix_table[k->kind]);
-        bv__qb_text(sel, k->param);
-        bv__qb_sqlf(sel, ") AS s%zu", i);
-        bv_buf_printf(order, "s%zu %s NULLS LAST, ", i, dir); /* resources without the value go last */
     }
-    /* Ties by row order, in the direction of the last key: an index on (type, last_updated)
-     * then serves _sort=-_lastUpdated with no sort step. */
-    bv_buf_puts(order, q->n_sort && q->sort[q->n_sort - 1].desc ? "r.rid DESC" : "r.rid");
     return sel->err;
 }
 
-int bv__search(bv__conn *c, bool in_txn, bv_arena *a, const bv_search *q, bv_record **out, size_t *n,
-               int64_t *total)
+/* ORDER BY for the keys; backward reverses every direction (NULLs then come first). */
+static void order_by(bv_buf *order, const sortkey *keys, size_t nk, bool backward)
 {
-    if (!q || !out || !n || !a || (q->n_sort && !q->sort)) return BV_EINVAL;
-    *out = NULL;
-    *n = 0;
-    if (total) *total = -1;
+    for (size_t i = 0; i < nk; i++) {
+        bool desc = keys[i].desc != backward;
+        bv_buf_printf(order, "%s %s NULLS %s, ", keys[i].expr, desc ? "DESC" : "ASC", backward ? "FIRST" : "LAST");
+    }
+    /* Ties by row order, in the direction of the last key: an index on (type, last_updated)
+     * then serves _sort=-_lastUpdated with no sort step. */
+    bool rdesc = (nk && keys[nk - 1].desc) != backward;
+    bv_buf_puts(order, rdesc ? "r.rid DESC" : "r.rid ASC");
+}
+
+typedef struct {
+    int t;           /* SQLITE_NULL, SQLITE_INTEGER, SQLITE_FLOAT, SQLITE_TEXT */
+    int64_t i;
+    double d;
+    const char *s;
+} curval;
+
+static int hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+/* Parses a cursor for nk keys: values[0..nk-1] and the rid in values[nk]. */
+static int cursor_parse(bv_arena *a, const char *cur, size_t nk, bool *backward, curval *vals)
+{
+    if (!cur || (cur[0] != 'a' && cur[0] != 'b')) return BV_EINVAL;
+    *backward = cur[0] == 'b';
+    const char *p = cur + 1;
+    for (size_t i = 0; i <= nk; i++) {
+        if (*p != '~') return BV_EINVAL;
+        p++;
+        size_t len = strcspn(p, "~");
+        curval *v = &vals[i];
+        memset(v, 0, sizeof *v);
+        if (i == nk) { /* the rid */
+            if (!len || bv_str_to_i64(p, len, &v->i) != BV_OK) return BV_EINVAL;
+            v->t = SQLITE_INTEGER;
+        } else if (len == 1 && *p == 'n') {
+            v->t = SQLITE_NULL;
+        } else if (len >= 2 && *p == 'i') {
+            if (bv_str_to_i64(p + 1, len - 1, &v->i) != BV_OK) return BV_EINVAL;
+            v->t = SQLITE_INTEGER;
+        } else if (len >= 2 && *p == 'r') {
+            char *tmp = bv_arena_strndup(a, p + 1, len - 1), *end = NULL;
+            v->d = strtod(tmp, &end);
+            if (!end || *end || !isfinite(v->d)) return BV_EINVAL;
+            v->t = SQLITE_FLOAT;
+        } else if (len >= 1 && *p == 't' && (len - 1) % 2 == 0) {
+            size_t nb = (len - 1) / 2;
+            char *s = bv_arena_alloc(a, nb + 1);
+            for (size_t k = 0; k < nb; k++) {
+                int h = hexval(p[1 + 2 * k]), l = hexval(p[2 + 2 * k]);
+                if (h < 0 || l < 0) return BV_EINVAL;
+                s[k] = (char)(h * 16 + l);
+                if (!s[k]) return BV_EINVAL;
+            }
+            s[nb] = '\0';
+            v->s = s;
+            v->t = SQLITE_TEXT;
+        } else {
+            return BV_EINVAL;
+        }
+        p += len;
+    }
+    return *p ? BV_EINVAL : BV_OK;
+}
+
+static void bind_curval(bv__qb *w, const curval *v)
+{
+    if (v->t == SQLITE_INTEGER) bv__qb_int(w, v->i);
+    else if (v->t == SQLITE_FLOAT) bv__qb_real(w, v->d);
+    else bv__qb_text(w, v->s);
+}
+
+/* "the row comes after (or before) the cursor position" in the (forward) order of the keys. */
+static void keyset_cond(bv__qb *w, const sortkey *keys, size_t nk, bool backward, const curval *vals)
+{
+    bv__qb_sql(w, " AND (0");
+    for (size_t i = 0; i <= nk; i++) {
+        bv__qb_sql(w, " OR (1");
+        for (size_t j = 0; j < i; j++) { /* equal on the earlier keys */
+            if (vals[j].t == SQLITE_NULL) {
+                bv__qb_sqlf(w, " AND %s IS NULL", keys[j].expr);
+            } else {
+                bv__qb_sqlf(w, " AND %s = ", keys[j].expr);
+                bind_curval(w, &vals[j]);
+            }
+        }
+        if (i == nk) { /* the rid, in the direction of the last key */
+            bool desc = nk && keys[nk - 1].desc;
+            bv__qb_sqlf(w, " AND r.rid %s ", (desc != backward) ? "<" : ">");
+            bind_curval(w, &vals[nk]);
+        } else if (vals[i].t == SQLITE_NULL) {
+            /* NULLs sort last: nothing non-NULL comes after a NULL; every non-NULL comes before */
+            if (backward) bv__qb_sqlf(w, " AND %s IS NOT NULL", keys[i].expr);
+            else bv__qb_sql(w, " AND 0");
+        } else if (!backward) {
+            bv__qb_sqlf(w, " AND (%s %s ", keys[i].expr, keys[i].desc ? "<" : ">");
+            bind_curval(w, &vals[i]);
+            bv__qb_sqlf(w, " OR %s IS NULL)", keys[i].expr);
+        } else {
+            bv__qb_sqlf(w, " AND %s %s ", keys[i].expr, keys[i].desc ? ">" : "<");
+            bind_curval(w, &vals[i]);
+        }
+        bv__qb_sql(w, ")");
+    }
+    bv__qb_sql(w, ")");
+}
+
+static char *cursor_make(bv_arena *a, sqlite3_stmt *st, int col0, size_t nk, char dir)
+{
+    bv_buf b;
+    bv_buf_init(&b, 64);
+    bv_buf_putc(&b, dir);
+    for (size_t i = 0; i <= nk; i++) {
+        int col = col0 + (int)i;
+        bv_buf_putc(&b, '~');
+        if (i == nk) {
+            bv_buf_printf(&b, "%lld", (long long)sqlite3_column_int64(st, col));
+            continue;
+        }
+        switch (sqlite3_column_type(st, col)) {
+        case SQLITE_NULL: bv_buf_putc(&b, 'n'); break;
+        case SQLITE_INTEGER: bv_buf_printf(&b, "i%lld", (long long)sqlite3_column_int64(st, col)); break;
+        case SQLITE_FLOAT: bv_buf_printf(&b, "r%.17g", sqlite3_column_double(st, col)); break;
+        default: {
+            static const char hex[] = "0123456789abcdef";
+            const unsigned char *t = sqlite3_column_text(st, col);
+            int len = sqlite3_column_bytes(st, col);
+            bv_buf_putc(&b, 't');
+            for (int k = 0; t && k < len; k++) {
+                bv_buf_putc(&b, hex[t[k] >> 4]);
+                bv_buf_putc(&b, hex[t[k] & 15]);
+            }
+        }
+        }
+    }
+    char *s = bv_arena_strndup(a, bv_buf_cstr(&b), b.len);
+    bv_buf_free(&b);
+    return s;
+}
+
+/* Runs the page query: records from column 0, the keys and rid from column 8. */
+static int run_page(bv__conn *c, bv_arena *a, bv__qb *q, size_t nk, size_t limit, bv_search_page *pg,
+                    char **first_pos, char **last_pos, bool backward)
+{
+    if (q->err) return q->err;
+    bool owned;
+    sqlite3_stmt *st = bv__dyn_stmt(c, bv_buf_cstr(&q->sql), &owned);
+    if (!st) {
+        int max_vars = sqlite3_limit(c->db, SQLITE_LIMIT_VARIABLE_NUMBER, -1);
+        return q->n > (size_t)max_vars || strstr(sqlite3_errmsg(c->db), "too ") ? BV_ETOOBIG : BV_EINTERNAL;
+    }
+    int rc = bv__qb_bind(q, st);
+    if (rc) goto done;
+    size_t cap = limit < 64 ? limit : 64, got = 0;
+    bv_record *recs = cap ? bv_arena_alloc(a, cap * sizeof *recs) : NULL;
+    char *firstc = NULL, *lastc = NULL;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (got == limit) { /* the look-ahead row: there is more */
+            pg->more = true;
+            continue;
+        }
+        if (got == cap) {
+            size_t ncap = cap * 2;
+            bv_record *nr = bv_arena_alloc(a, ncap * sizeof *nr);
+            memcpy(nr, recs, got * sizeof *nr);
+            recs = nr;
+            cap = ncap;
+        }
+        bv__record_from(a, st, 0, &recs[got]);
+        if (got == 0) firstc = cursor_make(a, st, 8, nk, backward ? 'a' : 'b');
+        lastc = NULL;
+        got++;
+        /* cheap enough: only the last row's cursor is kept */
+        lastc = cursor_make(a, st, 8, nk, backward ? 'b' : 'a');
+    }
+    rc = rc == SQLITE_DONE ? BV_OK : bv__fail(c, rc, "search");
+    if (!rc) {
+        pg->recs = recs;
+        pg->n = got;
+        *first_pos = firstc;
+        *last_pos = lastc;
+    }
+done:
+    if (owned) sqlite3_finalize(st);
+    else bv__done(st);
+    return rc;
+}
+
+static int search_run(bv__conn *c, bool in_txn, bv_arena *a, const bv_search *q, bool paged, bv_search_page *pg)
+{
+    memset(pg, 0, sizeof *pg);
+    pg->total = -1;
+    if (!q || !a || (q->n_sort && !q->sort) || q->n_sort > 16) return BV_EINVAL;
     sctx cx = {.a = a, .alias = 0, .nest = 0};
     bv__qb where, sel, rows, cnt;
     bv_buf order;
@@ -479,8 +809,10 @@ int bv__search(bv__conn *c, bool in_txn, bv_arena *a, const bv_search *q, bv_rec
     bv__qb_init(&sel);
     bv__qb_init(&rows);
     bv__qb_init(&cnt);
-    bv_buf_init(&order, 4096);
-    bool txn = false;
+    bv_buf_init(&order, 1024);
+    bool txn = false, backward = false;
+    sortkey keys[16];
+    curval vals[17];
     int rc = emit_where(&where, &cx, q, "r");
     if (rc) goto out;
     if (q->max_seq > 0) {
@@ -493,34 +825,66 @@ int bv__search(bv__conn *c, bool in_txn, bv_arena *a, const bv_search *q, bv_rec
         bv__qb_int(&where, q->max_seq);
         bv__qb_sql(&where, "))");
     }
-    if ((rc = emit_sort(&sel, &order, q))) goto out;
-    if (where.err || order.len == 0) {
-        rc = where.err ? where.err : BV_EINVAL;
+    if ((rc = sort_keys(&sel, q, keys))) goto out;
+    if (paged && q->cursor && (rc = cursor_parse(a, q->cursor, q->n_sort, &backward, vals))) goto out;
+    order_by(&order, keys, q->n_sort, backward);
+    if (where.err) {
+        rc = where.err;
         goto out;
     }
-    bool want_total = q->want_total && total;
+    bool want_total = q->want_total;
     if (want_total && q->count > 0 && !in_txn) {
         /* One snapshot for the page and the total. */
         if ((rc = bv__step_simple(c, ST_BEGIN))) goto out;
         txn = true;
     }
-    if (want_total) {
-        bv__qb_sql(&cnt, "SELECT count(*) FROM resources r WHERE ");
-        bv__qb_append(&cnt, &where);
-        if ((rc = bv__query_count(c, &cnt, total))) goto out;
-    }
+    size_t limit = q->count;
+    char *firstc = NULL, *lastc = NULL;
     if (q->count > 0) {
         bv__qb_sql(&rows, "SELECT r.type, r.id, r.version, r.last_updated, r.deleted, r.method, r.body, r.seq");
         bv__qb_append(&rows, &sel);
-        bv__qb_sql(&rows, " FROM resources r WHERE ");
+        bv__qb_sql(&rows, ", r.rid FROM resources r WHERE ");
         bv__qb_append(&rows, &where);
+        if (paged && q->cursor) keyset_cond(&rows, keys, q->n_sort, backward, vals);
         bv__qb_sql(&rows, " ORDER BY ");
         bv__qb_sql(&rows, bv_buf_cstr(&order));
         bv__qb_sql(&rows, " LIMIT ");
-        bv__qb_int(&rows, q->count > INT64_MAX ? INT64_MAX : (int64_t)q->count);
+        bv__qb_int(&rows, (int64_t)(limit > INT32_MAX ? INT32_MAX : limit) + (paged ? 1 : 0));
         bv__qb_sql(&rows, " OFFSET ");
         bv__qb_int(&rows, q->offset > INT64_MAX ? INT64_MAX : (int64_t)q->offset);
-        rc = bv__query_records(c, a, &rows, 0, out, n);
+        if ((rc = run_page(c, a, &rows, q->n_sort, paged ? limit : SIZE_MAX, pg, &firstc, &lastc, backward)))
+            goto out;
+        if (backward) { /* rows came in reverse order */
+            for (size_t i = 0, j = pg->n ? pg->n - 1 : 0; i < j; i++, j--) {
+                bv_record t = pg->recs[i];
+                pg->recs[i] = pg->recs[j];
+                pg->recs[j] = t;
+            }
+            pg->backward = true;
+            pg->next = firstc;  /* firstc was made as an 'a' cursor: after the page's last row */
+            pg->prev = lastc;
+        } else {
+            pg->next = lastc;
+            pg->prev = firstc;
+        }
+    }
+    if (want_total) {
+        if (paged && !q->cursor && !q->offset && !pg->more && q->count > 0) {
+            pg->total = (int64_t)pg->n; /* the whole result is on this page */
+        } else if (q->total_cap > 0) {
+            int64_t got = 0;
+            bv__qb_sql(&cnt, "SELECT count(*) FROM (SELECT 1 FROM resources r WHERE ");
+            bv__qb_append(&cnt, &where);
+            bv__qb_sql(&cnt, " LIMIT ");
+            bv__qb_int(&cnt, q->total_cap + 1);
+            bv__qb_sql(&cnt, ")");
+            if ((rc = bv__query_count(c, &cnt, &got))) goto out;
+            pg->total = got > q->total_cap ? -1 : got;
+        } else {
+            bv__qb_sql(&cnt, "SELECT count(*) FROM resources r WHERE ");
+            bv__qb_append(&cnt, &where);
+            if ((rc = bv__query_count(c, &cnt, &pg->total))) goto out;
+        }
     }
 out:
     if (txn) bv__step_simple(c, rc ? ST_ROLLBACK : ST_COMMIT);
@@ -529,9 +893,93 @@ out:
     bv__qb_free(&rows);
     bv__qb_free(&cnt);
     bv_buf_free(&order);
-    if (rc) {
-        *out = NULL;
-        *n = 0;
+    if (rc) memset(pg, 0, sizeof *pg), pg->total = -1;
+    return rc;
+}
+
+int bv__search(bv__conn *c, bool in_txn, bv_arena *a, const bv_search *q, bv_record **out, size_t *n,
+               int64_t *total)
+{
+    if (!out || !n) return BV_EINVAL;
+    bv_search_page pg;
+    bv_search q2;
+    if (q) {
+        q2 = *q;
+        q2.want_total = q->want_total && total;
+        q2.cursor = NULL;
     }
+    int rc = search_run(c, in_txn, a, q ? &q2 : NULL, false, &pg);
+    *out = pg.recs;
+    *n = pg.n;
+    if (total) *total = pg.total;
+    return rc;
+}
+
+int bv__search_page(bv__conn *c, bv_arena *a, const bv_search *q, bv_search_page *out)
+{
+    return search_run(c, false, a, q, true, out);
+}
+
+/* ---------------------------------------------------------------- _include / _revinclude */
+
+int bv__include(bv__conn *c, bv_arena *a, const bv_include_query *q, bv_record **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (!q || !q->n_from || !q->limit) return BV_OK;
+    if (!q->from || (q->n_params && !q->params) || (q->rev && !q->rev_type)) return BV_EINVAL;
+    bv__qb w;
+    bv__qb_init(&w);
+    bv__qb_sql(&w, "SELECT r.type, r.id, r.version, r.last_updated, r.deleted, r.method, r.body, r.seq"
+                   " FROM resources r WHERE r.deleted = 0 AND ");
+    if (!q->rev) {
+        /* targets of the sources' reference rows */
+        bv__qb_sql(&w, "(r.type, r.id) IN (SELECT x.ref_type, x.ref_id FROM resources f, ix_reference x"
+                       " WHERE x.rid = f.rid AND (f.type, f.id) IN (VALUES ");
+        for (size_t i = 0; i < q->n_from; i++) {
+            bv__qb_sql(&w, i ? ", (" : "(");
+            bv__qb_text(&w, q->from[i].type);
+            bv__qb_sql(&w, ", ");
+            bv__qb_text(&w, q->from[i].id);
+            bv__qb_sql(&w, ")");
+        }
+        bv__qb_sql(&w, ")");
+        if (q->n_params) {
+            bv__qb_sql(&w, " AND x.param IN (");
+            for (size_t i = 0; i < q->n_params; i++) {
+                if (i) bv__qb_sql(&w, ", ");
+                bv__qb_text(&w, q->params[i]);
+            }
+            bv__qb_sql(&w, ")");
+        }
+        if (q->target_type) {
+            bv__qb_sql(&w, " AND x.ref_type = ");
+            bv__qb_text(&w, q->target_type);
+        }
+        bv__qb_sql(&w, " AND x.ref_id IS NOT NULL)");
+    } else {
+        /* resources of rev_type whose reference rows point at a source */
+        bv__qb_sql(&w, "+r.type = ");
+        bv__qb_text(&w, q->rev_type);
+        bv__qb_sql(&w, " AND r.rid IN (SELECT x.rid FROM ix_reference x WHERE x.param IN (");
+        for (size_t i = 0; i < q->n_params; i++) {
+            if (i) bv__qb_sql(&w, ", ");
+            bv__qb_text(&w, q->params[i]);
+        }
+        if (!q->n_params) bv__qb_sql(&w, "NULL");
+        bv__qb_sql(&w, ") AND (x.ref_type, x.ref_id) IN (VALUES ");
+        for (size_t i = 0; i < q->n_from; i++) {
+            bv__qb_sql(&w, i ? ", (" : "(");
+            bv__qb_text(&w, q->from[i].type);
+            bv__qb_sql(&w, ", ");
+            bv__qb_text(&w, q->from[i].id);
+            bv__qb_sql(&w, ")");
+        }
+        bv__qb_sql(&w, "))");
+    }
+    bv__qb_sql(&w, " ORDER BY r.rid LIMIT ");
+    bv__qb_int(&w, (int64_t)(q->limit > INT32_MAX ? INT32_MAX : q->limit) + 1);
+    int rc = bv__query_records(c, a, &w, 0, out, n);
+    bv__qb_free(&w);
     return rc;
 }

@@ -106,6 +106,7 @@ test('deleted resources drop out of searches', async () => {
   assert.equal(await c.count(`/Patient?_id=${id}`), 0);
 });
 
-test('_include is refused until it is implemented (not silently ignored)', async () => {
-  assertOutcome(await c.get('/Observation?_include=Observation:subject'), 400, '_include');
+test('a malformed _include is refused (not silently ignored)', async () => {
+  assertOutcome(await c.get('/Observation?_include=Observation:nosuch'), 400, '_include');
+  assertOutcome(await c.get('/Observation?_include=Observation:code'), 400, '_include on a token');
 });

@@ -276,8 +276,9 @@ static void *mt_worker(void *arg)
         bv_index_row *r;
         size_t n, errs;
         if (json_parse(a, j->text, j->len, NULL, &v, &je) != BV_OK ||
-            bv__fhir_extract_index_ex(a, v, &r, &n, &errs) != BV_OK || errs || (j->expect_rows && n != j->expect_rows))
-            j->bad++;
+            bv__fhir_extract_index_ex(a, v, &r, &n, &errs) != BV_OK || errs || (j->expect_rows && n != j->expect_rows)) {
+            if (j->bad++ == 0) fprintf(stderr, "extraction gave %zu rows, %zu errors\n", n, errs);
+        }
         bv_arena_free(a);
     }
     return NULL;
@@ -297,7 +298,7 @@ static void test_threads(void **state)
     mt_job jobs[8];
     pthread_t th[8];
     for (int i = 0; i < 8; i++) {
-        jobs[i] = (mt_job){.text = buf, .len = len, .expect_rows = 34};   /* Observation-blood-pressure: 34 rows */
+        jobs[i] = (mt_job){.text = buf, .len = len, .expect_rows = 45};   /* Observation-blood-pressure: 45 rows (incl. based-on:identifier, 2 display-only :text rows, 8 :ucum rows) */
         assert_int_equal(pthread_create(&th[i], NULL, mt_worker, &jobs[i]), 0);
     }
     for (int i = 0; i < 8; i++) {

@@ -159,7 +159,14 @@ static void test_token(void **state)
     assert_false(p->missing);
     bad("Patient", "active:missing=maybe", true, "true or false", "invalid");
 
-    bad("Observation", "code:in=http://vs", true, "not supported", "not-supported");
+    bad("Observation", "code:in=http://vs", true, "until terminology exists", "not-supported");
+    bad("Observation", "code:not-in=http://vs", false, "until terminology exists", "not-supported");
+    bad("Observation", "code:below=http://loinc.org|1", true, "until terminology exists", "not-supported");
+    p = one("Patient", "identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|123", &r);
+    assert_string_equal(p->param, "identifier:of-type");
+    assert_string_equal(p->system, "http://terminology.hl7.org/CodeSystem/v2-0203");
+    assert_string_equal(p->code, "MR|123");
+    bad("Patient", "identifier:of-type=MR|123", true, "system|code|value", "invalid");
     bad("Observation", "code:exact=x", true, "does not apply to token", NULL);
     bad("Patient", "identifier=|", true, "'|' alone", NULL);
 }
@@ -216,12 +223,20 @@ static void test_number_date_quantity(void **state)
     p = one("Observation", "value-quantity=lt5.4|http://unitsofmeasure.org|mg", &r);
     assert_int_equal(p->kind, BV_IX_QUANTITY);
     assert_int_equal(p->op, BV_OP_LT);
-    assert_true(fabs(p->num - 5.4) < 1e-12);
+    /* a convertible UCUM unit is matched in the canonical unit, on the "<param>:ucum" rows */
+    assert_true(fabs(p->num - 0.0054) < 1e-12);
+    assert_string_equal(p->param, "value-quantity:ucum");
     assert_string_equal(p->system, "http://unitsofmeasure.org");
-    assert_string_equal(p->code, "mg");
+    assert_string_equal(p->code, "g");
     p = one("Observation", "value-quantity=5.4||mg", &r);
+    assert_string_equal(p->code, "g");
+    p = one("Observation", "value-quantity=98.6||[degF]", &r);
+    assert_string_equal(p->code, "K");
+    assert_true(fabs(p->num - 310.15) < 1e-9);
+    p = one("Observation", "value-quantity=5.4||{beats}/min", &r);   /* not converted */
     assert_null(p->system);
-    assert_string_equal(p->code, "mg");
+    assert_string_equal(p->param, "value-quantity");
+    assert_string_equal(p->code, "{beats}/min");
     p = one("Observation", "value-quantity=5.4", &r);
     assert_null(p->system);
     assert_null(p->code);
@@ -265,7 +280,11 @@ static void test_reference(void **state)
     assert_int_equal(p->op, BV_OP_MISSING);
     assert_true(p->missing);
 
-    bad("Observation", "subject:identifier=http://x|1", true, "not supported yet", "not-supported");
+    p = one("Observation", "subject:identifier=http://x|1", &r);
+    assert_int_equal(p->kind, BV_IX_TOKEN);
+    assert_string_equal(p->param, "subject:identifier");
+    assert_string_equal(p->system, "http://x");
+    assert_string_equal(p->code, "1");
     bad("Observation", "subject:Medication=1", true, "not a target", NULL);
     bad("Observation", "subject:Foo=1", true, "unknown modifier ':Foo'", NULL);
     bad("Observation", "subject:Patient=Group/1", true, "not a Patient reference", NULL);
@@ -391,11 +410,19 @@ static void test_strict_lenient(void **state)
     bad("Patient", "_filter=x", true, "not supported", "not-supported");
     bad("Patient", "_content=x", true, "not supported", NULL);
 
-    /* composite and special: errors when strict, skipped when lenient */
-    bad("Observation", "code-value-quantity=http://loinc.org|2708-6$lt93", true, "composite", "not-supported");
-    assert_int_equal(parse("Observation", "code-value-quantity=http://loinc.org|2708-6$lt93", false, &r, &oo), BV_OK);
-    assert_int_equal(r.search.n_ands, 0);
+    /* composite: one pred with a component pred per '$' part; special: an error even when lenient */
+    assert_int_equal(parse("Observation", "code-value-quantity=http://loinc.org|2708-6$lt93", true, &r, &oo), BV_OK);
+    assert_int_equal(r.search.n_ands, 1);
+    const bv_pred *cp = &r.search.ands[0].preds[0];
+    assert_int_equal(cp->n_components, 2);
+    assert_string_equal(cp->components[0].param, "code-value-quantity#0");
+    assert_string_equal(cp->components[0].code, "2708-6");
+    assert_string_equal(cp->components[1].param, "code-value-quantity#1");
+    assert_int_equal(cp->components[1].kind, BV_IX_QUANTITY);
+    assert_int_equal(cp->components[1].op, BV_OP_LT);
+    bad("Observation", "code-value-quantity=http://loinc.org|2708-6", true, "components", "invalid");
     bad("Location", "near=42.25|-83.69|11.2|km", true, "special", NULL);
+    bad("Location", "near=42.25|-83.69|11.2|km", false, "special", NULL);
 
     /* bad values and unknown modifiers are errors even when lenient */
     bad("Patient", "birthdate=notadate", false, "'birthdate'", NULL);
