@@ -188,4 +188,12 @@ int64_t bv_txn_now_ms(bv_store_txn *t);
  * On failure the unit may hold part of the put: the unit must then return non-zero (rolled back). */
 int bv_txn_put(bv_store_txn *t, const bv_put *p);
 
+/* ---- Re-indexing (bevan reindex) ---- */
+/* Inside a unit: up to max current, non-deleted resources after *cursor in storage order (start
+ * with *cursor = 0); *cursor is advanced past the last one returned; *n = 0 at the end. */
+int bv_txn_scan_current(bv_store_txn *t, bv_arena *a, int64_t *cursor, size_t max, bv_record **out, size_t *n);
+/* Inside a unit: replaces the index rows of the current version of type/id (no new version, no
+ * history row). BV_ENOTFOUND if there is no such live resource. */
+int bv_txn_set_index(bv_store_txn *t, const char *type, const char *id, const bv_index_row *rows, size_t n_rows);
+
 #endif
