@@ -7,5 +7,6 @@ int bv_cmd_serve(int argc, char **argv);
 int bv_cmd_import(int argc, char **argv);
 int bv_cmd_check(int argc, char **argv);
 int bv_cmd_demo(int argc, char **argv);
+int bv_cmd_reindex(int argc, char **argv);
 
 #endif

@@ -103,6 +103,14 @@ int bv_fhirpath_eval_opts(bv_arena *a, const bv_fp_expr *e, const json_value *re
 /* The source text a compiled expression was made from. */
 const char *bv_fhirpath_source(const bv_fp_expr *e);
 
+/* FHIRPath Patch (R4, "FHIRPath Patch"): applies the "operation" parameters of a Parameters
+ * resource (add, insert, delete, replace, move) to doc in place, in order. Returns BV_OK;
+ * BV_EINVAL for a malformed Parameters (unknown type, missing part, invalid FHIRPath: a 400);
+ * BV_ECONFLICT for an operation that cannot be applied to this resource (path selects nothing or
+ * several elements, index out of range, unknown element name: a 422). err says which operation
+ * and why. On failure doc may be partly changed: patch a copy. The result needs validating. */
+int bv_fhirpath_patch(bv_arena *a, json_value *doc, const json_value *params, char *err, size_t errlen);
+
 /* ---- Search-index extraction (src/fhir/extract.c) ---- */
 /* Evaluates every search parameter of the resource's type and produces index rows. */
 int bv_fhir_extract_index(bv_arena *a, const json_value *resource, bv_index_row **rows, size_t *n);

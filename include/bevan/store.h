@@ -252,4 +252,12 @@ int bv_txn_put(bv_store_txn *t, const bv_put *p);
 int bv_txn_kv_set(bv_store_txn *t, const char *key, const char *value);
 int bv_txn_kv_get(bv_store_txn *t, bv_arena *a, const char *key, const char **value);
 
+/* ---- Re-indexing (bevan reindex) ---- */
+/* Inside a unit: up to max current, non-deleted resources after *cursor in storage order (start
+ * with *cursor = 0); *cursor is advanced past the last one returned; *n = 0 at the end. */
+int bv_txn_scan_current(bv_store_txn *t, bv_arena *a, int64_t *cursor, size_t max, bv_record **out, size_t *n);
+/* Inside a unit: replaces the index rows of the current version of type/id (no new version, no
+ * history row). BV_ENOTFOUND if there is no such live resource. */
+int bv_txn_set_index(bv_store_txn *t, const char *type, const char *id, const bv_index_row *rows, size_t n_rows);
+
 #endif

@@ -506,16 +506,23 @@ static void do_transaction(api_ctx *c, json_value *bundle, json_value *entries)
             const char *text = e->id && !e->query ? binary_patch_text(c->a, e->res, &plen) : NULL;
             json_value *pv = NULL;
             json_error jerr;
-            if (!text || json_parse(c->a, text, plen, NULL, &pv, &jerr) || !json_is(pv, JSON_ARRAY)) {
+            bool fpp = e->id && !e->query && bv_streq(json_get_str(e->res, "resourceType"), "Parameters");
+            if (fpp) {
+                e->unit.kind = OP_PATCH;
+                e->unit.patch = e->res;   /* FHIRPath Patch */
+                e->unit.fhirpath_patch = true;
+            } else if (!text || json_parse(c->a, text, plen, NULL, &pv, &jerr) || !json_is(pv, JSON_ARRAY)) {
                 bv_outcome_add(&oo, BV_SEV_ERROR, e->query ? "not-supported" : "invalid",
                                bv_arena_printf(c->a, "%s.resource", path),
                                e->query ? "conditional PATCH is not supported"
-                                        : "a PATCH entry needs a Binary resource with contentType "
-                                          "application/json-patch+json whose data is a JSON Patch array");
+                                        : "a PATCH entry needs a Parameters resource (FHIRPath Patch) or a Binary "
+                                          "resource with contentType application/json-patch+json whose data is a "
+                                          "JSON Patch array");
                 break;
+            } else {
+                e->unit.kind = OP_PATCH;
+                e->unit.patch = pv;
             }
-            e->unit.kind = OP_PATCH;
-            e->unit.patch = pv;
         }
         if (e->res && !patch) {
             bv_outcome sub;
@@ -679,6 +686,8 @@ static void do_batch(api_ctx *c, json_value *entries)
             sub.body_len = plen;
             sub.headers[sub.n_headers++] = (bv_kv){"Content-Type", "application/json-patch+json"};
         } else if (res) {
+            if (strcmp(method, "PATCH") == 0 && bv_streq(json_get_str(res, "resourceType"), "Parameters"))
+                sub.headers[sub.n_headers++] = (bv_kv){"Content-Type", "application/fhir+json"};
             bv_buf rb;
             bv_buf_init(&rb, 0);
             json_write(&rb, res, false);

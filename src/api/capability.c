@@ -43,6 +43,7 @@ int api_build_capability(bv_api *api)
     json_set(a, cs, "format", fmt);
     json_value *pf = json_new(a, JSON_ARRAY);
     json_push(a, pf, json_new_string(a, "application/json-patch+json"));
+    json_push(a, pf, json_new_string(a, "application/fhir+json"));
     json_set(a, cs, "patchFormat", pf);
     json_value *rests = json_new(a, JSON_ARRAY), *rest = json_new(a, JSON_OBJECT);
     json_set(a, rest, "mode", json_new_string(a, "server"));

@@ -117,7 +117,11 @@ int api_unit_run(bv_store_txn *t, void *ctx)
         if (json_parse(a, cur.body, cur.body_len, NULL, &doc, &jerr))
             return fail(u, 500, "exception", "stored resource unreadable");
         char err[300];
-        if (api_json_patch(a, &doc, u->patch, err, sizeof err))
+        if (u->fhirpath_patch) {
+            int prc = bv_fhirpath_patch(a, doc, u->patch, err, sizeof err);
+            if (prc == BV_EINVAL) return fail(u, 400, "invalid", "FHIRPath Patch: %s", err);
+            if (prc) return fail(u, 422, "processing", "FHIRPath Patch failed: %s", err);
+        } else if (api_json_patch(a, &doc, u->patch, err, sizeof err))
             return fail(u, 422, "processing", "JSON Patch failed: %s", err);
         if (!json_is(doc, JSON_OBJECT)) return fail(u, 422, "processing", "the patched document is not a resource");
         const char *rt = json_get_str(doc, "resourceType"), *pid = json_get_str(doc, "id");
@@ -309,22 +313,31 @@ void api_patch(api_ctx *c, const char *type, const char *id)
     api_unit u = {.c = c, .kind = OP_PATCH, .type = type, .id = id};
     if (parse_if_match(c, &u.if_match)) return;
     const char *ct = api_header(c, "Content-Type");
-    if (!ct || strncmp(ct, "application/json-patch+json", 27) != 0) {
+    bool jp = ct && strncmp(ct, "application/json-patch+json", 27) == 0;
+    bool fp = !jp && ct && (strncmp(ct, "application/fhir+json", 21) == 0 || strncmp(ct, "application/json", 16) == 0);
+    if (!jp && !fp) {
         api_error(c, 415, "not-supported", NULL,
-                  "PATCH needs Content-Type application/json-patch+json (JSON Patch, RFC 6902)");
+                  "PATCH needs Content-Type application/json-patch+json (JSON Patch, RFC 6902) or "
+                  "application/fhir+json (FHIRPath Patch: a Parameters resource)");
         return;
     }
     json_value *patch;
     json_error err;
     int rc = json_parse(c->a, c->req->body, c->req->body_len, NULL, &patch, &err);
     if (rc) {
-        api_error(c, rc == BV_ETOOBIG ? 413 : 400, "structure", NULL, "malformed JSON Patch: %s", err.message);
+        api_error(c, rc == BV_ETOOBIG ? 413 : 400, "structure", NULL, "malformed %s: %s",
+                  jp ? "JSON Patch" : "FHIRPath Patch", err.message);
         return;
     }
-    if (!json_is(patch, JSON_ARRAY)) {
+    if (jp && !json_is(patch, JSON_ARRAY)) {
         api_error(c, 400, "structure", NULL, "a JSON Patch document is an array of operations");
         return;
     }
+    if (fp && (!json_is(patch, JSON_OBJECT) || !bv_streq(json_get_str(patch, "resourceType"), "Parameters"))) {
+        api_error(c, 400, "structure", NULL, "a FHIRPath Patch body is a Parameters resource");
+        return;
+    }
+    u.fhirpath_patch = fp;
     u.patch = patch;
     run_unit(c, &u);
 }

@@ -75,7 +75,8 @@ typedef struct {
     size_t n_rows;
     int64_t if_match;          /* 0 = none */
     bv_search *cond;           /* If-None-Exist / conditional update / conditional delete */
-    const json_value *patch;
+    const json_value *patch;   /* JSON Patch array, or a FHIRPath Patch Parameters (fhirpath_patch) */
+    bool fhirpath_patch;
     /* results */
     int status;
     const char *code;

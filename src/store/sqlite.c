@@ -971,6 +971,64 @@ int bv_txn_put(bv_store_txn *t, const bv_put *p)
     return put_inner(t->c, p);
 }
 
+/* ---- Re-indexing ---- */
+int bv_txn_scan_current(bv_store_txn *t, bv_arena *a, int64_t *cursor, size_t max, bv_record **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (!t || !cursor || max == 0) return BV_EINVAL;
+    if (txn_gone(t)) return BV_EIO;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(t->c->db,
+                                "SELECT " REC_COLS ", rid FROM resources WHERE rid > ?1 AND deleted = 0"
+                                " ORDER BY rid LIMIT ?2",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK) return bv__fail(t->c, rc, "prepare scan");
+    sqlite3_bind_int64(st, 1, *cursor);
+    sqlite3_bind_int64(st, 2, (int64_t)max);
+    bv_record *recs = bv_arena_calloc(a, max, sizeof *recs);
+    size_t got = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && got < max) {
+        bv__record_from(a, st, 0, &recs[got++]);
+        *cursor = sqlite3_column_int64(st, 8);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return bv__fail(t->c, rc, "scan");
+    *out = recs;
+    *n = got;
+    return BV_OK;
+}
+
+int bv_txn_set_index(bv_store_txn *t, const char *type, const char *id, const bv_index_row *rows, size_t n_rows)
+{
+    if (!t || !type || !id || (n_rows && !rows)) return BV_EINVAL;
+    bv_put chk = {.type = type, .id = id, .version = 1, .method = "PUT", .body = "", .rows = rows, .n_rows = n_rows};
+    int rc = check_put(&chk);
+    if (rc) return rc;
+    if (txn_gone(t)) return BV_EIO;
+    bv__conn *c = t->c;
+    sqlite3_stmt *st = NULL;
+    rc = sqlite3_prepare_v2(c->db, "SELECT rid FROM resources WHERE type = ?1 AND id = ?2 AND deleted = 0", -1, &st,
+                            NULL);
+    if (rc != SQLITE_OK) return bv__fail(c, rc, "prepare lookup");
+    bind_text(st, 1, type);
+    bind_text(st, 2, id);
+    int64_t rid = 0;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) rid = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return bv__fail(c, rc, "lookup");
+    if (!rid) return BV_ENOTFOUND;
+    for (int k = 0; k < BV__N_KINDS; k++) {
+        if (!(st = bv__stmt(c, (bv__stmt_id)(ST_IX_DEL_STRING + k)))) return BV_EINTERNAL;
+        sqlite3_bind_int64(st, 1, rid);
+        if ((rc = step_done(c, st, "delete index rows"))) return rc;
+    }
+    for (size_t i = 0; i < n_rows; i++)
+        if ((rc = put_row(c, rid, (int64_t)i, &rows[i]))) return rc;
+    return BV_OK;
+}
+
 /* ---- Hooks ---- */
 size_t bv__store_pending(bv_store *s)
 {
