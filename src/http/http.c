@@ -586,6 +586,18 @@ static void *worker_main(void *arg)
     }
 }
 
+/* What bv_http_start allocated besides the daemon and the worker threads. */
+static void server_free(bv_http_server *s)
+{
+    free(s->workers);
+    bv__ratelimit_free(s->rl);
+    free(s->tls_cert);
+    free(s->tls_key);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}
+
 int bv_http_start(const bv_http_options *opt, bv_http_handler handler, void *ctx, bv_http_server **out,
                   char *err, size_t errlen)
 {
@@ -688,12 +700,7 @@ int bv_http_start(const bv_http_options *opt, bv_http_handler handler, void *ctx
     *out = s;
     return BV_OK;
 fail_early:
-    bv__ratelimit_free(s->rl);
-    free(s->tls_cert);
-    free(s->tls_key);
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
-    free(s);
+    server_free(s);
     return BV_EINVAL;
 }
 
@@ -731,11 +738,5 @@ void bv_http_stop(bv_http_server *s)
         if (fd != MHD_INVALID_SOCKET) close(fd);
     }
     stop_workers(s);
-    free(s->workers);
-    bv__ratelimit_free(s->rl);
-    free(s->tls_cert);
-    free(s->tls_key);
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
-    free(s);
+    server_free(s);
 }
