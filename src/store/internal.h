@@ -113,6 +113,7 @@ struct bv_store {
     pthread_cond_t scond;        /* syncer waits here for groups */
     pthread_cond_t dcond;        /* readers wait here for durable_gen */
     bv__synced *sync_head, *sync_tail;
+    bool sync_busy;              /* guarded by mu: the syncer is syncing; the writer extends its group */
     _Atomic int64_t commit_gen;  /* incremented by the writer before each COMMIT */
     _Atomic int64_t durable_gen; /* every generation <= this one is synced (or failed) */
     _Atomic bool poisoned;       /* a sync failed: refuse writes until restart (never retry-and-ack) */

@@ -678,20 +678,27 @@ static void units_lost(bv__unit *from, bv__unit *to_incl)
     }
 }
 
-/* Runs the units of one group in one transaction and COMMITs it (no sync: the syncer does that).
- * Fills g->committed and g->seq. */
-static void run_group(bv_store *s, bv__unit *batch, bv__synced *g)
+/* One group commit being built on the writer thread. */
+typedef struct {
+    bv__unit *first;   /* first unit of the open transaction; NULL when none is open */
+    bv__unit *tail;    /* last unit of the group's list */
+    size_t n;          /* units in the group */
+    uint64_t failures;
+} group_state;
+
+/* Runs units (a list already linked at the end of the group's list) in the group's transaction,
+ * each in its own SAVEPOINT. */
+static void run_units(bv_store *s, group_state *st, bv__unit *units)
 {
     bv__conn *c = s->wconn;
-    bv__unit *first = NULL; /* first unit of the open transaction; NULL when none is open */
-    uint64_t groups = 0, failures = 0;
-    for (bv__unit *u = batch; u; u = u->next) {
-        if (!first) {
+    for (bv__unit *u = units; u; u = u->next) {
+        st->n++;
+        if (!st->first) {
             if (bv__step_simple(c, ST_BEGIN_IMMEDIATE) != BV_OK) {
                 u->rc = BV_EIO;
                 continue;
             }
-            first = u;
+            st->first = u;
         }
         if (bv__step_simple(c, ST_SAVEPOINT) != BV_OK) {
             u->rc = BV_EIO;
@@ -706,12 +713,19 @@ static void run_group(bv_store *s, bv__unit *batch, bv__synced *g)
             }
         }
         if (sqlite3_get_autocommit(c->db)) {
-            units_lost(first, u);
-            first = NULL;
-            failures++;
+            units_lost(st->first, u);
+            st->first = NULL;
+            st->failures++;
         }
     }
-    if (first) {
+}
+
+/* COMMITs the group's transaction (no sync: the syncer does that). Fills g->committed, g->seq. */
+static void commit_group(bv_store *s, group_state *st, bv__synced *g)
+{
+    bv__conn *c = s->wconn;
+    uint64_t groups = 0;
+    if (st->first) {
         /* Announce the generation before its data can be seen: a reader that sees it then waits
          * for its sync (bv__await_durable). */
         g->gen = atomic_fetch_add(&s->commit_gen, 1) + 1;
@@ -720,19 +734,34 @@ static void run_group(bv_store *s, bv__unit *batch, bv__synced *g)
             g->committed = true;
             if (load_high_marks(c, &g->seq, NULL) != BV_OK) g->seq = 0;
         } else {
-            /* e.g. a failed sync, or a deferred constraint: nothing of this transaction is stored. */
+            /* e.g. a deferred constraint: nothing of this transaction is stored. */
             if (!sqlite3_get_autocommit(c->db)) bv__step_simple(c, ST_ROLLBACK);
-            units_lost(first, NULL);
-            failures++;
+            units_lost(st->first, NULL);
+            st->failures++;
         }
     }
-    size_t n = 0;
-    for (bv__unit *u = batch; u; u = u->next) n++;
     pthread_mutex_lock(&s->mu);
     s->groups += groups;
-    s->units += n;
-    s->commit_failures += failures;
+    s->units += st->n;
+    s->commit_failures += st->failures;
     pthread_mutex_unlock(&s->mu);
+}
+
+/* With mu held: detaches up to max queued units (at least one must be queued). */
+static bv__unit *take_queued(bv_store *s, size_t max, bv__unit **last_out)
+{
+    bv__unit *batch = s->head, *last = batch;
+    size_t n = 1;
+    while (n < max && last->next) {
+        last = last->next;
+        n++;
+    }
+    s->head = last->next;
+    if (!s->head) s->tail = NULL;
+    last->next = NULL;
+    s->pending -= n;
+    *last_out = last;
+    return batch;
 }
 
 static void *writer_main(void *arg)
@@ -745,23 +774,35 @@ static void *writer_main(void *arg)
             pthread_mutex_unlock(&s->mu);
             break;
         }
-        /* Take everything queued (up to group_max): whoever arrived during the last sync. */
-        bv__unit *batch = s->head, *last = batch;
-        size_t n = 1;
-        while (n < s->group_max && last->next) {
-            last = last->next;
-            n++;
+        /* Take everything queued (up to group_max). */
+        group_state st = {0};
+        bv__synced *g = bv_calloc(1, sizeof *g);
+        g->units = take_queued(s, s->group_max, &st.tail);
+        g->gen = atomic_load(&s->commit_gen); /* no COMMIT (every unit failed): nothing new to wait for */
+        pthread_mutex_unlock(&s->mu);
+        run_units(s, &st, g->units);
+
+        /* While the syncer is still busy with the previous groups, this group could not start its
+         * own sync anyway: keep it open and run the units that arrive meanwhile in it, then
+         * COMMIT as soon as the syncer is free. Bigger groups write each hot page once for more
+         * requests, at no cost in latency. */
+        pthread_mutex_lock(&s->mu);
+        while (st.n < s->group_max && s->sync_busy) {
+            if (!s->head) {
+                if (s->stopping) break;
+                pthread_cond_wait(&s->wcond, &s->mu);
+                continue;
+            }
+            bv__unit *last, *more = take_queued(s, s->group_max - st.n, &last);
+            st.tail->next = more;
+            st.tail = last;
+            pthread_mutex_unlock(&s->mu);
+            run_units(s, &st, more);
+            pthread_mutex_lock(&s->mu);
         }
-        s->head = last->next;
-        if (!s->head) s->tail = NULL;
-        last->next = NULL;
-        s->pending -= n;
         pthread_mutex_unlock(&s->mu);
 
-        bv__synced *g = bv_calloc(1, sizeof *g);
-        g->units = batch;
-        g->gen = atomic_load(&s->commit_gen); /* no COMMIT (every unit failed): nothing new to wait for */
-        run_group(s, batch, g);
+        commit_group(s, &st, g);
         /* The callers are answered by the syncer, after the WAL holding this COMMIT is synced. */
         bv__syncer_push(s, g);
     }

@@ -77,6 +77,7 @@ static void *syncer_main(void *arg)
         bv__synced *list = s->sync_head;
         s->sync_head = s->sync_tail = NULL;
         bool stop = !list && s->writer_done;
+        s->sync_busy = list != NULL;
         pthread_mutex_unlock(&s->mu);
         if (stop) break;
 
@@ -108,6 +109,8 @@ static void *syncer_main(void *arg)
         pthread_mutex_lock(&s->mu);
         if (gen > atomic_load(&s->durable_gen)) atomic_store(&s->durable_gen, gen);
         pthread_cond_broadcast(&s->dcond);
+        s->sync_busy = false;
+        pthread_cond_signal(&s->wcond); /* a writer holding its group open commits now */
         for (bv__synced *g = list, *gnext; g; g = gnext) {
             gnext = g->next;
             for (bv__unit *u = g->units, *next; u; u = next) {
