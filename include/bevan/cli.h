@@ -8,5 +8,6 @@ int bv_cmd_import(int argc, char **argv);
 int bv_cmd_check(int argc, char **argv);
 int bv_cmd_demo(int argc, char **argv);
 int bv_cmd_reindex(int argc, char **argv);
+int bv_cmd_backup(int argc, char **argv);   /* src/cli/backup.c */
 
 #endif
