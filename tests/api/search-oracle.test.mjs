@@ -755,8 +755,9 @@ async function runQuery(q) {
   const t0 = Date.now();
   const problems = [];
   const want = new Set(all(q.type).filter((r) => q.clauses.every((cl) => cl.test(r))).map((r) => `${q.type}/${r.id}`));
-  // _count=7 walks; a broad result (hundreds of matches) is walked in pages of 100 to bound the requests
-  const size = want.size > 300 ? 100 : PAGE;
+  // pages of 7 up to 70 matches; a broader result is walked in pages of 70 or 700, so that no
+  // query takes more than about 10 pages (each page re-runs the search; the ASan build is slow)
+  const size = want.size <= 10 * PAGE ? PAGE : want.size <= 100 * PAGE ? 10 * PAGE : 100 * PAGE;
   let url = `/${q.type}?${qs}&_count=${size}`;
   const got = [];
   const included = new Set();
