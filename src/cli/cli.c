@@ -1,6 +1,7 @@
 /* The subcommands: serve, import, check, demo, reindex. */
 #include "bevan/cli.h"
 #include "bevan/api.h"
+#include "bevan/care.h"
 #include "bevan/demo.h"
 #include "bevan/fhir.h"
 #include "bevan/http.h"
@@ -34,7 +35,19 @@ typedef struct {
     size_t n_cors;
     double rate_per_s, rate_burst;
     bool rate_loopback;
+    /* virtual wards (docs/ward.md) */
+    bool no_ward;
+    int64_t ward_window_ms, ward_grace_ms, ward_escalate_ms;
 } options;
+
+/* "N" minutes -> ms */
+static int parse_minutes(const char *s, int64_t *ms)
+{
+    uint64_t v;
+    if (!s || bv_str_to_u64(s, strlen(s), 100000, &v) || v == 0) return -1;
+    *ms = (int64_t)v * 60000;
+    return 0;
+}
 
 /* "N" or "N/BURST" requests per second; "0" = no limit. */
 static int parse_rate(const char *s, options *o)
@@ -98,6 +111,20 @@ static int parse_options(int argc, char **argv, options *o, const char *help)
             if (parse_rate(next, o)) goto bad;
             i++;
         } else if (strcmp(a, "--rate-limit-loopback") == 0) o->rate_loopback = true;
+        else if (strcmp(a, "--no-ward") == 0) o->no_ward = true;
+        else if (strcmp(a, "--news2-window") == 0 && next) { if (parse_minutes(next, &o->ward_window_ms)) goto bad; i++; }
+        else if (strcmp(a, "--overdue-grace") == 0 && next) { if (parse_minutes(next, &o->ward_grace_ms)) goto bad; i++; }
+        else if (strcmp(a, "--overdue-escalate") == 0 && next) {
+            if (parse_minutes(next, &o->ward_escalate_ms)) goto bad;
+            i++;
+        } else if (strcmp(a, "--plausible") == 0 && next) {
+            if (bv_care_set_limit_text(next) != BV_OK) {
+                fprintf(stderr, "bevan: bad --plausible '%s' (CODE[:UNIT]=MIN..MAX with a code of the table in "
+                                "docs/ward.md)\n", next);
+                return -1;
+            }
+            i++;
+        }
         else if (strcmp(a, "--") == 0) { i++; break; }
         else if (a[0] == '-' && a[1]) goto bad;
         else break;
@@ -186,7 +213,8 @@ static const char serve_help[] =
     "usage: bevan serve [--listen HOST:PORT] [--data DIR] [--port-file F] [--threads N]\n"
     "                   [--sync full|normal] [--demo N] [--seed S] [--tz ZONE]\n"
     "                   [--tls-cert F --tls-key F] [--cors-origin O]... [--rate-limit N[/B]]\n"
-    "                   [--rate-limit-loopback]\n"
+    "                   [--rate-limit-loopback] [--no-ward] [--news2-window MIN]\n"
+    "                   [--overdue-grace MIN] [--overdue-escalate MIN] [--plausible CODE[:UNIT]=LO..HI]\n"
     "Serves the FHIR R4 API at http://HOST:PORT/fhir (default 127.0.0.1:8080, data ./data).\n"
     "  --port-file F  write the bound port to F (use with --listen 127.0.0.1:0)\n"
     "  --sync normal  faster commits that may lose the last transactions on power loss (default full)\n"
@@ -198,6 +226,11 @@ static const char serve_help[] =
     "  --rate-limit N[/B]         per-client requests per second (burst B, default 2N); 0 = off\n"
     "                             (default 1000/2000; loopback clients exempt unless\n"
     "  --rate-limit-loopback      is given)\n"
+    "  --no-ward                  do not run the virtual-ward service (NEWS2, alerts, overdue)\n"
+    "  --news2-window MIN         a NEWS2 needs all parameters within MIN minutes (default 60)\n"
+    "  --overdue-grace MIN        a scheduled reading is overdue after MIN minutes (default 60)\n"
+    "  --overdue-escalate MIN     and the overdue alert escalates after MIN minutes (default 240)\n"
+    "  --plausible CODE[:UNIT]=LO..HI  override a plausibility limit (docs/ward.md)\n"
     "SIGTERM or SIGINT finishes in-flight requests and exits 0.\n";
 
 /* Request arenas grow in large blocks; keep freed blocks in the heap instead of returning them to
@@ -234,6 +267,17 @@ int bv_cmd_serve(int argc, char **argv)
             return 1;
         }
     }
+    bv_ward *ward = NULL;
+    if (!o.no_ward) {
+        bv_ward_options wo = {.store = s, .news2_window_ms = o.ward_window_ms, .overdue_grace_ms = o.ward_grace_ms,
+                              .overdue_escalate_ms = o.ward_escalate_ms};
+        if (bv_ward_start(&wo, &ward) != BV_OK) {
+            fprintf(stderr, "bevan: cannot start the ward service\n");
+            bv_api_free(api);
+            bv_store_close(s);
+            return 1;
+        }
+    }
     bv_http_options ho = {.listen = o.listen,
                           .threads = o.threads,
                           .tls_cert_file = o.tls_cert,
@@ -247,6 +291,7 @@ int bv_cmd_serve(int argc, char **argv)
     char err[256];
     if (bv_http_start(&ho, bv_api_handle, api, &srv, err, sizeof err)) {
         fprintf(stderr, "bevan: cannot listen on %s: %s\n", o.listen, err);
+        bv_ward_stop(ward);
         bv_api_free(api);
         bv_store_close(s);
         return 1;
@@ -259,6 +304,7 @@ int bv_cmd_serve(int argc, char **argv)
         if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 || rename(tmp, o.port_file) != 0) {
             fprintf(stderr, "bevan: cannot write the port file %s\n", o.port_file);
             bv_http_stop(srv);
+            bv_ward_stop(ward);
             bv_api_free(api);
             bv_store_close(s);
             return 1;
@@ -274,6 +320,7 @@ int bv_cmd_serve(int argc, char **argv)
     sigwait(&set, &sig);
     bv_log(BV_LOG_INFO, "signal %d: finishing in-flight requests", sig);
     bv_http_stop(srv);
+    bv_ward_stop(ward);
     bv_api_free(api);
     bv_store_close(s);
     bv_log(BV_LOG_INFO, "stopped");
