@@ -165,6 +165,7 @@ int64_t bv_care_plan_slot_before(const bv_care_plan *p, int64_t now_ms)
     if (!p->start_ms || p->n_times == 0) return 0;
     int64_t stop = p->start_ms + (int64_t)p->duration_days * DAY_MS;
     if (p->end_ms && p->end_ms < stop) stop = p->end_ms;
+    if (now_ms >= stop) now_ms = stop - 1;
     int64_t best = 0;
     /* local days around now (any UTC offset within +-14 h) */
     int64_t day0 = (now_ms + 14 * 3600000LL) / DAY_MS;
