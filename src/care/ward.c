@@ -13,6 +13,7 @@
 #include "bevan/care.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -53,6 +54,7 @@ static int64_t test_start_wall, test_start_now;
 
 int64_t bv_ward_now_ms(void)
 {
+    static _Atomic int64_t last_file_now;
     const char *file = getenv("BEVAN_TEST_NOW_FILE");
     int64_t lo, hi;
     if (file && *file) {
@@ -62,8 +64,12 @@ int64_t bv_ward_now_ms(void)
             while (len && (txt[len - 1] == '\n' || txt[len - 1] == ' ' || txt[len - 1] == '\r')) txt[--len] = '\0';
             int rc = bv_fhir_date_range(txt, &lo, &hi);
             free(txt);
-            if (rc == BV_OK) return lo;
+            if (rc == BV_OK) {
+                last_file_now = lo;
+                return lo;
+            }
         }
+        if (last_file_now) return last_file_now;   /* being rewritten: keep the last good value */
     }
     const char *fixed = getenv("BEVAN_TEST_NOW");
     if (fixed && *fixed && bv_fhir_date_range(fixed, &lo, &hi) == BV_OK) {
@@ -685,6 +691,18 @@ static int overdue_unit(bv_store_txn *t, void *ctxp)
     if (!level) return 0;
     char want[64];
     snprintf(want, sizeof want, "%" PRId64 " %d", slot, level);
+    const char *done = kv_get(&c, okey);
+    if (done && level == 2) {
+        /* the alert for this slot was closed by a clinician before it escalated: it was dealt with */
+        const char *sp = strchr(done, ' ');
+        int64_t ds;
+        json_value *task;
+        int64_t tver;
+        const char *tid, *fid;
+        if (sp && bv_str_to_i64(done, (size_t)(sp - done), &ds) == 0 && ds == slot &&
+            !open_alert(&c, p.id, BV_FAMILY_OVERDUE, &task, &tver, &tid, &fid))
+            return kv_set(&c, okey, want);
+    }
     const char *desc = bv_arena_printf(
         c.a, "No reading for the reading due at %s; last reading %s", instant(c.a, slot),
         last ? instant(c.a, last) : "never");
