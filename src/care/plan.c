@@ -21,6 +21,9 @@ static bool has_coding(const json_value *concepts, const char *system, const cha
 static const char *ref_id(bv_arena *a, const json_value *ref, const char *type)
 {
     const char *r = json_get_str(ref, "reference");
+    /* inside a transaction Bundle the reference is still the entry's fullUrl; it is rewritten to
+     * Type/id before it is stored, which is what the ward service reads */
+    if (r && bv_starts_with(r, "urn:uuid:")) return r;
     size_t tl = strlen(type);
     if (!r || strncmp(r, type, tl) != 0 || r[tl] != '/' || !r[tl + 1]) return NULL;
     const char *id = r + tl + 1;
@@ -110,7 +113,8 @@ int bv_care_plan_parse(bv_arena *a, const json_value *res, bv_care_plan *p, bv_o
                 else p->scale = (int)v;
             } else if (bv_streq(url, "scale2DecidedBy")) {
                 p->scale2_decided_by = json_get_str(json_get(s, "valueReference"), "reference");
-                if (!p->scale2_decided_by || !bv_starts_with(p->scale2_decided_by, "Practitioner/")) {
+                if (!p->scale2_decided_by || (!bv_starts_with(p->scale2_decided_by, "Practitioner/") &&
+                                              !bv_starts_with(p->scale2_decided_by, "urn:uuid:"))) {
                     decider_ref_bad = true;
                     p->scale2_decided_by = NULL;
                     ADD(path, "scale2DecidedBy must be a valueReference to a Practitioner (Practitioner/{id})");

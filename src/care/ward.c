@@ -365,13 +365,16 @@ static int search(wctx *c, const char *type, const bv_param *params, size_t n, b
     return bv_txn_search(c->t, c->a, &req.search, out, nout, NULL);
 }
 
-static int evaluate_news2(wctx *c, const bv_care_plan *p)
+/* NEWS2 as of time `at` (the triggering reading's time): the latest reading of each parameter at or
+ * before it, all within the window ending at the latest of them. */
+static int evaluate_news2(wctx *c, const bv_care_plan *p, int64_t at)
 {
     bv_arena *a = c->a;
-    bv_param q[] = {{"subject", bv_arena_printf(a, "Patient/%s", p->patient_id)}, {"_sort", "-date"}, {"_count", "60"}};
+    bv_param q[] = {{"subject", bv_arena_printf(a, "Patient/%s", p->patient_id)}, {"_sort", "-date"}, {"_count", "60"},
+                    {"date", bv_arena_printf(a, "le%s", instant(a, at))}};
     bv_record *recs;
     size_t n;
-    int rc = search(c, "Observation", q, 3, &recs, &n);
+    int rc = search(c, "Observation", q, 4, &recs, &n);
     if (rc) return rc;
     /* latest reading of each parameter within the window ending at the latest reading */
     const bv_record *used[BV_N2_NPARAMS] = {0};
@@ -383,6 +386,7 @@ static int evaluate_news2(wctx *c, const bv_care_plan *p)
         if (!obs || bv_care_reading(obs, &r) || !r.has_value) continue;
         int64_t t = r.effective_ms ? r.effective_ms : recs[i].last_updated_ms;
         r.effective_ms = t;
+        if (t > at) continue;
         if (!latest || t > latest) latest = t;
         int slot = -1;
         switch (r.kind) {
@@ -474,6 +478,7 @@ static int evaluate_news2(wctx *c, const bv_care_plan *p)
 /* ---- change handlers ---- */
 typedef struct {
     const char *plan_ids[BATCH];
+    int64_t at[BATCH];
     bv_care_plan plans[BATCH];
     size_t n;
 } news2_queue;
@@ -564,9 +569,10 @@ static int on_observation(wctx *c, const bv_record *r, news2_queue *q)
         }
     }
     for (size_t i = 0; i < q->n; i++)
-        if (strcmp(q->plan_ids[i], p.id) == 0) return 0;
+        if (strcmp(q->plan_ids[i], p.id) == 0 && q->at[i] == t) return 0;
     if (q->n < BATCH) {
         q->plans[q->n] = p;
+        q->at[q->n] = t;
         q->plan_ids[q->n++] = p.id;
     }
     return 0;
@@ -592,7 +598,7 @@ static int batch_unit(bv_store_txn *t, void *ctxp)
         else if (strcmp(r->type, "CarePlan") == 0) rc = on_careplan(&c, r);
         else if (strcmp(r->type, "Task") == 0) rc = on_task(&c, r);
     }
-    for (size_t i = 0; i < q.n && !rc; i++) rc = evaluate_news2(&c, &q.plans[i]);
+    for (size_t i = 0; i < q.n && !rc; i++) rc = evaluate_news2(&c, &q.plans[i], q.at[i]);
     if (!rc) rc = kv_set_int(&c, "ward.cursor", b->cursor_to);
     return rc;
 }

@@ -37,6 +37,7 @@ typedef struct {
     bool rate_loopback;
     /* virtual wards (docs/ward.md) */
     bool no_ward;
+    unsigned ward_patients;   /* demo: virtual-ward patients */
     int64_t ward_window_ms, ward_grace_ms, ward_escalate_ms;
 } options;
 
@@ -112,6 +113,7 @@ static int parse_options(int argc, char **argv, options *o, const char *help)
             i++;
         } else if (strcmp(a, "--rate-limit-loopback") == 0) o->rate_loopback = true;
         else if (strcmp(a, "--no-ward") == 0) o->no_ward = true;
+        else if (strcmp(a, "--ward") == 0 && next) { if (parse_uint(next, &o->ward_patients)) goto bad; i++; }
         else if (strcmp(a, "--news2-window") == 0 && next) { if (parse_minutes(next, &o->ward_window_ms)) goto bad; i++; }
         else if (strcmp(a, "--overdue-grace") == 0 && next) { if (parse_minutes(next, &o->ward_grace_ms)) goto bad; i++; }
         else if (strcmp(a, "--overdue-escalate") == 0 && next) {
@@ -173,13 +175,15 @@ static int demo_emit(void *ctx, const char *json, size_t len)
     return status >= 300 ? -1 : 0;
 }
 
-static int run_demo(bv_api *api, unsigned patients, uint64_t seed)
+static int run_demo(bv_api *api, unsigned patients, unsigned ward_patients, uint64_t seed)
 {
     demo_sink d = {.api = api};
-    bv_demo_options dopt = {.seed = seed, .patients = patients};
+    bv_demo_options dopt = {.seed = seed, .patients = patients, .ward_patients = ward_patients,
+                            .ward_now_ms = bv_ward_now_ms()};
     int64_t t0 = bv_now_ms();
     int rc = bv_demo_generate(&dopt, demo_emit, &d);
-    fprintf(stderr, "bevan demo: %u patients, %zu resources stored in %.1f s%s\n", patients, d.stats.entries_ok,
+    fprintf(stderr, "bevan demo: %u patients (%u on the virtual ward), %zu resources stored in %.1f s%s\n",
+            patients + ward_patients, ward_patients, d.stats.entries_ok,
             (double)(bv_now_ms() - t0) / 1000.0, rc ? " (FAILED)" : "");
     return rc ? -1 : 0;
 }
@@ -191,9 +195,11 @@ static void count_cb(void *ctx, const char *type, int64_t n)
 }
 
 static const char demo_help[] =
-    "usage: bevan demo --data DIR [--patients N] [--seed S]\n"
+    "usage: bevan demo --data DIR [--patients N] [--seed S] [--ward N]\n"
     "Generates a deterministic synthetic UK population (GP practices, practitioners, patients with\n"
-    "valid NHS numbers, conditions, observations, medications) and stores it in DIR.\n";
+    "valid NHS numbers, conditions, observations, medications) and stores it in DIR.\n"
+    "  --ward N   also N virtual-ward patients (CareTeam/demo-ward-1) with 14 days of home readings up\n"
+    "             to now (docs/ward.md); alerts and NEWS2 scores appear when `bevan serve` starts\n";
 
 int bv_cmd_demo(int argc, char **argv)
 {
@@ -202,7 +208,7 @@ int bv_cmd_demo(int argc, char **argv)
     bv_store *s;
     if (open_store(&o, &s)) return 1;
     bv_api *api = make_api(&o, s);
-    int rc = run_demo(api, o.demo_patients, o.seed);
+    int rc = run_demo(api, o.demo_patients, o.ward_patients, o.seed);
     bv_api_free(api);
     bv_store_close(s);
     return rc ? 1 : 0;
@@ -211,7 +217,7 @@ int bv_cmd_demo(int argc, char **argv)
 /* ---- serve ---- */
 static const char serve_help[] =
     "usage: bevan serve [--listen HOST:PORT] [--data DIR] [--port-file F] [--threads N]\n"
-    "                   [--sync full|normal] [--demo N] [--seed S] [--tz ZONE]\n"
+    "                   [--sync full|normal] [--demo N] [--ward N] [--seed S] [--tz ZONE]\n"
     "                   [--tls-cert F --tls-key F] [--cors-origin O]... [--rate-limit N[/B]]\n"
     "                   [--rate-limit-loopback] [--no-ward] [--news2-window MIN]\n"
     "                   [--overdue-grace MIN] [--overdue-escalate MIN] [--plausible CODE[:UNIT]=LO..HI]\n"
@@ -219,6 +225,7 @@ static const char serve_help[] =
     "  --port-file F  write the bound port to F (use with --listen 127.0.0.1:0)\n"
     "  --sync normal  faster commits that may lose the last transactions on power loss (default full)\n"
     "  --demo N       on first start (empty store) seed N synthetic patients\n"
+    "  --ward N       with --demo: N more on a virtual ward (docs/ward.md)\n"
     "  --tz ZONE      IANA zone for dates without one (default UTC; index and queries use it:\n"
     "                 changing it needs a reindex)\n"
     "  --tls-cert F --tls-key F   serve HTTPS only (PEM files; TLS 1.2 and 1.3)\n"
@@ -261,7 +268,7 @@ int bv_cmd_serve(int argc, char **argv)
     if (o.demo_patients) {
         int64_t n = 0;
         bv_store_count_by_type(s, count_cb, &n);
-        if (n == 0 && run_demo(api, o.demo_patients, o.seed)) {
+        if (n == 0 && run_demo(api, o.demo_patients, o.ward_patients, o.seed)) {
             bv_api_free(api);
             bv_store_close(s);
             return 1;
