@@ -22,7 +22,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define BATCH 64
+#define BATCH 32
 
 struct bv_ward {
     bv_ward_options o;
@@ -365,13 +365,28 @@ static int search(wctx *c, const char *type, const bv_param *params, size_t n, b
     return bv_txn_search(c->t, c->a, &req.search, out, nout, NULL);
 }
 
+static int param_slot(bv_reading_kind k)
+{
+    switch (k) {
+    case BV_RD_RR: return BV_N2_RR;
+    case BV_RD_SPO2: return BV_N2_SPO2;
+    case BV_RD_AIR_O2: return BV_N2_AIR_O2;
+    case BV_RD_BP: case BV_RD_SBP: return BV_N2_SBP;
+    case BV_RD_PULSE: return BV_N2_PULSE;
+    case BV_RD_ACVPU: return BV_N2_ACVPU;
+    case BV_RD_TEMP: return BV_N2_TEMP;
+    default: return -1;
+    }
+}
+
 /* NEWS2 as of time `at` (the triggering reading's time): the latest reading of each parameter at or
  * before it, all within the window ending at the latest of them. */
 static int evaluate_news2(wctx *c, const bv_care_plan *p, int64_t at)
 {
     bv_arena *a = c->a;
     bv_param q[] = {{"subject", bv_arena_printf(a, "Patient/%s", p->patient_id)}, {"_sort", "-date"}, {"_count", "60"},
-                    {"date", bv_arena_printf(a, "le%s", instant(a, at))}};
+                    {"date", bv_arena_printf(a, "le%s", instant(a, at + 60000))}};   /* slack: a value with seconds
+                                                                                  precision ends at .999 */
     bv_record *recs;
     size_t n;
     int rc = search(c, "Observation", q, 4, &recs, &n);
@@ -388,17 +403,7 @@ static int evaluate_news2(wctx *c, const bv_care_plan *p, int64_t at)
         r.effective_ms = t;
         if (t > at) continue;
         if (!latest || t > latest) latest = t;
-        int slot = -1;
-        switch (r.kind) {
-        case BV_RD_RR: slot = BV_N2_RR; break;
-        case BV_RD_SPO2: slot = BV_N2_SPO2; break;
-        case BV_RD_AIR_O2: slot = BV_N2_AIR_O2; break;
-        case BV_RD_BP: case BV_RD_SBP: slot = BV_N2_SBP; break;
-        case BV_RD_PULSE: slot = BV_N2_PULSE; break;
-        case BV_RD_ACVPU: slot = BV_N2_ACVPU; break;
-        case BV_RD_TEMP: slot = BV_N2_TEMP; break;
-        default: break;
-        }
+        int slot = param_slot(r.kind);
         if (slot < 0) continue;
         if (!used[slot] || t > got[slot].effective_ms) {
             used[slot] = &recs[i];
@@ -568,6 +573,32 @@ static int on_observation(wctx *c, const bv_record *r, news2_queue *q)
             if (rc) return rc;
         }
     }
+    /* Cheap pre-check before the NEWS2 search: the latest time seen for each of the 7 parameters
+     * (kv ward.seen.{plan}); most home sittings (SpO2 + pulse) never make a full set. */
+    int slot = param_slot(rd.kind);
+    if (slot < 0 || !rd.has_value) return 0;
+    const char *seen_key = bv_arena_printf(c->a, "ward.seen.%s", p.id);
+    int64_t seen[BV_N2_NPARAMS] = {0};
+    const char *sv = kv_get(c, seen_key);
+    for (int i = 0; sv && i < BV_N2_NPARAMS; i++) {
+        const char *comma = strchr(sv, ',');
+        size_t len = comma ? (size_t)(comma - sv) : strlen(sv);
+        if (bv_str_to_i64(sv, len, &seen[i])) seen[i] = 0;
+        sv = comma ? comma + 1 : NULL;
+    }
+    if (t > seen[slot]) {
+        seen[slot] = t;
+        char buf[BV_N2_NPARAMS * 24];
+        size_t bl = 0;
+        for (int i = 0; i < BV_N2_NPARAMS; i++) {
+            int w = snprintf(buf + bl, sizeof buf - bl, "%s%" PRId64, i ? "," : "", seen[i]);
+            if (w > 0 && (size_t)w < sizeof buf - bl) bl += (size_t)w;
+        }
+        rc = kv_set(c, seen_key, buf);
+        if (rc) return rc;
+    }
+    for (int i = 0; i < BV_N2_NPARAMS; i++)
+        if (!seen[i] || seen[i] < t - c->w->o.news2_window_ms) return 0;
     for (size_t i = 0; i < q->n; i++)
         if (strcmp(q->plan_ids[i], p.id) == 0 && q->at[i] == t) return 0;
     if (q->n < BATCH) {
