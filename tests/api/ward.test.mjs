@@ -64,6 +64,12 @@ test('implausible readings get a 422 saying what is wrong; nothing is stored, no
   assert.equal(r.json.resourceType, 'OperationOutcome');
   assert.ok(r.json.issue.some((i) => /pulse/.test(i.diagnostics)), r.text);
   assert.equal(await c.count('Observation'), before);
+  // a PATCH that makes a reading implausible is refused too, and leaves it as it was
+  const ok = await c.post('/Observation', reading.spo2(p, 96));
+  assert.equal(ok.status, 201, ok.text);
+  const pr = await c.patch(`/Observation/${ok.json.id}`, [{ op: 'replace', path: '/valueQuantity/value', value: 101 }]);
+  assertOutcome(pr, 422, 'PATCH to SpO2 101');
+  assert.equal((await c.get(`/Observation/${ok.json.id}`)).json.valueQuantity.value, 96);
   // plausible values of the same codes are accepted (°F too)
   const f = await c.post('/Observation', { ...reading.temp(p, 98.6), valueQuantity: { value: 98.6, system: 'http://unitsofmeasure.org', code: '[degF]', unit: '°F' } });
   assert.equal(f.status, 201, f.text);
