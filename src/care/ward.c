@@ -615,11 +615,14 @@ typedef struct {
     const bv_record *recs;
     size_t n;
     int64_t cursor_to;
+    int64_t unit_us;
 } batch_ctx;
 
 static int batch_unit(bv_store_txn *t, void *ctxp)
 {
     batch_ctx *b = ctxp;
+    struct timespec ts0, ts1;
+    clock_gettime(CLOCK_MONOTONIC, &ts0);
     wctx c = {.w = b->w, .t = t, .a = b->a, .now = bv_ward_now_ms()};
     news2_queue q = {.n = 0};
     int rc = 0;
@@ -631,6 +634,8 @@ static int batch_unit(bv_store_txn *t, void *ctxp)
     }
     for (size_t i = 0; i < q.n && !rc; i++) rc = evaluate_news2(&c, &q.plans[i], q.at[i]);
     if (!rc) rc = kv_set_int(&c, "ward.cursor", b->cursor_to);
+    clock_gettime(CLOCK_MONOTONIC, &ts1);
+    b->unit_us = (ts1.tv_sec - ts0.tv_sec) * 1000000 + (ts1.tv_nsec - ts0.tv_nsec) / 1000;
     return rc;
 }
 
@@ -657,7 +662,9 @@ static void process_changes(bv_ward *w, bv_arena *a)
         size_t n;
         if (bv_store_changes(w->o.store, a, cursor, BATCH, &recs, &n) != BV_OK || n == 0) return;
         batch_ctx b = {.w = w, .a = a, .recs = recs, .n = n, .cursor_to = recs[n - 1].seq};
+        int64_t T0 = bv_now_ms();
         int rc = bv_store_write(w->o.store, batch_unit, &b);
+        bv_log(BV_LOG_DEBUG, "ward: batch of %zu in %lld ms (unit %lld us)", n, (long long)(bv_now_ms() - T0), (long long)b.unit_us);
         if (rc == 0) continue;
         if (!bv_store_healthy(w->o.store)) return;
         /* one record at a time; a record that cannot be processed is logged and skipped */
