@@ -271,7 +271,13 @@ static int raise_alert(wctx *c, const bv_care_plan *p, bv_alert_kind k, const ch
     if (open_alert(c, p->id, f, &task, &tver, &tid, &fid)) {
         const json_value *cd = json_at(json_get(json_get(task, "code"), "coding"), 0);
         int old = bv_alert_from_code(json_get_str(cd, "code"));
-        if (old >= 0 && bv_alert_rank(k) < bv_alert_rank((bv_alert_kind)old)) return 0;  /* better: no change */
+        if (old >= 0 && bv_alert_rank(k) < bv_alert_rank((bv_alert_kind)old)) {
+            /* better: no change, except that an open overdue alert says which reading is missing now */
+            if (f != BV_FAMILY_OVERDUE) return 0;
+            json_set(a, task, "description", json_new_string(a, description));
+            json_set(a, task, "lastModified", json_new_string(a, now));
+            return put_resource(c, "Task", tid, task, tver + 1);
+        }
         json_set(a, task, "description", json_new_string(a, description));
         json_set(a, task, "lastModified", json_new_string(a, now));
         if (old < 0 || bv_alert_rank(k) > bv_alert_rank((bv_alert_kind)old)) {
