@@ -5,7 +5,9 @@
 #include "bevan/fhir.h"
 #include "bevan/http.h"
 #include "bevan/json.h"
+#include "bevan/notify.h"
 #include "bevan/store.h"
+#include "bevan/web.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -34,6 +36,9 @@ typedef struct {
     size_t n_cors;
     double rate_per_s, rate_burst;
     bool rate_loopback;
+    /* Subscriptions (serve) */
+    unsigned notify_attempts, notify_backoff_ms, notify_timeout_ms;
+    const char *web_dir;
 } options;
 
 /* "N" or "N/BURST" requests per second; "0" = no limit. */
@@ -98,6 +103,16 @@ static int parse_options(int argc, char **argv, options *o, const char *help)
             if (parse_rate(next, o)) goto bad;
             i++;
         } else if (strcmp(a, "--rate-limit-loopback") == 0) o->rate_loopback = true;
+        else if (strcmp(a, "--notify-attempts") == 0 && next) {
+            if (parse_uint(next, &o->notify_attempts) || o->notify_attempts == 0 || o->notify_attempts > 100) goto bad;
+            i++;
+        } else if (strcmp(a, "--notify-backoff-ms") == 0 && next) {
+            if (parse_uint(next, &o->notify_backoff_ms) || o->notify_backoff_ms == 0) goto bad;
+            i++;
+        } else if (strcmp(a, "--notify-timeout-ms") == 0 && next) {
+            if (parse_uint(next, &o->notify_timeout_ms) || o->notify_timeout_ms == 0) goto bad;
+            i++;
+        } else if (strcmp(a, "--web") == 0 && next) { o->web_dir = next; i++; }
         else if (strcmp(a, "--") == 0) { i++; break; }
         else if (a[0] == '-' && a[1]) goto bad;
         else break;
@@ -198,6 +213,10 @@ static const char serve_help[] =
     "  --rate-limit N[/B]         per-client requests per second (burst B, default 2N); 0 = off\n"
     "                             (default 1000/2000; loopback clients exempt unless\n"
     "  --rate-limit-loopback      is given)\n"
+    "  --notify-attempts N        rest-hook Subscription attempts before dead-letter (default 6)\n"
+    "  --notify-backoff-ms MS     first retry delay, doubled per attempt (default 1000)\n"
+    "  --notify-timeout-ms MS     one rest-hook request (default 10000)\n"
+    "  --web DIR                  the web pages served at /web/ (default: web/ beside the binary)\n"
     "SIGTERM or SIGINT finishes in-flight requests and exits 0.\n";
 
 /* Request arenas grow in large blocks; keep freed blocks in the heap instead of returning them to
@@ -206,6 +225,19 @@ static void tune_malloc(void)
 {
     mallopt(M_MMAP_THRESHOLD, 64 << 20);
     mallopt(M_TRIM_THRESHOLD, 256 << 20);
+}
+
+/* Everything the server answers: the web pages under /web/, the API otherwise. */
+typedef struct {
+    bv_api *api;
+    bv_web *web;
+} serve_ctx;
+
+static void serve_handle(void *ctx, bv_request *req, bv_response *resp)
+{
+    serve_ctx *sc = ctx;
+    if (bv_web_handle(sc->web, req, resp)) return;
+    bv_api_handle(sc->api, req, resp);
 }
 
 int bv_cmd_serve(int argc, char **argv)
@@ -234,7 +266,21 @@ int bv_cmd_serve(int argc, char **argv)
             return 1;
         }
     }
+    bv_notify_options no = {.store = s, .api = bv_api_handle, .api_ctx = api, .base_path = "/fhir",
+                            .max_attempts = o.notify_attempts, .backoff_ms = o.notify_backoff_ms,
+                            .timeout_ms = o.notify_timeout_ms};
+    bv_notify *notify;
+    char nerr[256];
+    if (bv_notify_start(&no, &notify, nerr, sizeof nerr)) {
+        fprintf(stderr, "bevan: cannot start Subscriptions: %s\n", nerr);
+        bv_api_free(api);
+        bv_store_close(s);
+        return 1;
+    }
+    serve_ctx sc = {.api = api, .web = bv_web_new(o.web_dir)};
+    if (o.web_dir && !sc.web) fprintf(stderr, "bevan: --web %s is not a folder; the web pages are not served\n", o.web_dir);
     bv_http_options ho = {.listen = o.listen,
+                          .ws = bv_notify_ws_handler(notify),
                           .threads = o.threads,
                           .tls_cert_file = o.tls_cert,
                           .tls_key_file = o.tls_key,
@@ -245,8 +291,10 @@ int bv_cmd_serve(int argc, char **argv)
                           .rate_loopback = o.rate_loopback};
     bv_http_server *srv;
     char err[256];
-    if (bv_http_start(&ho, bv_api_handle, api, &srv, err, sizeof err)) {
+    if (bv_http_start(&ho, serve_handle, &sc, &srv, err, sizeof err)) {
         fprintf(stderr, "bevan: cannot listen on %s: %s\n", o.listen, err);
+        bv_notify_stop(notify);
+        bv_web_free(sc.web);
         bv_api_free(api);
         bv_store_close(s);
         return 1;
@@ -259,6 +307,8 @@ int bv_cmd_serve(int argc, char **argv)
         if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 || rename(tmp, o.port_file) != 0) {
             fprintf(stderr, "bevan: cannot write the port file %s\n", o.port_file);
             bv_http_stop(srv);
+            bv_notify_stop(notify);
+            bv_web_free(sc.web);
             bv_api_free(api);
             bv_store_close(s);
             return 1;
@@ -274,6 +324,8 @@ int bv_cmd_serve(int argc, char **argv)
     sigwait(&set, &sig);
     bv_log(BV_LOG_INFO, "signal %d: finishing in-flight requests", sig);
     bv_http_stop(srv);
+    bv_notify_stop(notify);
+    bv_web_free(sc.web);
     bv_api_free(api);
     bv_store_close(s);
     bv_log(BV_LOG_INFO, "stopped");
