@@ -93,9 +93,10 @@ static void abs_deadline(struct timespec *ts, int64_t ms)
 static char *outkey(bv_arena *a, int64_t n) { return bv_arena_printf(a, "notify.out.%lld", (long long)n); }
 
 typedef struct {
-    size_t n;
-    const char *keys[CHANGES_BATCH + 8];
-    const char *vals[CHANGES_BATCH + 8];
+    size_t n, cap;
+    const char **keys;
+    const char **vals;
+    bv_arena *a;
 } kv_batch;
 
 static int kv_unit(bv_store_txn *t, void *ctx)
@@ -110,11 +111,20 @@ static int kv_unit(bv_store_txn *t, void *ctx)
 
 static void kv_add(kv_batch *b, const char *k, const char *v)
 {
-    if (b->n < sizeof b->keys / sizeof b->keys[0]) {
-        b->keys[b->n] = k;
-        b->vals[b->n] = v;
-        b->n++;
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 16;
+        const char **nk = bv_arena_alloc(b->a, cap * sizeof *nk), **nv = bv_arena_alloc(b->a, cap * sizeof *nv);
+        if (b->n) {
+            memcpy(nk, b->keys, b->n * sizeof *nk);
+            memcpy(nv, b->vals, b->n * sizeof *nv);
+        }
+        b->keys = nk;
+        b->vals = nv;
+        b->cap = cap;
     }
+    b->keys[b->n] = k;
+    b->vals[b->n] = v;
+    b->n++;
 }
 
 static const char *pending_json(bv_arena *a, const pending *p)
@@ -435,8 +445,8 @@ static bool dispatch_batch(bv_notify *n, bv_arena *a, int64_t *last_save_ms)
         /* persist an advanced cursor that has not been saved yet */
         return false;
     }
-    pending *fresh = bv_arena_calloc(a, k + 1, sizeof *fresh);
-    size_t nf = 0;
+    size_t cap_fresh = k + 8, nf = 0;
+    pending *fresh = bv_arena_calloc(a, cap_fresh, sizeof *fresh);
     int64_t now = bv_now_ms();
     pthread_mutex_lock(&n->mu);
     int64_t tail = n->out_tail;
@@ -464,7 +474,12 @@ static bool dispatch_batch(bv_notify *n, bv_arena *a, int64_t *last_save_ms)
                        BV_NOTIFY_MAX_PENDING, s->id);
                 continue;
             }
-            if (nf == k) continue;   /* one notification per change per batch slot is plenty */
+            if (nf == cap_fresh) {
+                pending *bigger = bv_arena_calloc(a, cap_fresh * 2, sizeof *bigger);
+                memcpy(bigger, fresh, nf * sizeof *fresh);
+                fresh = bigger;
+                cap_fresh *= 2;
+            }
             pending *p = &fresh[nf++];
             p->n = tail++;
             snprintf(p->sub, sizeof p->sub, "%s", s->id);
@@ -478,7 +493,8 @@ static bool dispatch_batch(bv_notify *n, bv_arena *a, int64_t *last_save_ms)
     int64_t new_cursor = recs[k - 1].seq;
     if (nf || bv_now_ms() - *last_save_ms >= CURSOR_SAVE_MS) {
         kv_batch *b = bv_arena_calloc(a, 1, sizeof *b);
-        for (size_t i = 0; i < nf && b->n < CHANGES_BATCH; i++) kv_add(b, outkey(a, fresh[i].n), pending_json(a, &fresh[i]));
+        b->a = a;
+        for (size_t i = 0; i < nf; i++) kv_add(b, outkey(a, fresh[i].n), pending_json(a, &fresh[i]));
         kv_add(b, "notify.out.tail", bv_arena_printf(a, "%lld", (long long)tail));
         kv_add(b, "notify.cursor", bv_arena_printf(a, "%lld", (long long)new_cursor));
         int rc = bv_store_write(n->o.store, kv_unit, b);
@@ -524,7 +540,7 @@ static void *dispatcher_main(void *arg)
         }
         /* a cursor moved by changes that made no notification: save it now and then */
         if (n->cursor != saved_cursor && bv_now_ms() - last_save >= CURSOR_SAVE_MS) {
-            kv_batch b = {0};
+            kv_batch b = {.a = a};
             char cur[32];
             snprintf(cur, sizeof cur, "%lld", (long long)n->cursor);
             kv_add(&b, "notify.cursor", cur);
@@ -572,7 +588,7 @@ static void finish_entry(bv_notify *n, bv_arena *a, const pending *p, const char
     if (reason) { n->dead_count++; n->st.dead++; }
     else n->st.delivered++;
     pthread_mutex_unlock(&n->mu);
-    kv_batch b = {0};
+    kv_batch b = {.a = a};
     kv_add(&b, outkey(a, p->n), NULL);
     kv_add(&b, "notify.out.head", bv_arena_printf(a, "%lld", (long long)head));
     if (reason) {
@@ -591,9 +607,12 @@ static void finish_entry(bv_notify *n, bv_arena *a, const pending *p, const char
         bv_log(BV_LOG_WARN, "notify: cannot update the outbox for slot %lld (it may be sent again)", (long long)p->n);
 }
 
+#define MAX_HEADS 1024
+
 static void *delivery_main(void *arg)
 {
     bv_notify *n = arg;
+    const char **seen_subs = bv_calloc(MAX_HEADS, sizeof *seen_subs);
     bv__http_client *hc = bv__http_client_new();
     bv_arena *a = bv_arena_new(64 * 1024);
     for (;;) {
@@ -605,7 +624,14 @@ static void *delivery_main(void *arg)
         while (!n->stopping) {
             now = bv_now_ms();
             wait = 1000;
+            /* only the oldest entry of each Subscription may go: notifications of one Subscription
+             * keep their order, and a failing receiver holds back only its own */
+            size_t n_seen = 0;
             for (size_t i = 0; i < n->n_pend; i++) {
+                bool seen = false;
+                for (size_t k = 0; k < n_seen && !seen; k++) seen = strcmp(seen_subs[k], n->pend[i].sub) == 0;
+                if (seen) continue;
+                if (n_seen < MAX_HEADS) seen_subs[n_seen++] = n->pend[i].sub;
                 if (n->pend[i].next_ms <= now) { p = n->pend[i]; found = true; break; }
                 if (n->pend[i].next_ms - now < wait) wait = n->pend[i].next_ms - now;
             }
@@ -650,7 +676,10 @@ static void *delivery_main(void *arg)
             d.body_len = r.body_len;
         }
         char why[256] = "";
+        bv_log(BV_LOG_DEBUG, "notify: %s %s for Subscription/%s (slot %lld, attempt %u)", d.method, d.url, p.sub,
+               (long long)p.n, p.attempts + 1);
         int status = bv__http_deliver(hc, &d, why, sizeof why);
+        bv_log(BV_LOG_DEBUG, "notify: -> %d %s", status, why);
         if (atomic_load(&n->abort)) break;   /* stopping: the entry stays in the outbox */
         if (status >= 200 && status <= 299) {
             finish_entry(n, a, &p, NULL);
@@ -669,17 +698,15 @@ static void *delivery_main(void *arg)
         p.next_ms = next;
         pthread_mutex_lock(&n->mu);
         n->st.retries++;
-        /* the whole Subscription waits: later notifications keep their order behind this one */
-        for (size_t i = 0; i < n->n_pend; i++) {
+        for (size_t i = 0; i < n->n_pend; i++)
             if (n->pend[i].n == p.n) n->pend[i] = p;
-            else if (strcmp(n->pend[i].sub, p.sub) == 0 && n->pend[i].next_ms < next) n->pend[i].next_ms = next + 1;
-        }
         pthread_mutex_unlock(&n->mu);
-        kv_batch b = {0};
+        kv_batch b = {.a = a};
         kv_add(&b, outkey(a, p.n), pending_json(a, &p));
         bv_store_write(n->o.store, kv_unit, &b);
     }
     bv_arena_free(a);
+    free(seen_subs);
     bv__http_client_free(hc);
     return NULL;
 }
@@ -739,6 +766,8 @@ static int load_state(bv_notify *n, char *err, size_t errlen)
         memset(&p, 0, sizeof p);
         if (!pending_parse(a, v, &p)) continue;
         p.n = slot;
+        /* resumed: try again now rather than after the backoff of the previous run */
+        if (p.next_ms > bv_now_ms()) p.next_ms = bv_now_ms();
         pend_push(n, &p);
         loaded++;
     }
