@@ -417,6 +417,48 @@ static bool matches(bv_notify *n, bv_arena *a, const bv__sub *s, const bv_record
     return k == 1 && recs[0].version == rec->version;
 }
 
+/* matches() for m changes at once (one search): hit[c] for recs[cand[c]]. A change that is not
+ * the current version of its resource never matches (its successor is matched on its own). */
+static void match_batch(bv_notify *n, bv_arena *a, const bv__sub *s, const bv_record *recs, const size_t *cand, size_t m,
+                        bool *hit)
+{
+    for (size_t c = 0; c < m; c++) hit[c] = false;
+    if (m == 1) {
+        hit[0] = matches(n, a, s, &recs[cand[0]]);
+        return;
+    }
+    bv_search q = *s->search;
+    bv_or *ands = bv_arena_calloc(a, q.n_ands + 1, sizeof *ands);
+    if (q.n_ands) memcpy(ands, q.ands, q.n_ands * sizeof *ands);
+    bv_pred *p = bv_arena_calloc(a, m, sizeof *p);
+    for (size_t c = 0; c < m; c++) {
+        p[c].kind = BV_IX_TOKEN;
+        p[c].op = BV_OP_TOKEN;
+        p[c].param = "_id";
+        p[c].code = recs[cand[c]].id;
+    }
+    ands[q.n_ands].preds = p;
+    ands[q.n_ands].n = m;
+    q.ands = ands;
+    q.n_ands++;
+    q.count = m;
+    q.offset = 0;
+    q.cursor = NULL;
+    q.sort = NULL;
+    q.n_sort = 0;
+    q.want_total = false;
+    q.max_seq = 0;
+    bv_record *found = NULL;
+    size_t k = 0;
+    if (bv_store_search(n->o.store, a, &q, &found, &k, NULL) != BV_OK) {
+        for (size_t c = 0; c < m; c++) hit[c] = matches(n, a, s, &recs[cand[c]]);   /* one by one */
+        return;
+    }
+    for (size_t f = 0; f < k; f++)
+        for (size_t c = 0; c < m; c++)
+            if (recs[cand[c]].version == found[f].version && strcmp(recs[cand[c]].id, found[f].id) == 0) hit[c] = true;
+}
+
 static void ws_ping(bv_notify *n, bv_arena *a, const char *sub_id)
 {
     char *m = bv_arena_printf(a, "ping %s", sub_id);
@@ -452,16 +494,25 @@ static bool dispatch_batch(bv_notify *n, bv_arena *a, int64_t *last_save_ms)
     int64_t tail = n->out_tail;
     size_t queued = n->n_pend;
     pthread_mutex_unlock(&n->mu);
-    for (size_t i = 0; i < k; i++) {
-        const bv_record *r = &recs[i];
-        if (strcmp(r->type, "Subscription") == 0) set_sub(n, r->id, bv__sub_from_record(r));
-        if (r->deleted) continue;
-        /* the dispatcher is the only writer of the table: reading it here needs no lock */
-        for (size_t j = 0; j < n->n_subs; j++) {
-            bv__sub *s = n->subs[j];
-            if (s->seq >= r->seq || strcmp(s->type, r->type) != 0) continue;
-            if (s->end_ms && now > s->end_ms) continue;
-            if (!matches(n, a, s, r)) continue;
+    /* Subscriptions first (each one only sees changes after its own version: s->seq) */
+    for (size_t i = 0; i < k; i++)
+        if (strcmp(recs[i].type, "Subscription") == 0) set_sub(n, recs[i].id, bv__sub_from_record(&recs[i]));
+    /* then one search per Subscription for the whole batch: the criteria AND _id in (the batch's
+     * resources of its type); a change matches when its version is the one that is current */
+    size_t *cand = bv_arena_alloc(a, k * sizeof *cand);
+    bool *hit = bv_arena_alloc(a, k * sizeof *hit);
+    /* the dispatcher is the only writer of the table: reading it here needs no lock */
+    for (size_t j = 0; j < n->n_subs; j++) {
+        bv__sub *s = n->subs[j];
+        if (s->end_ms && now > s->end_ms) continue;
+        size_t m = 0;
+        for (size_t i = 0; i < k; i++)
+            if (!recs[i].deleted && recs[i].seq > s->seq && strcmp(s->type, recs[i].type) == 0) cand[m++] = i;
+        if (!m) continue;
+        match_batch(n, a, s, recs, cand, m, hit);
+        for (size_t c = 0; c < m; c++) {
+            if (!hit[c]) continue;
+            const bv_record *r = &recs[cand[c]];
             pthread_mutex_lock(&n->mu);
             n->st.matched++;
             pthread_mutex_unlock(&n->mu);
