@@ -46,6 +46,11 @@ typedef struct {
     unsigned max_attempts;    /* rest-hook attempts per notification before dead-letter (0 = 6) */
     unsigned backoff_ms;      /* delay before the first retry, doubled each time, capped at 5 min (0 = 1000) */
     unsigned timeout_ms;      /* one delivery request, connect included (0 = 10000) */
+    /* rest-hook endpoints allowed: URL prefixes (e.g. "https://hooks.example.org/"). Endpoints on
+     * loopback (127.0.0.0/8, localhost, [::1]) are always allowed; any other is refused at delivery
+     * (dead-lettered at once, without a request) unless it starts with one of these. */
+    const char *const *endpoints;
+    size_t n_endpoints;
     /* Authorization of websocket binds. NULL = authorization is off: "bind {id}" needs no token. */
     bv_notify_auth_fn auth;
     void *auth_ctx;

@@ -39,6 +39,8 @@ typedef struct {
     /* Subscriptions (serve) */
     unsigned notify_attempts, notify_backoff_ms, notify_timeout_ms;
     const char *web_dir;
+    const char *endpoints[16];
+    size_t n_endpoints;
 } options;
 
 /* "N" or "N/BURST" requests per second; "0" = no limit. */
@@ -111,6 +113,12 @@ static int parse_options(int argc, char **argv, options *o, const char *help)
             i++;
         } else if (strcmp(a, "--notify-timeout-ms") == 0 && next) {
             if (parse_uint(next, &o->notify_timeout_ms) || o->notify_timeout_ms == 0) goto bad;
+            i++;
+        } else if (strcmp(a, "--notify-endpoint") == 0 && next) {
+            if (o->n_endpoints == sizeof o->endpoints / sizeof o->endpoints[0] ||
+                !(bv_starts_with(next, "http://") || bv_starts_with(next, "https://")))
+                goto bad;
+            o->endpoints[o->n_endpoints++] = next;
             i++;
         } else if (strcmp(a, "--web") == 0 && next) { o->web_dir = next; i++; }
         else if (strcmp(a, "--") == 0) { i++; break; }
@@ -216,6 +224,8 @@ static const char serve_help[] =
     "  --notify-attempts N        rest-hook Subscription attempts before dead-letter (default 6)\n"
     "  --notify-backoff-ms MS     first retry delay, doubled per attempt (default 1000)\n"
     "  --notify-timeout-ms MS     one rest-hook request (default 10000)\n"
+    "  --notify-endpoint PREFIX   rest-hook endpoints allowed besides loopback (URL prefix,\n"
+    "                             repeatable, max 16; others are dead-lettered unsent)\n"
     "  --web DIR                  the web pages served at /web/ (default: web/ beside the binary)\n"
     "SIGTERM or SIGINT finishes in-flight requests and exits 0.\n";
 
@@ -268,7 +278,8 @@ int bv_cmd_serve(int argc, char **argv)
     }
     bv_notify_options no = {.store = s, .api = bv_api_handle, .api_ctx = api, .base_path = "/fhir",
                             .max_attempts = o.notify_attempts, .backoff_ms = o.notify_backoff_ms,
-                            .timeout_ms = o.notify_timeout_ms};
+                            .timeout_ms = o.notify_timeout_ms, .endpoints = o.endpoints,
+                            .n_endpoints = o.n_endpoints};
     bv_notify *notify;
     char nerr[256];
     if (bv_notify_start(&no, &notify, nerr, sizeof nerr)) {

@@ -14,6 +14,7 @@ typedef struct bv__sub {
     int64_t end_ms;           /* Subscription.end (0 = none) */
     const char *type;         /* criteria's resource type */
     bv_search *search;        /* criteria */
+    bool simple;              /* matched in memory (match.c), no search */
     bool websocket;
     const char *endpoint;     /* rest-hook */
     bool full_resource;       /* payload present: PUT the resource */
@@ -23,6 +24,9 @@ typedef struct bv__sub {
 
 int bv__notify_parse_criteria(bv_arena *a, const char *criteria, const char **type, bv_search **search, bv_outcome *oo);
 bv__sub *bv__sub_from_record(const bv_record *r);
+/* match.c: can criteria be decided from a resource's own index rows? And do they match? */
+bool bv__match_is_simple(const bv_search *s);
+bool bv__match_rows(const bv_search *s, const char *id, const bv_index_row *rows, size_t n);
 void bv__sub_free(bv__sub *s);
 
 /* One rest-hook delivery attempt (deliver.c). status = HTTP status or 0 (no answer; why says). */

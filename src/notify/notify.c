@@ -501,6 +501,10 @@ static bool dispatch_batch(bv_notify *n, bv_arena *a, int64_t *last_save_ms)
      * resources of its type); a change matches when its version is the one that is current */
     size_t *cand = bv_arena_alloc(a, k * sizeof *cand);
     bool *hit = bv_arena_alloc(a, k * sizeof *hit);
+    /* index rows of each changed resource, extracted when a simple Subscription first needs them */
+    bv_index_row **rows = bv_arena_calloc(a, k, sizeof *rows);
+    size_t *n_rows = bv_arena_calloc(a, k, sizeof *n_rows);
+    signed char *have = bv_arena_calloc(a, k, sizeof *have);   /* 0 not yet, 1 ok, -1 failed */
     /* the dispatcher is the only writer of the table: reading it here needs no lock */
     for (size_t j = 0; j < n->n_subs; j++) {
         bv__sub *s = n->subs[j];
@@ -509,7 +513,23 @@ static bool dispatch_batch(bv_notify *n, bv_arena *a, int64_t *last_save_ms)
         for (size_t i = 0; i < k; i++)
             if (!recs[i].deleted && recs[i].seq > s->seq && strcmp(s->type, recs[i].type) == 0) cand[m++] = i;
         if (!m) continue;
-        match_batch(n, a, s, recs, cand, m, hit);
+        if (s->simple) {
+            /* decided on the changed version's own index rows: no search, no wait for a sync */
+            for (size_t c = 0; c < m; c++) {
+                size_t i = cand[c];
+                if (!have[i]) {
+                    json_value *v;
+                    json_error je;
+                    have[i] = json_parse(a, recs[i].body, recs[i].body_len, NULL, &v, &je) == BV_OK &&
+                                      bv_fhir_extract_index(a, v, &rows[i], &n_rows[i]) == BV_OK
+                                  ? 1 : -1;
+                }
+                hit[c] = have[i] > 0 ? bv__match_rows(s->search, recs[i].id, rows[i], n_rows[i])
+                                     : matches(n, a, s, &recs[i]);
+            }
+        } else {
+            match_batch(n, a, s, recs, cand, m, hit);
+        }
         for (size_t c = 0; c < m; c++) {
             if (!hit[c]) continue;
             const bv_record *r = &recs[cand[c]];
@@ -606,6 +626,27 @@ static void *dispatcher_main(void *arg)
 }
 
 /* ---------------------------------------------------------------- delivery */
+
+/* Loopback endpoints, or one of the configured prefixes (server-side request forgery control:
+ * the server only calls where its operator said it may). */
+static bool endpoint_allowed(const bv_notify *n, const char *url)
+{
+    for (size_t i = 0; i < n->o.n_endpoints; i++)
+        if (n->o.endpoints[i] && *n->o.endpoints[i] && bv_starts_with(url, n->o.endpoints[i])) return true;
+    const char *h = bv_starts_with(url, "http://") ? url + 7 : bv_starts_with(url, "https://") ? url + 8 : NULL;
+    if (!h) return false;
+    size_t auth = strcspn(h, "/?#");
+    if (memchr(h, '@', auth) || memchr(h, '\\', auth)) return false;   /* userinfo could name another host */
+    static const char *const loop[] = {"localhost", "[::1]"};
+    for (size_t i = 0; i < 2; i++) {
+        size_t l = strlen(loop[i]);
+        if (strncasecmp(h, loop[i], l) == 0 && (h[l] == ':' || h[l] == '/' || h[l] == '\0')) return true;
+    }
+    if (strncmp(h, "127.", 4) != 0) return false;
+    /* 127.a.b.c: digits and dots only up to the port or path */
+    size_t k = strspn(h, "0123456789.");
+    return k > 4 && (h[k] == ':' || h[k] == '/' || h[k] == '\0');
+}
 
 static int64_t backoff_ms(const bv_notify *n, unsigned attempts)
 {
@@ -709,6 +750,14 @@ static void *delivery_main(void *arg)
         pthread_mutex_unlock(&n->mu);
         if (!endpoint) {
             finish_entry(n, a, &p, "the Subscription is no longer active");
+            continue;
+        }
+        if (!endpoint_allowed(n, endpoint)) {
+            const char *why = "the endpoint is not allowed on this server (bevan serve --notify-endpoint PREFIX)";
+            bv_log(BV_LOG_WARN, "notify: Subscription/%s: %s", p.sub, why);
+            finish_entry(n, a, &p, why);
+            audit_dead_letter(n, &p, why);
+            sub_set_error(n, p.sub, why);
             continue;
         }
         bv__delivery d = {.method = "POST", .url = endpoint, .headers = headers, .n_headers = nh,

@@ -169,6 +169,7 @@ bv__sub *bv__sub_from_record(const bv_record *r)
         bv_arena_free(a);
         return NULL;
     }
+    s->simple = bv__match_is_simple(s->search);
     json_value *ch = json_get(v, "channel");
     const char *ct = json_get_str(ch, "type");
     s->websocket = bv_streq(ct, "websocket");

@@ -286,6 +286,40 @@ test('rest-hook: a failing receiver is retried with backoff, then the notificati
   }
 });
 
+test('rest-hook: endpoints off loopback are refused unless allowed with --notify-endpoint (no request is made)', async () => {
+  const data = tempDir('bevan-sub-ssrf-');
+  const rx = await receiver();
+  const s2 = await startServer({ data, args: ['--notify-endpoint', `http://127.0.0.1:${rx.port}/allowed/`] });
+  const c2 = client(s2.base);
+  try {
+    const subs = {};
+    for (const [k, ep] of [['far', 'http://example.invalid/hook'], ['userinfo', `http://127.0.0.1:${rx.port}@example.invalid/x`],
+      ['allowed', `http://127.0.0.1:${rx.port}/allowed/x`], ['loopback', `http://localhost:${rx.port}/other`]]) {
+      const s = await c2.post('/Subscription', sub({ type: 'rest-hook', endpoint: ep }));
+      assert.equal(s.status, 201, s.text);
+      subs[k] = s.json.id;
+    }
+    assert.equal((await c2.post('/Observation', spo2(86))).status, 201);
+    assert.ok(await rx.waitFor(2), `deliveries: ${rx.got.length}`);
+    for (const k of ['far', 'userinfo']) {
+      let cur;
+      for (let i = 0; i < 100; i++) {
+        cur = (await c2.get(`/Subscription/${subs[k]}`)).json;
+        if (cur.status === 'error') break;
+        await sleep(50 * SLOW);
+      }
+      assert.equal(cur.status, 'error', k);
+      assert.match(cur.error, /not allowed/);
+    }
+    await sleep(200);
+    assert.deepEqual(rx.got.map((g) => g.url).sort(), ['/allowed/x', '/other']);
+  } finally {
+    await rx.close();
+    await s2.stop();
+    rmSync(data, { recursive: true, force: true });
+  }
+});
+
 test('rest-hook: a notification pending at shutdown is delivered after a restart', async () => {
   const data = tempDir('bevan-sub-restart-');
   const args = ['--notify-attempts', '10', '--notify-backoff-ms', '60000'];
