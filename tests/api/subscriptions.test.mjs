@@ -134,6 +134,45 @@ test('websocket: bind -> bound, a matching change -> ping, a non-matching one ->
   } finally { ws.close(); }
 });
 
+test('criteria select the right changes: in-memory ones (token, :not, reference, string, _id) and searched ones (quantity, chain)', async () => {
+  const crit = {
+    A: `Observation?code=${SPO2}&subject=Patient/pA`,
+    B: 'Observation?code:not=http://loinc.org|8867-4',
+    C: 'Patient?name=smi',
+    D: `Observation?value-quantity=${encodeURIComponent('lt90|http://unitsofmeasure.org|%')}`,
+    E: 'Observation?subject.name=smith',
+    F: 'Observation?_id=fixed-id-1',
+  };
+  const ids = {};
+  const ws = await connectWs(srv.origin);
+  try {
+    for (const [k, cr] of Object.entries(crit)) {
+      const s = await c.post('/Subscription', sub({ type: 'websocket' }, cr));
+      assert.equal(s.status, 201, `${k}: ${s.text}`);
+      ids[s.json.id] = k;
+      ws.send(`bind ${s.json.id}`);
+      assert.equal(await ws.next(), `bound ${s.json.id}`);
+    }
+    assert.equal((await c.put('/Patient/pA', { resourceType: 'Patient', id: 'pA', name: [{ family: 'Smith' }] })).status, 201);
+    assert.equal((await c.post('/Observation', spo2(88, 'Patient/pA'))).status, 201);
+    assert.equal((await c.post('/Observation', { ...pulse(70), subject: { reference: 'Patient/pA' } })).status, 201);
+    assert.equal((await c.post('/Observation', spo2(95, 'Patient/pB'))).status, 201);
+    assert.equal((await c.put('/Observation/fixed-id-1', { ...pulse(60), id: 'fixed-id-1' })).status, 201);
+    const want = { A: 1, B: 2, C: 1, D: 1, E: 2, F: 1 };
+    const total = Object.values(want).reduce((x, y) => x + y, 0);
+    const got = {};
+    for (let i = 0; i < total; i++) {
+      const m = await ws.next(5000 * SLOW);
+      const [kind, id] = m.split(' ');
+      assert.equal(kind, 'ping', m);
+      got[ids[id]] = (got[ids[id]] || 0) + 1;
+    }
+    await assert.rejects(ws.next(400), /no websocket message/);
+    assert.deepEqual(got, want);
+    for (const id of Object.keys(ids)) assert.equal((await c.del(`/Subscription/${id}`)).status < 300, true);
+  } finally { ws.close(); }
+});
+
 test('websocket: binding errors are answered, the connection stays usable', async () => {
   const rh = await c.post('/Subscription', sub({ type: 'rest-hook', endpoint: 'http://127.0.0.1:9/x' }));
   assert.equal(rh.status, 201);
