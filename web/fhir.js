@@ -68,7 +68,7 @@ const Bevan = (() => {
   async function signIn(scope) {
     let conf = null;
     try {
-      const r = await fetch(`${ORIGIN}/.well-known/smart-configuration`, { headers: { Accept: 'application/json' } });
+      const r = await fetch(`${BASE}/.well-known/smart-configuration`, { headers: { Accept: 'application/json' } });
       if (r.ok) conf = await r.json();
     } catch { conf = null; }
     if (!conf || !conf.authorization_endpoint || !conf.token_endpoint) return { token: null, context: {} };

@@ -276,7 +276,11 @@ int bv_cmd_serve(int argc, char **argv)
             return 1;
         }
     }
-    bv_notify_options no = {.store = s, .api = bv_api_handle, .api_ctx = api, .base_path = "/fhir",
+    /* The Subscription service writes (Subscription status, dead-letter AuditEvents) through an
+     * API instance of its own: in-process, never exposed over HTTP, so it needs no token when
+     * authorization is switched on for the public one. */
+    bv_api *internal_api = make_api(&o, s);
+    bv_notify_options no = {.store = s, .api = bv_api_handle, .api_ctx = internal_api, .base_path = "/fhir",
                             .max_attempts = o.notify_attempts, .backoff_ms = o.notify_backoff_ms,
                             .timeout_ms = o.notify_timeout_ms, .endpoints = o.endpoints,
                             .n_endpoints = o.n_endpoints};
@@ -284,6 +288,7 @@ int bv_cmd_serve(int argc, char **argv)
     char nerr[256];
     if (bv_notify_start(&no, &notify, nerr, sizeof nerr)) {
         fprintf(stderr, "bevan: cannot start Subscriptions: %s\n", nerr);
+        bv_api_free(internal_api);
         bv_api_free(api);
         bv_store_close(s);
         return 1;
@@ -306,6 +311,7 @@ int bv_cmd_serve(int argc, char **argv)
         fprintf(stderr, "bevan: cannot listen on %s: %s\n", o.listen, err);
         bv_notify_stop(notify);
         bv_web_free(sc.web);
+        bv_api_free(internal_api);
         bv_api_free(api);
         bv_store_close(s);
         return 1;
@@ -320,6 +326,7 @@ int bv_cmd_serve(int argc, char **argv)
             bv_http_stop(srv);
             bv_notify_stop(notify);
             bv_web_free(sc.web);
+            bv_api_free(internal_api);
             bv_api_free(api);
             bv_store_close(s);
             return 1;
@@ -337,6 +344,7 @@ int bv_cmd_serve(int argc, char **argv)
     bv_http_stop(srv);
     bv_notify_stop(notify);
     bv_web_free(sc.web);
+    bv_api_free(internal_api);
     bv_api_free(api);
     bv_store_close(s);
     bv_log(BV_LOG_INFO, "stopped");
