@@ -6,7 +6,9 @@
 #include "bevan/fhir.h"
 #include "bevan/http.h"
 #include "bevan/json.h"
+#include "bevan/notify.h"
 #include "bevan/store.h"
+#include "bevan/web.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -39,6 +41,11 @@ typedef struct {
     bool no_ward;
     unsigned ward_patients;   /* demo: virtual-ward patients */
     int64_t ward_window_ms, ward_grace_ms, ward_escalate_ms;
+    /* Subscriptions (serve) */
+    unsigned notify_attempts, notify_backoff_ms, notify_timeout_ms;
+    const char *web_dir;
+    const char *endpoints[16];
+    size_t n_endpoints;
 } options;
 
 /* "N" minutes -> ms */
@@ -127,6 +134,22 @@ static int parse_options(int argc, char **argv, options *o, const char *help)
             }
             i++;
         }
+        else if (strcmp(a, "--notify-attempts") == 0 && next) {
+            if (parse_uint(next, &o->notify_attempts) || o->notify_attempts == 0 || o->notify_attempts > 100) goto bad;
+            i++;
+        } else if (strcmp(a, "--notify-backoff-ms") == 0 && next) {
+            if (parse_uint(next, &o->notify_backoff_ms) || o->notify_backoff_ms == 0) goto bad;
+            i++;
+        } else if (strcmp(a, "--notify-timeout-ms") == 0 && next) {
+            if (parse_uint(next, &o->notify_timeout_ms) || o->notify_timeout_ms == 0) goto bad;
+            i++;
+        } else if (strcmp(a, "--notify-endpoint") == 0 && next) {
+            if (o->n_endpoints == sizeof o->endpoints / sizeof o->endpoints[0] ||
+                !(bv_starts_with(next, "http://") || bv_starts_with(next, "https://")))
+                goto bad;
+            o->endpoints[o->n_endpoints++] = next;
+            i++;
+        } else if (strcmp(a, "--web") == 0 && next) { o->web_dir = next; i++; }
         else if (strcmp(a, "--") == 0) { i++; break; }
         else if (a[0] == '-' && a[1]) goto bad;
         else break;
@@ -238,6 +261,12 @@ static const char serve_help[] =
     "  --overdue-grace MIN        a scheduled reading is overdue after MIN minutes (default 60)\n"
     "  --overdue-escalate MIN     and the overdue alert escalates after MIN minutes (default 240)\n"
     "  --plausible CODE[:UNIT]=LO..HI  override a plausibility limit (docs/ward.md)\n"
+    "  --notify-attempts N        rest-hook Subscription attempts before dead-letter (default 6)\n"
+    "  --notify-backoff-ms MS     first retry delay, doubled per attempt (default 1000)\n"
+    "  --notify-timeout-ms MS     one rest-hook request (default 10000)\n"
+    "  --notify-endpoint PREFIX   rest-hook endpoints allowed besides loopback (URL prefix,\n"
+    "                             repeatable, max 16; others are dead-lettered unsent)\n"
+    "  --web DIR                  the web pages served at /web/ (default: web/ beside the binary)\n"
     "SIGTERM or SIGINT finishes in-flight requests and exits 0.\n";
 
 /* Request arenas grow in large blocks; keep freed blocks in the heap instead of returning them to
@@ -246,6 +275,19 @@ static void tune_malloc(void)
 {
     mallopt(M_MMAP_THRESHOLD, 64 << 20);
     mallopt(M_TRIM_THRESHOLD, 256 << 20);
+}
+
+/* Everything the server answers: the web pages under /web/, the API otherwise. */
+typedef struct {
+    bv_api *api;
+    bv_web *web;
+} serve_ctx;
+
+static void serve_handle(void *ctx, bv_request *req, bv_response *resp)
+{
+    serve_ctx *sc = ctx;
+    if (bv_web_handle(sc->web, req, resp)) return;
+    bv_api_handle(sc->api, req, resp);
 }
 
 int bv_cmd_serve(int argc, char **argv)
@@ -285,7 +327,28 @@ int bv_cmd_serve(int argc, char **argv)
             return 1;
         }
     }
+    /* The Subscription service writes (Subscription status, dead-letter AuditEvents) through an
+     * API instance of its own: in-process, never exposed over HTTP, so it needs no token when
+     * authorization is switched on for the public one. */
+    bv_api *internal_api = make_api(&o, s);
+    bv_notify_options no = {.store = s, .api = bv_api_handle, .api_ctx = internal_api, .base_path = "/fhir",
+                            .max_attempts = o.notify_attempts, .backoff_ms = o.notify_backoff_ms,
+                            .timeout_ms = o.notify_timeout_ms, .endpoints = o.endpoints,
+                            .n_endpoints = o.n_endpoints};
+    bv_notify *notify;
+    char nerr[256];
+    if (bv_notify_start(&no, &notify, nerr, sizeof nerr)) {
+        fprintf(stderr, "bevan: cannot start Subscriptions: %s\n", nerr);
+        bv_ward_stop(ward);
+        bv_api_free(internal_api);
+        bv_api_free(api);
+        bv_store_close(s);
+        return 1;
+    }
+    serve_ctx sc = {.api = api, .web = bv_web_new(o.web_dir)};
+    if (o.web_dir && !sc.web) fprintf(stderr, "bevan: --web %s is not a folder; the web pages are not served\n", o.web_dir);
     bv_http_options ho = {.listen = o.listen,
+                          .ws = bv_notify_ws_handler(notify),
                           .threads = o.threads,
                           .tls_cert_file = o.tls_cert,
                           .tls_key_file = o.tls_key,
@@ -296,9 +359,12 @@ int bv_cmd_serve(int argc, char **argv)
                           .rate_loopback = o.rate_loopback};
     bv_http_server *srv;
     char err[256];
-    if (bv_http_start(&ho, bv_api_handle, api, &srv, err, sizeof err)) {
+    if (bv_http_start(&ho, serve_handle, &sc, &srv, err, sizeof err)) {
         fprintf(stderr, "bevan: cannot listen on %s: %s\n", o.listen, err);
         bv_ward_stop(ward);
+        bv_notify_stop(notify);
+        bv_web_free(sc.web);
+        bv_api_free(internal_api);
         bv_api_free(api);
         bv_store_close(s);
         return 1;
@@ -312,6 +378,9 @@ int bv_cmd_serve(int argc, char **argv)
             fprintf(stderr, "bevan: cannot write the port file %s\n", o.port_file);
             bv_http_stop(srv);
             bv_ward_stop(ward);
+            bv_notify_stop(notify);
+            bv_web_free(sc.web);
+            bv_api_free(internal_api);
             bv_api_free(api);
             bv_store_close(s);
             return 1;
@@ -328,6 +397,9 @@ int bv_cmd_serve(int argc, char **argv)
     bv_log(BV_LOG_INFO, "signal %d: finishing in-flight requests", sig);
     bv_http_stop(srv);
     bv_ward_stop(ward);
+    bv_notify_stop(notify);
+    bv_web_free(sc.web);
+    bv_api_free(internal_api);
     bv_api_free(api);
     bv_store_close(s);
     bv_log(BV_LOG_INFO, "stopped");
