@@ -62,12 +62,15 @@ typedef struct {
 int bv_auth_open(const bv_auth_options *o, bv_auth **out, char *err, size_t errlen);
 void bv_auth_free(bv_auth *au);
 const char *bv_auth_issuer(const bv_auth *au);
+/* Sets issuer and audience (this server's FHIR base URL) once the port is known, before tokens
+ * can be checked; until then every token fails the aud check (fail closed). Call once. */
+void bv_auth_set_base(bv_auth *au, const char *base_url);
 const char *bv_auth_audience(const bv_auth *au);
 
 /* Verifies an access token: size, structure, alg allowlist (RS256 RS384 ES256 ES384; never none or
  * HS*), no jku/x5u/jwk/x5c/crit, kid known for the token's iss, signature, exp/nbf/iat within the
  * skew, aud, a scope claim (ID tokens are refused), a patient/ scope only with a patient in
- * context. now_s: seconds since the epoch. On failure: BV_EINVAL (or BV_ETOOBIG) and a reason in
+ * context. now_s: seconds since the epoch (< 0: times not checked, for revocation). On failure: BV_EINVAL (or BV_ETOOBIG) and a reason in
  * why that never contains the token. Revocation is the caller's (jti). */
 int bv_auth_verify(bv_auth *au, bv_arena *a, const char *token, int64_t now_s, bv_principal *p, char *why,
                    size_t whylen);

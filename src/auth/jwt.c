@@ -2,6 +2,7 @@
 #include "bevan/auth.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,10 +116,15 @@ typedef struct {
     EVP_PKEY *pkey;
     bool rsa;
     int ec_bits;              /* 256 / 384 for EC keys */
+    bool own_issuer;          /* trusted for Bevan's own issuer (which is set late) */
 } trusted_key;
 
 struct bv_auth {
-    char *issuer, *audience;
+    /* set once after the listening port is known (bv_auth_set_base): read by request threads */
+    _Atomic(char *) issuer;
+    _Atomic(char *) audience;
+    char *old[8];             /* replaced values, freed with the verifier */
+    size_t n_old;
     EVP_PKEY *sign_key;       /* own ES256 private key */
     char *sign_kid;
     char *jwks_text;          /* own public JWKS */
@@ -126,8 +132,17 @@ struct bv_auth {
     size_t n_keys;
 };
 
-const char *bv_auth_issuer(const bv_auth *au) { return au->issuer; }
-const char *bv_auth_audience(const bv_auth *au) { return au->audience; }
+const char *bv_auth_issuer(const bv_auth *au) { return atomic_load(&((bv_auth *)au)->issuer); }
+const char *bv_auth_audience(const bv_auth *au) { return atomic_load(&((bv_auth *)au)->audience); }
+
+void bv_auth_set_base(bv_auth *au, const char *base_url)
+{
+    /* keys trusted for the own issuer follow it (key_issuer) */
+    if (au->n_old + 2 <= 8) {
+        au->old[au->n_old++] = atomic_exchange(&au->issuer, bv_strdup(base_url));
+        au->old[au->n_old++] = atomic_exchange(&au->audience, bv_strdup(base_url));
+    }
+}
 
 static EVP_PKEY *pkey_from_jwk(bv_arena *a, const json_value *jwk, bool *rsa, int *ec_bits)
 {
@@ -189,7 +204,8 @@ out:
 static void add_key(bv_auth *au, const char *kid, const char *issuer, EVP_PKEY *pkey, bool rsa, int ec_bits)
 {
     au->keys = bv_realloc(au->keys, (au->n_keys + 1) * sizeof *au->keys);
-    au->keys[au->n_keys++] = (trusted_key){bv_strdup(kid), bv_strdup(issuer), pkey, rsa, ec_bits};
+    au->keys[au->n_keys++] = (trusted_key){bv_strdup(kid), bv_strdup(issuer ? issuer : ""), pkey, rsa, ec_bits,
+                                           issuer == NULL};
 }
 
 /* Every key of a JWKS document; each must have a kid. Returns the number of keys or -1. */
@@ -304,8 +320,8 @@ int bv_auth_open(const bv_auth_options *o, bv_auth **out, char *err, size_t errl
 {
     *out = NULL;
     bv_auth *au = bv_calloc(1, sizeof *au);
-    au->issuer = bv_strdup(o->issuer ? o->issuer : "");
-    au->audience = bv_strdup(o->audience ? o->audience : au->issuer);
+    atomic_init(&au->issuer, bv_strdup(o->issuer ? o->issuer : ""));
+    atomic_init(&au->audience, bv_strdup(o->audience ? o->audience : o->issuer ? o->issuer : ""));
     bv_arena *a = bv_arena_new(1 << 14);
     int rc = BV_EINVAL;
     if (o->key_dir) {
@@ -349,13 +365,13 @@ int bv_auth_open(const bv_auth_options *o, bv_auth **out, char *err, size_t errl
                                      x, y, au->sign_kid);
         au->jwks_text = bv_strdup(jwks);
         char sub[300];
-        if (load_jwks_text(au, a, jwks, strlen(jwks), au->issuer, sub, sizeof sub) != 1) {
+        if (load_jwks_text(au, a, jwks, strlen(jwks), NULL, sub, sizeof sub) != 1) {
             snprintf(err, errlen, "own JWKS: %s", sub);
             goto fail;
         }
     }
     for (size_t i = 0; i < o->n_jwks_files; i++)
-        if (load_jwks_file(au, a, o->jwks_files[i], au->issuer, err, errlen)) goto fail;
+        if (load_jwks_file(au, a, o->jwks_files[i], NULL, err, errlen)) goto fail;
     for (size_t i = 0; i < o->n_trust; i++) {
         const char *eq = strchr(o->trust[i], '=');
         if (!eq || eq == o->trust[i] || !eq[1]) {
@@ -386,8 +402,9 @@ void bv_auth_free(bv_auth *au)
     EVP_PKEY_free(au->sign_key);
     free(au->sign_kid);
     free(au->jwks_text);
-    free(au->issuer);
-    free(au->audience);
+    free(atomic_load(&au->issuer));
+    free(atomic_load(&au->audience));
+    for (size_t i = 0; i < au->n_old; i++) free(au->old[i]);
     free(au);
 }
 
@@ -561,7 +578,11 @@ int bv_auth_verify(bv_auth *au, bv_arena *a, const char *token, int64_t now_s, b
     if (!iss) return fail(why, whylen, "token has no iss");
     const trusted_key *key = NULL;
     for (size_t i = 0; i < au->n_keys; i++)
-        if (strcmp(au->keys[i].kid, jp.kid) == 0 && strcmp(au->keys[i].issuer, iss) == 0) { key = &au->keys[i]; break; }
+        if (strcmp(au->keys[i].kid, jp.kid) == 0 &&
+            strcmp(au->keys[i].own_issuer ? bv_auth_issuer(au) : au->keys[i].issuer, iss) == 0) {
+            key = &au->keys[i];
+            break;
+        }
     if (!key) return fail(why, whylen, "token kid is not a key of a trusted issuer");
     if (!key_fits(key, jp.alg)) return fail(why, whylen, "token alg does not fit its key");
     if (!verify_sig(key->pkey, jp.alg, jp.signing_input, jp.signing_len, jp.sig, jp.sig_len))
@@ -569,12 +590,13 @@ int bv_auth_verify(bv_auth *au, bv_arena *a, const char *token, int64_t now_s, b
     const json_value *p = jp.payload;
     int64_t exp = 0, nbf = 0, iat = 0;
     if (!num_claim(p, "exp", &exp) || exp < 0) return fail(why, whylen, "token has no valid exp");
-    if (now_s > exp + BV_AUTH_SKEW_S) return fail(why, whylen, "token has expired");
-    if (num_claim(p, "nbf", &nbf) && (nbf < 0 || nbf > now_s + BV_AUTH_SKEW_S))
+    bool timed = now_s >= 0; /* < 0: revocation of a possibly expired token */
+    if (timed && now_s > exp + BV_AUTH_SKEW_S) return fail(why, whylen, "token has expired");
+    if (num_claim(p, "nbf", &nbf) && (nbf < 0 || (timed && nbf > now_s + BV_AUTH_SKEW_S)))
         return fail(why, whylen, "token is not valid yet (nbf)");
-    if (num_claim(p, "iat", &iat) && (iat < 0 || iat > now_s + BV_AUTH_SKEW_S))
+    if (num_claim(p, "iat", &iat) && (iat < 0 || (timed && iat > now_s + BV_AUTH_SKEW_S)))
         return fail(why, whylen, "token was issued in the future (iat)");
-    if (!aud_matches(json_get(p, "aud"), au->audience)) return fail(why, whylen, "token aud is not this server");
+    if (!aud_matches(json_get(p, "aud"), bv_auth_audience(au))) return fail(why, whylen, "token aud is not this server");
     if (json_get(p, "nonce")) return fail(why, whylen, "an ID token is not an access token");
     const char *scope = json_get_str(p, "scope");
     if (!scope) return fail(why, whylen, "token has no scope (an ID token is not an access token)");

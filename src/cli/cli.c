@@ -1,5 +1,6 @@
 /* The subcommands: serve, import, check, demo, reindex. */
 #include "bevan/cli.h"
+#include "auth_cmd.h"
 #include "bevan/api.h"
 #include "bevan/demo.h"
 #include "bevan/fhir.h"
@@ -34,6 +35,7 @@ typedef struct {
     size_t n_cors;
     double rate_per_s, rate_burst;
     bool rate_loopback;
+    cli_auth_opts auth;      /* serve: --auth, --base-url, --jwks, --trust-issuer, --policy */
 } options;
 
 /* "N" or "N/BURST" requests per second; "0" = no limit. */
@@ -61,6 +63,7 @@ static int parse_uint(const char *s, unsigned *out)
 static int parse_options(int argc, char **argv, options *o, const char *help)
 {
     int i = 1;
+    bool auth_bad = false;
     for (; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -98,6 +101,9 @@ static int parse_options(int argc, char **argv, options *o, const char *help)
             if (parse_rate(next, o)) goto bad;
             i++;
         } else if (strcmp(a, "--rate-limit-loopback") == 0) o->rate_loopback = true;
+        else if (cli_auth_option(&o->auth, argc, argv, &i, &auth_bad)) {
+            if (auth_bad) { i--; goto bad; }
+        }
         else if (strcmp(a, "--") == 0) { i++; break; }
         else if (a[0] == '-' && a[1]) goto bad;
         else break;
@@ -186,7 +192,8 @@ static const char serve_help[] =
     "usage: bevan serve [--listen HOST:PORT] [--data DIR] [--port-file F] [--threads N]\n"
     "                   [--sync full|normal] [--demo N] [--seed S] [--tz ZONE]\n"
     "                   [--tls-cert F --tls-key F] [--cors-origin O]... [--rate-limit N[/B]]\n"
-    "                   [--rate-limit-loopback]\n"
+    "                   [--rate-limit-loopback] [--auth on|off] [--base-url URL] [--jwks FILE]...\n"
+    "                   [--trust-issuer ISS=JWKSFILE]... [--policy FILE]\n"
     "Serves the FHIR R4 API at http://HOST:PORT/fhir (default 127.0.0.1:8080, data ./data).\n"
     "  --port-file F  write the bound port to F (use with --listen 127.0.0.1:0)\n"
     "  --sync normal  faster commits that may lose the last transactions on power loss (default full)\n"
@@ -198,6 +205,13 @@ static const char serve_help[] =
     "  --rate-limit N[/B]         per-client requests per second (burst B, default 2N); 0 = off\n"
     "                             (default 1000/2000; loopback clients exempt unless\n"
     "  --rate-limit-loopback      is given)\n"
+    "  --auth on|off              bearer tokens required on every FHIR route but /metadata (default\n"
+    "                             on; off only on loopback, with a warning). docs/security.md\n"
+    "  --base-url URL             the FHIR base URL clients use: access tokens' aud (default\n"
+    "                             http://HOST:PORT/fhir; required when not on loopback)\n"
+    "  --jwks FILE                more public keys trusted for Bevan's own issuer\n"
+    "  --trust-issuer ISS=FILE    trust tokens with iss ISS signed by a key of FILE (JWKS)\n"
+    "  --policy FILE              roles and labels (default DATA/policy.json, else built-in)\n"
     "SIGTERM or SIGINT finishes in-flight requests and exits 0.\n";
 
 /* Request arenas grow in large blocks; keep freed blocks in the heap instead of returning them to
@@ -234,6 +248,12 @@ int bv_cmd_serve(int argc, char **argv)
             return 1;
         }
     }
+    bv_auth *auth = NULL;
+    if (cli_auth_setup(&o.auth, api, o.data, o.listen, &auth)) {
+        bv_api_free(api);
+        bv_store_close(s);
+        return 1;
+    }
     bv_http_options ho = {.listen = o.listen,
                           .threads = o.threads,
                           .tls_cert_file = o.tls_cert,
@@ -268,6 +288,7 @@ int bv_cmd_serve(int argc, char **argv)
     snprintf(host, sizeof host, "%s", o.listen);
     char *colon = strrchr(host, ':');
     if (colon) *colon = '\0';
+    cli_auth_ready(&o.auth, auth, o.data, host, port, o.tls_cert != NULL);
     bv_log(BV_LOG_INFO, "Bevan serving FHIR R4 at %s://%s:%d/fhir (data %s)", o.tls_cert ? "https" : "http", host,
            port, o.data);
     int sig = 0;
