@@ -74,6 +74,10 @@ static void build(api_ctx *c, const audit_fields *f, bv_buf *b)
     char ts[40];
     bv_format_instant(bv_now_ms(), ts, sizeof ts);
     bv_buf_puts(b, "{\"resourceType\":\"AuditEvent\",");
+    if (z && (z->self_patient || !z->p.fhir_user)) {
+        bv_buf_printf(b, "\"meta\":{\"tag\":[{\"system\":\"%s\",\"code\":\"%s\"}]},", AZ_AUDIT_TAG_SYSTEM,
+                      z->self_patient ? "patient-access" : "system-access");
+    }
     if (f->auth_failure)
         bv_buf_puts(b, "\"type\":{\"system\":\"http://dicom.nema.org/resources/ontology/DCM\",\"code\":\"110114\","
                        "\"display\":\"User Authentication\"},\"subtype\":[{\"system\":"

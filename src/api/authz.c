@@ -741,6 +741,25 @@ static const char *named_patient(const bv_search *s, const char *type)
 
 /* inline: inside (or before) a write unit, no store access of its own: staff relationship checks
  * are left to the unit (conditional writes) or refused (searches in a transaction). */
+/* A patient's view of the audit trail leaves out its own accesses and system-internal ones
+ * (domain.md §6.4): audit.c tags those events. */
+static void restrict_audit_tags(api_ctx *c, bv_search *s, const char *type)
+{
+    if (type && strcmp(type, "AuditEvent") != 0) return;
+    static char *const tags[] = {"patient-access", "system-access"};
+    for (size_t i = 0; i < 2; i++) {
+        bv_pred *p = bv_arena_calloc(c->a, 1, sizeof *p);
+        p->kind = BV_IX_TOKEN;
+        p->op = BV_OP_TOKEN;
+        p->param = "_tag";
+        p->negate = true;
+        p->system_given = true;
+        p->system = AZ_AUDIT_TAG_SYSTEM;
+        p->code = tags[i];
+        add_and(c->a, s, p, 1);
+    }
+}
+
 static int restrict_one(api_ctx *c, bv_search *s, const char *type, unsigned perm, bool inline_)
 {
     api_az *z = c->az;
@@ -751,6 +770,7 @@ static int restrict_one(api_ctx *c, bv_search *s, const char *type, unsigned per
     if (g.mode == AZ_PATIENT) {
         restrict_compartment(c->a, s, type, z->self_patient);
         restrict_nested(c, s, z->self_patient, 0);
+        restrict_audit_tags(c, s, type);
         if (!z->audit_patient) z->audit_patient = z->self_patient;
         restrict_labels(c->a, s, c->api->az->policy.patient_hidden, c->api->az->policy.n_patient_hidden);
         return 0;
@@ -832,6 +852,7 @@ int authz_search(api_ctx *c, bv_search_request *sr)
     if (z->self_patient) {
         restrict_compartment(c->a, s, NULL, z->self_patient);
         restrict_nested(c, s, z->self_patient, 0);
+        restrict_audit_tags(c, s, NULL);
         restrict_labels(c->a, s, c->api->az->policy.patient_hidden, c->api->az->policy.n_patient_hidden);
         if (!z->audit_patient) z->audit_patient = z->self_patient;
         return 0;

@@ -54,6 +54,9 @@ typedef struct api_authz_cfg {
 } api_authz_cfg;
 
 #define AZ_AUDIT_FLUSH_MS 1000
+/* meta.tag system of AuditEvents: "patient-access" (the actor is a patient or proxy),
+ * "system-access" (a backend client) - left out of a patient's view of its audit trail */
+#define AZ_AUDIT_TAG_SYSTEM "https://bevan.example/fhir/audit-actor"
 
 typedef enum { AZ_DENY, AZ_SYSTEM, AZ_STAFF, AZ_PATIENT } az_mode;
 
