@@ -544,7 +544,12 @@ static int record_check(api_ctx *c, az_rd *rd, const char *type, const char *id,
                  z->self_patient);
         return 403;
     }
-    /* staff */
+    /* staff: demographics (the Patient resource itself) are reachable without a relationship, as
+     * in a national demographics trace; everything in the compartment needs one */
+    if (bv_streq(type, "Patient")) {
+        z->audit_patient = id;
+        return 0;
+    }
     if (ps.more) {
         snprintf(msg, ml, "%s/%s refers to too many patients to check", type, id);
         return 403;
@@ -784,7 +789,7 @@ static int restrict_one(api_ctx *c, bv_search *s, const char *type, unsigned per
         return -1;
     }
     const char *pid = z->named_patient ? z->named_patient : named_patient(s, type);
-    bool member = type_in_compartment(type);
+    bool member = type_in_compartment(type) && strcmp(type, "Patient") != 0;
     if (!pid) {
         if (search_has_has(s)) {
             deny(c, 403, "forbidden", "_has is only available to staff on a search that names one patient");
@@ -797,7 +802,7 @@ static int restrict_one(api_ctx *c, bv_search *s, const char *type, unsigned per
         }
         return 0; /* Patient demographics and reference data */
     }
-    if (!bv_streq(type, "Patient") || search_has_has(s)) {
+    if (member || search_has_has(s)) {
         char msg[400];
         az_rd rd = {c->api->store, NULL, c->a};
         if (staff_reach(c, &rd, pid, msg, sizeof msg)) {
@@ -856,6 +861,26 @@ int authz_search(api_ctx *c, bv_search_request *sr)
         restrict_labels(c->a, s, c->api->az->policy.patient_hidden, c->api->az->policy.n_patient_hidden);
         if (!z->audit_patient) z->audit_patient = z->self_patient;
         return 0;
+    }
+    if (usr && z->role) {
+        /* the role's types only (the audit trail only when named): compartment types are enough
+         * for $everything and compartment searches, which are the system searches staff can make */
+        const char **types = bv_arena_calloc(c->a, fhir_patient_compartment_count + 2, sizeof *types);
+        size_t nt = 0;
+        for (size_t i = 0; i <= fhir_patient_compartment_count; i++) {
+            const char *t = i < fhir_patient_compartment_count ? fhir_patient_compartment[i].resource : "Patient";
+            if (i == fhir_patient_compartment_count && fhir_patient_compartment_find("Patient")) continue;
+            if (!role_allows_type(z, t)) continue;
+            bool given = s->n_types == 0;
+            for (size_t k = 0; k < s->n_types; k++) given |= strcmp(s->types[k], t) == 0;
+            if (given) types[nt++] = t;
+        }
+        if (!nt) {
+            deny(c, 403, "forbidden", "the role '%s' reaches none of these types", z->role->name);
+            return -1;
+        }
+        s->types = types;
+        s->n_types = nt;
     }
     if (usr && z->named_patient) {
         char msg[400];
