@@ -152,6 +152,7 @@ static EVP_PKEY *pkey_from_jwk(bv_arena *a, const json_value *jwk, bool *rsa, in
     OSSL_PARAM *params = NULL;
     EVP_PKEY_CTX *ctx = NULL;
     BIGNUM *n = NULL, *e = NULL;
+    unsigned char pub[1 + 2 * 48]; /* the builder keeps a pointer to it until OSSL_PARAM_BLD_to_param */
     if (!bld) return NULL;
     if (bv_streq(kty, "RSA")) {
         const char *ns = json_get_str(jwk, "n"), *es = json_get_str(jwk, "e");
@@ -174,7 +175,6 @@ static EVP_PKEY *pkey_from_jwk(bv_arena *a, const json_value *jwk, bool *rsa, in
         unsigned char *xb = xs ? bv_b64url_decode(a, xs, strlen(xs), &xl) : NULL;
         unsigned char *yb = ys ? bv_b64url_decode(a, ys, strlen(ys), &yl) : NULL;
         if (!bytes || !xb || !yb || xl != (size_t)bytes || yl != (size_t)bytes) goto out;
-        unsigned char pub[1 + 2 * 48];
         pub[0] = 4;
         memcpy(pub + 1, xb, xl);
         memcpy(pub + 1 + xl, yb, yl);

@@ -127,7 +127,7 @@ int bv_cmd_token(int argc, char **argv)
     const char *data = "./data", *scope = NULL, *patient = NULL, *user = NULL, *role = NULL, *org = NULL,
                *aud = NULL, *sub = NULL;
     uint64_t ttl = 3600;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { fputs(token_help, stdout); return 0; }
         if (!n) { fprintf(stderr, "bevan token: bad option '%s'\n%s", a, token_help); return 2; }
@@ -142,7 +142,6 @@ int bv_cmd_token(int argc, char **argv)
         else if (strcmp(a, "--ttl") == 0) {
             if (bv_str_to_u64(n, strlen(n), 86400, &ttl) || ttl == 0) { fprintf(stderr, "bevan token: bad --ttl\n"); return 2; }
         } else { fprintf(stderr, "bevan token: bad option '%s'\n%s", a, token_help); return 2; }
-        i++;
     }
     if (!scope) { fputs(token_help, stderr); return 2; }
     char *base = aud ? bv_strdup(aud) : read_base(data);
@@ -227,7 +226,7 @@ int bv_cmd_client(int argc, char **argv)
     const char *data = "./data", *id = NULL, *jwks = NULL, *scope = "system/*.rs";
     const char *ru[16];
     size_t nru = 0;
-    for (int i = 2; i < argc; i++) {
+    for (int i = 2; i < argc; i += 2) {
         const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
         if (!n) { fputs(client_help, stderr); return 2; }
         if (strcmp(a, "--data") == 0) data = n;
@@ -236,7 +235,6 @@ int bv_cmd_client(int argc, char **argv)
         else if (strcmp(a, "--scope") == 0) scope = n;
         else if (strcmp(a, "--redirect-uri") == 0 && nru < 16) ru[nru++] = n;
         else { fputs(client_help, stderr); return 2; }
-        i++;
     }
     if (!id || !bv_fhir_valid_id(id) || (!jwks && !nru)) { fputs(client_help, stderr); return 2; }
     bv_arena *a = bv_arena_new(1 << 14);
@@ -284,9 +282,9 @@ int bv_cmd_user(int argc, char **argv)
     const char *data = "./data", *un = NULL, *pw = NULL, *fu = NULL, *role = NULL, *org = NULL, *patient = NULL,
                *scope = NULL;
     bool pw_stdin = false;
-    for (int i = 2; i < argc; i++) {
+    for (int i = 2; i < argc;) {
         const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--password-stdin") == 0) { pw_stdin = true; continue; }
+        if (strcmp(a, "--password-stdin") == 0) { pw_stdin = true; i++; continue; }
         if (!n) { fputs(user_help, stderr); return 2; }
         if (strcmp(a, "--data") == 0) data = n;
         else if (strcmp(a, "--username") == 0) un = n;
@@ -297,7 +295,7 @@ int bv_cmd_user(int argc, char **argv)
         else if (strcmp(a, "--patient") == 0) patient = n;
         else if (strcmp(a, "--scope") == 0) scope = n;
         else { fputs(user_help, stderr); return 2; }
-        i++;
+        i += 2;
     }
     char line[1024];
     if (pw_stdin) {
