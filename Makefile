@@ -6,7 +6,7 @@ PORT       ?= 8080
 DATA       ?= ./data
 PATIENTS   ?= 200
 # make run: auth off by default (loopback only; the server warns); AUTH=on for bearer tokens
-# (then: build/bevan token --data $(DATA) --scope "user/*.cruds" --user Practitioner/x prints one)
+# (then: build/bevan token --data $(DATA) --scope "system/*.cruds" prints a token)
 AUTH       ?= off
 
 .PHONY: all deps build run test asan fuzz gen gen-check bench clean
