@@ -197,7 +197,7 @@ static void enqueue(api_authz_cfg *cfg, bv_buf *b)
     cfg->tail = it;
     cfg->queued++;
     cfg->enq_seq++;
-    pthread_cond_signal(&cfg->cv);
+    if (cfg->queued == 1 || cfg->queued >= 4096) pthread_cond_signal(&cfg->cv);
     pthread_mutex_unlock(&cfg->mu);
 }
 
@@ -232,13 +232,15 @@ static void *audit_thread(void *arg)
             pthread_mutex_unlock(&cfg->mu);
             break;
         }
-        /* gather for a short while (bounded well within the flush bound) */
-        if (!cfg->stop && cfg->queued < 256) {
+        /* gather for half the flush bound: one group commit (and one sync, which every read then
+         * waits for) per batch instead of one per access */
+        if (!cfg->stop && cfg->queued < 4096) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 200 * 1000000L;
+            ts.tv_nsec += (AZ_AUDIT_FLUSH_MS / 2) * 1000000L;
             if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
-            pthread_cond_timedwait(&cfg->cv, &cfg->mu, &ts);
+            while (!cfg->stop && cfg->queued < 4096 && pthread_cond_timedwait(&cfg->cv, &cfg->mu, &ts) == 0) {
+            }
         }
         audit_item *items = cfg->head;
         uint64_t upto = cfg->enq_seq;

@@ -2,6 +2,7 @@
 #include "bevan/auth.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -130,7 +131,14 @@ struct bv_auth {
     char *jwks_text;          /* own public JWKS */
     trusted_key *keys;
     size_t n_keys;
+    /* Signatures already verified (SHA-256 of the whole token): a client sends the same token
+     * with every request, and an ECDSA/RSA verification costs far more than the rest of a read.
+     * Claims (times, aud, ...) are still checked on every use. */
+    pthread_mutex_t cache_mu;
+    unsigned char (*cache)[32];
 };
+
+#define SIG_CACHE_SLOTS 4096
 
 const char *bv_auth_issuer(const bv_auth *au) { return atomic_load(&((bv_auth *)au)->issuer); }
 const char *bv_auth_audience(const bv_auth *au) { return atomic_load(&((bv_auth *)au)->audience); }
@@ -320,6 +328,8 @@ int bv_auth_open(const bv_auth_options *o, bv_auth **out, char *err, size_t errl
 {
     *out = NULL;
     bv_auth *au = bv_calloc(1, sizeof *au);
+    pthread_mutex_init(&au->cache_mu, NULL);
+    au->cache = bv_calloc(SIG_CACHE_SLOTS, sizeof *au->cache);
     atomic_init(&au->issuer, bv_strdup(o->issuer ? o->issuer : ""));
     atomic_init(&au->audience, bv_strdup(o->audience ? o->audience : o->issuer ? o->issuer : ""));
     bv_arena *a = bv_arena_new(1 << 14);
@@ -399,6 +409,8 @@ void bv_auth_free(bv_auth *au)
         EVP_PKEY_free(au->keys[i].pkey);
     }
     free(au->keys);
+    free(au->cache);
+    pthread_mutex_destroy(&au->cache_mu);
     EVP_PKEY_free(au->sign_key);
     free(au->sign_kid);
     free(au->jwks_text);
@@ -585,8 +597,19 @@ int bv_auth_verify(bv_auth *au, bv_arena *a, const char *token, int64_t now_s, b
         }
     if (!key) return fail(why, whylen, "token kid is not a key of a trusted issuer");
     if (!key_fits(key, jp.alg)) return fail(why, whylen, "token alg does not fit its key");
-    if (!verify_sig(key->pkey, jp.alg, jp.signing_input, jp.signing_len, jp.sig, jp.sig_len))
-        return fail(why, whylen, "token signature is not valid");
+    unsigned char th[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)token, strlen(token), th);
+    size_t slot = ((size_t)th[0] << 8 | th[1]) % SIG_CACHE_SLOTS;
+    pthread_mutex_lock(&au->cache_mu);
+    bool cached = memcmp(au->cache[slot], th, 32) == 0;
+    pthread_mutex_unlock(&au->cache_mu);
+    if (!cached) {
+        if (!verify_sig(key->pkey, jp.alg, jp.signing_input, jp.signing_len, jp.sig, jp.sig_len))
+            return fail(why, whylen, "token signature is not valid");
+        pthread_mutex_lock(&au->cache_mu);
+        memcpy(au->cache[slot], th, 32);
+        pthread_mutex_unlock(&au->cache_mu);
+    }
     const json_value *p = jp.payload;
     int64_t exp = 0, nbf = 0, iat = 0;
     if (!num_claim(p, "exp", &exp) || exp < 0) return fail(why, whylen, "token has no valid exp");
