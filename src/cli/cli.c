@@ -1,5 +1,6 @@
 /* The subcommands: serve, import, check, demo, reindex. */
 #include "bevan/cli.h"
+#include "auth_cmd.h"
 #include "bevan/api.h"
 #include "bevan/care.h"
 #include "bevan/demo.h"
@@ -46,6 +47,7 @@ typedef struct {
     const char *web_dir;
     const char *endpoints[16];
     size_t n_endpoints;
+    cli_auth_opts auth;      /* serve: --auth, --base-url, --jwks, --trust-issuer, --policy */
 } options;
 
 /* "N" minutes -> ms */
@@ -82,6 +84,7 @@ static int parse_uint(const char *s, unsigned *out)
 static int parse_options(int argc, char **argv, options *o, const char *help)
 {
     int i = 1;
+    bool auth_bad = false;
     for (; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -150,6 +153,9 @@ static int parse_options(int argc, char **argv, options *o, const char *help)
             o->endpoints[o->n_endpoints++] = next;
             i++;
         } else if (strcmp(a, "--web") == 0 && next) { o->web_dir = next; i++; }
+        else if (cli_auth_option(&o->auth, argc, argv, &i, &auth_bad)) {
+            if (auth_bad) { i--; goto bad; }
+        }
         else if (strcmp(a, "--") == 0) { i++; break; }
         else if (a[0] == '-' && a[1]) goto bad;
         else break;
@@ -244,6 +250,8 @@ static const char serve_help[] =
     "                   [--tls-cert F --tls-key F] [--cors-origin O]... [--rate-limit N[/B]]\n"
     "                   [--rate-limit-loopback] [--no-ward] [--news2-window MIN]\n"
     "                   [--overdue-grace MIN] [--overdue-escalate MIN] [--plausible CODE[:UNIT]=LO..HI]\n"
+    "                   [--rate-limit-loopback] [--auth on|off] [--base-url URL] [--jwks FILE]...\n"
+    "                   [--trust-issuer ISS=JWKSFILE]... [--policy FILE]\n"
     "Serves the FHIR R4 API at http://HOST:PORT/fhir (default 127.0.0.1:8080, data ./data).\n"
     "  --port-file F  write the bound port to F (use with --listen 127.0.0.1:0)\n"
     "  --sync normal  faster commits that may lose the last transactions on power loss (default full)\n"
@@ -267,6 +275,13 @@ static const char serve_help[] =
     "  --notify-endpoint PREFIX   rest-hook endpoints allowed besides loopback (URL prefix,\n"
     "                             repeatable, max 16; others are dead-lettered unsent)\n"
     "  --web DIR                  the web pages served at /web/ (default: web/ beside the binary)\n"
+    "  --auth on|off              bearer tokens required on every FHIR route but /metadata (default\n"
+    "                             on; off only on loopback, with a warning). docs/security.md\n"
+    "  --base-url URL             the FHIR base URL clients use: access tokens' aud (default\n"
+    "                             http://HOST:PORT/fhir; required when not on loopback)\n"
+    "  --jwks FILE                more public keys trusted for Bevan's own issuer\n"
+    "  --trust-issuer ISS=FILE    trust tokens with iss ISS signed by a key of FILE (JWKS)\n"
+    "  --policy FILE              roles and labels (default DATA/policy.json, else built-in)\n"
     "SIGTERM or SIGINT finishes in-flight requests and exits 0.\n";
 
 /* Request arenas grow in large blocks; keep freed blocks in the heap instead of returning them to
@@ -288,6 +303,39 @@ static void serve_handle(void *ctx, bv_request *req, bv_response *resp)
     serve_ctx *sc = ctx;
     if (bv_web_handle(sc->web, req, resp)) return;
     bv_api_handle(sc->api, req, resp);
+}
+
+/* Websocket "bind-with-token": the token must be able to read the Subscription through the public
+ * API, so verification, revocation, scopes, patient compartments and audit are the API's own. */
+static int ws_bind_check(void *ctx, const char *token, const char *subscription_id, char *why, size_t whylen)
+{
+    if (!token || !*token) {
+        snprintf(why, whylen, "authorization is on: bind with a token (bind-with-token)");
+        return -1;
+    }
+    bv_arena *a = bv_arena_new(4096);
+    bv_request req;
+    memset(&req, 0, sizeof req);
+    req.arena = a;
+    req.method = "GET";
+    req.path = bv_arena_printf(a, "/fhir/Subscription/%s", subscription_id);
+    req.raw_query = "";
+    req.body = "";
+    bv_kv *h = bv_arena_calloc(a, 1, sizeof *h);
+    h[0].name = "Authorization";
+    h[0].value = bv_arena_printf(a, "Bearer %s", token);
+    req.headers = h;
+    req.n_headers = 1;
+    req.peer = "websocket";
+    bv_response resp;
+    bv_http_dispatch_local(bv_api_handle, ctx, &req, &resp);
+    int status = resp.status;
+    bv_buf_free(&resp.body);
+    bv_arena_free(a);
+    if (status == 200) return 0;
+    snprintf(why, whylen, status == 401 ? "the token is not valid" : "the token cannot read Subscription/%s",
+             subscription_id);
+    return -1;
 }
 
 int bv_cmd_serve(int argc, char **argv)
@@ -316,6 +364,12 @@ int bv_cmd_serve(int argc, char **argv)
             return 1;
         }
     }
+    bv_auth *auth = NULL;
+    if (cli_auth_setup(&o.auth, api, o.data, o.listen, &auth)) {
+        bv_api_free(api);
+        bv_store_close(s);
+        return 1;
+    }
     bv_ward *ward = NULL;
     if (!o.no_ward) {
         bv_ward_options wo = {.store = s, .news2_window_ms = o.ward_window_ms, .overdue_grace_ms = o.ward_grace_ms,
@@ -334,7 +388,8 @@ int bv_cmd_serve(int argc, char **argv)
     bv_notify_options no = {.store = s, .api = bv_api_handle, .api_ctx = internal_api, .base_path = "/fhir",
                             .max_attempts = o.notify_attempts, .backoff_ms = o.notify_backoff_ms,
                             .timeout_ms = o.notify_timeout_ms, .endpoints = o.endpoints,
-                            .n_endpoints = o.n_endpoints};
+                            .n_endpoints = o.n_endpoints,
+                            .auth = auth ? ws_bind_check : NULL, .auth_ctx = api};
     bv_notify *notify;
     char nerr[256];
     if (bv_notify_start(&no, &notify, nerr, sizeof nerr)) {
@@ -390,6 +445,7 @@ int bv_cmd_serve(int argc, char **argv)
     snprintf(host, sizeof host, "%s", o.listen);
     char *colon = strrchr(host, ':');
     if (colon) *colon = '\0';
+    cli_auth_ready(&o.auth, auth, o.data, host, port, o.tls_cert != NULL);
     bv_log(BV_LOG_INFO, "Bevan serving FHIR R4 at %s://%s:%d/fhir (data %s)", o.tls_cert ? "https" : "http", host,
            port, o.data);
     int sig = 0;
