@@ -20,7 +20,7 @@ OUT = os.path.join(ROOT, "fuzz", "fhir.dict")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-.:\[\]]{1,47}$")
 FIXED = [
     # JSON
-    "{", "}", "[", "]", ":", ",", "true", "false", "null", "\\\"", "\\\\", "\\u0000", "\\ud800", "1e309", "-0",
+    "{", "}", "[", "]", ":", ",", "true", "false", "null", "\\\"", "\\\\", "\\\\u0000", "\\\\ud800", "1e309", "-0",
     # HTTP (fuzz_http's text form)
     "GET ", "POST ", "PUT ", "PATCH ", "DELETE ", "HEAD ", "OPTIONS ", " /fhir/", "/_history/", "/_history",
     "/$validate", "/$everything", "/metadata", "/_search", "?", "&", "=", "%", "%00", "%2F",
