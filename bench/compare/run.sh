@@ -25,7 +25,8 @@ wrk_run() { # conns script url
     /Requests\/sec:/ { rps = $2 }
     /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) }
     /Non-2xx or 3xx responses:/ { bad = $5 }
-    END { printf "%.0f %.2f %.2f %d\n", rps, p50, p99, bad }' "$tmp/wrk.txt"
+    /Socket errors:/ { sub(/.*timeout /, ""); to = $0 + 0 }
+    END { printf "%.0f %.2f %.2f %d %d\n", rps, p50, p99, bad, to }' "$tmp/wrk.txt"
 }
 rss_mb() { awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 
@@ -96,6 +97,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; el
   echo "| Medplum | ${R[medplum,rss0]} | ${R[medplum,rss1]} | ${R[medplum,rss2]} |"
   echo
   echo "Non-2xx answers (wrk): $(for s in bevan medplum; do for k in read create update search_code search_family; do printf '%s/%s=%s ' $s $k "$(f $s $k 4)"; done; done)"
+  echo "wrk timeouts (no answer within 2 s): $(for s in bevan medplum; do for k in read create update search_code search_family; do printf '%s/%s=%s ' $s $k "$(f $s $k 5)"; done; done)"
   echo "Ingest failures: Bevan $(f bevan ingest 2), Medplum $(f medplum ingest 2)."
   echo
   echo "Differences in semantics (the peer is weaker here): Medplum's MemoryRepository keeps data in memory only (no"
