@@ -555,7 +555,10 @@ static int on_observation(wctx *c, const bv_record *r, news2_queue *q)
     int64_t t = rd.effective_ms ? rd.effective_ms : r->last_updated_ms;
     const char *lkey = bv_arena_printf(c->a, "ward.last.%s", p.id);
     int rc = 0;
-    if (t > kv_int(c, lkey, 0)) rc = kv_set_int(c, lkey, t);
+    /* a device clock ahead of ours must not make later readings look already taken: for the
+     * overdue schedule a reading counts at most from when it reached the server */
+    int64_t t_last = t < r->last_updated_ms ? t : r->last_updated_ms;
+    if (t_last > kv_int(c, lkey, 0)) rc = kv_set_int(c, lkey, t_last);
     if (!rc) rc = close_alert(c, p.id, BV_FAMILY_OVERDUE, "completed",
                               bv_arena_printf(c->a, "Reading received: Observation/%s", r->id));
     if (rc) return rc;
