@@ -12,14 +12,12 @@
  *   ward.overdue.{planId}       "slotMs level" of the last overdue alert raised */
 #include "bevan/care.h"
 
-#include <errno.h>
 #include <stdatomic.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #define BATCH 32
@@ -428,11 +426,10 @@ static int evaluate_news2(wctx *c, const bv_care_plan *p, int64_t at)
     bv_buf_free(&key);
     if (same || rc) return rc;
 
-    bv_news2_input in = {.rr = (int)got[BV_N2_RR].value, .spo2 = (int)(got[BV_N2_SPO2].value + 0.5),
+    bv_news2_input in = {.rr = (int)(got[BV_N2_RR].value + 0.5), .spo2 = (int)(got[BV_N2_SPO2].value + 0.5),
                          .sbp = (int)(got[BV_N2_SBP].value + 0.5), .pulse = (int)(got[BV_N2_PULSE].value + 0.5),
                          .on_oxygen = got[BV_N2_AIR_O2].on_oxygen, .acvpu = got[BV_N2_ACVPU].acvpu,
                          .temp_c = got[BV_N2_TEMP].value, .scale = p->scale};
-    in.rr = (int)(got[BV_N2_RR].value + 0.5);
     bv_news2_result res;
     bv_news2_score(&in, &res);
 
@@ -819,8 +816,7 @@ static void *ward_main(void *arg)
             seen = gen;
             process_changes(w, a);
         }
-        int64_t mono = bv_now_ms();
-        if (mono >= next_tick) {
+        if (bv_now_ms() >= next_tick) {
             tick(w, a);
             next_tick = bv_now_ms() + w->o.tick_ms;
         }
