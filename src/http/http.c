@@ -276,7 +276,7 @@ static void add_transport_headers(struct MHD_Response *mr, const http_req *hr, c
     if (hr->cors_origin) {
         MHD_add_response_header(mr, "Access-Control-Allow-Origin", hr->cors_origin);
         MHD_add_response_header(mr, "Access-Control-Expose-Headers",
-                                "Location, Content-Location, ETag, Last-Modified, Retry-After");
+                                "Location, Content-Location, ETag, Last-Modified, Retry-After, WWW-Authenticate");
     }
     MHD_add_response_header(mr, "Vary", "Origin");
 }
