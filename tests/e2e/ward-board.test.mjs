@@ -43,12 +43,12 @@ after(async () => {
   if (srv) await srv.stop();
 });
 
-async function openBoard() {
+async function openBoard(w = ward, n = patients.length) {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(`${srv.origin}/web/board.html?ward=${ward.id}`, { timeout: 10_000 * SLOW });
-  await page.waitForFunction((n) => document.querySelectorAll('#patients tbody tr').length === n, patients.length,
+  await page.goto(`${srv.origin}/web/board.html?ward=${w.id}`, { timeout: 10_000 * SLOW });
+  await page.waitForFunction((k) => document.querySelectorAll('#patients tbody tr').length === k, n,
     { timeout: 10_000 * SLOW });
   await page.waitForFunction(() => document.getElementById('live-state').textContent === 'live', null, { timeout: 10_000 * SLOW });
   return { page, errors };
@@ -258,4 +258,39 @@ test('sign-in: with an authorization endpoint advertised, the board runs SMART a
     assert.equal(await page.$$eval('#patients tbody tr', (rs) => rs.length) > 0, true);
     assert.deepEqual(errors, []);
   } finally { await page.close(); }
+});
+
+test('the issue\'s scenario: a red reading entered on the patient page becomes an alert (raised by the care service) on the open board within 2 s; the clinician acknowledges it', async () => {
+  const { ward: w8, patients: [fresh] } = await seedWard(c, 'Ward 8', [{ family: 'Fresh', spo2: [97, 97, 98] }]);
+  const board = await openBoard(w8, 1);
+  const page = await browser.newPage({ viewport: { width: 820, height: 1000 } });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  try {
+    assert.equal(await board.page.$$eval('#alerts > li', (ls) => ls.length), 0, 'no alert before the reading');
+    await page.goto(`${srv.origin}/web/patient.html?patient=${fresh.id}`, { timeout: 10_000 * SLOW });
+    await page.waitForSelector('#entry:not([hidden])', { timeout: 10_000 * SLOW });
+    await page.fill('#spo2', '90');
+    await page.click('#send');
+    await page.waitForSelector('#advice[data-band=red]', { timeout: 5000 * SLOW });
+    const sel = `#alerts li[data-patient="${fresh.id}"][data-code="spo2-red"]`;
+    await board.page.waitForSelector(sel, { timeout: LIVE_MS * SLOW });
+    const taskId = await board.page.getAttribute(sel, 'data-task');
+    const t0 = (await c.get(`/Task/${taskId}`)).json;
+    assert.equal(t0.status, 'requested');
+    assert.equal(t0.owner.reference, `CareTeam/${w8.id}`);
+    await board.page.fill(`${sel} input`, 'Rang the patient: ambulance called');
+    await board.page.click(`${sel} button.ack`);
+    await board.page.waitForFunction((s) => { const li = document.querySelector(s); return li && !li.querySelector('button.ack'); },
+      sel, { timeout: 5000 * SLOW });
+    const t1 = (await c.get(`/Task/${taskId}`)).json;
+    assert.equal(t1.status, 'accepted');
+    assert.ok(t1.note.some((n) => n.text === 'Rang the patient: ambulance called'));
+    await board.page.screenshot({ path: join(ARTIFACTS, 'board-care-alert-acknowledged.png'), fullPage: true });
+    assert.deepEqual(errors, []);
+    assert.deepEqual(board.errors, []);
+  } finally {
+    await page.close();
+    await board.page.close();
+  }
 });
