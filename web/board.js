@@ -243,7 +243,7 @@
       const code = alertCode(t);
       const noteId = `note-${t.id}`;
       const notes = (t.note || []).map((n) => el('li', { text: n.text }));
-      return el('li', { class: `alert prio-${t.priority || 'routine'}`, 'data-task': t.id, 'data-code': code },
+      return el('li', { class: `alert prio-${t.priority || 'routine'}`, 'data-task': t.id, 'data-code': code, 'data-patient': pid || '' },
         el('div', { class: 'row' },
           el('strong', { text: (t.code && t.code.text) || code }),
           el('span', { class: 'muted', text: `${t.priority || 'routine'} · ${t.status}` })),

@@ -651,7 +651,7 @@ static void server_free(bv_http_server *s)
     bv__ratelimit_free(s->rl);
     free(s->tls_cert);
     free(s->tls_key);
-    bv__ws_hub_stop(s->ws_hub);
+    bv__ws_hub_free(s->ws_hub);
     free(s->ws_path);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
@@ -794,7 +794,6 @@ void bv_http_stop(bv_http_server *s)
         /* WebSocket connections end now (1001 going away): MHD must not hold upgraded sockets
          * when it stops. */
         bv__ws_hub_stop(s->ws_hub);
-        s->ws_hub = NULL;
         /* Let requests in progress be answered (bounded), then close everything. */
         for (int i = 0; i < HTTP_STOP_WAIT_MS / 5 && atomic_load(&s->in_flight) > 0; i++) {
             struct timespec ts = {0, 5 * 1000 * 1000};
