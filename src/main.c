@@ -16,7 +16,8 @@ static void usage(FILE *f)
           "  reindex  rebuild every search-index row from the stored resources (bevan reindex --help)\n"
           "  token    print a signed access token for development and tests (bevan token --help)\n"
           "  client   register a client of the authorization server (bevan client add --help)\n"
-          "  user     add a local account for the login page (bevan user add --help)\n",
+          "  user     add a local account for the login page (bevan user add --help)\n"
+          "  backup   copy a live store to a file   (bevan backup --help)\n",
           f);
 }
 
@@ -33,6 +34,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "token") == 0) return bv_cmd_token(argc - 1, argv + 1);
     if (strcmp(cmd, "client") == 0) return bv_cmd_client(argc - 1, argv + 1);
     if (strcmp(cmd, "user") == 0) return bv_cmd_user(argc - 1, argv + 1);
+    if (strcmp(cmd, "backup") == 0) return bv_cmd_backup(argc - 1, argv + 1);
     fprintf(stderr, "bevan: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

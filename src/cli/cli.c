@@ -2,6 +2,7 @@
 #include "bevan/cli.h"
 #include "auth_cmd.h"
 #include "bevan/api.h"
+#include "bevan/care.h"
 #include "bevan/demo.h"
 #include "bevan/fhir.h"
 #include "bevan/http.h"
@@ -36,7 +37,20 @@ typedef struct {
     double rate_per_s, rate_burst;
     bool rate_loopback;
     cli_auth_opts auth;      /* serve: --auth, --base-url, --jwks, --trust-issuer, --policy */
+    /* virtual wards (docs/ward.md) */
+    bool no_ward;
+    unsigned ward_patients;   /* demo: virtual-ward patients */
+    int64_t ward_window_ms, ward_grace_ms, ward_escalate_ms;
 } options;
+
+/* "N" minutes -> ms */
+static int parse_minutes(const char *s, int64_t *ms)
+{
+    uint64_t v;
+    if (!s || bv_str_to_u64(s, strlen(s), 100000, &v) || v == 0) return -1;
+    *ms = (int64_t)v * 60000;
+    return 0;
+}
 
 /* "N" or "N/BURST" requests per second; "0" = no limit. */
 static int parse_rate(const char *s, options *o)
@@ -101,7 +115,21 @@ static int parse_options(int argc, char **argv, options *o, const char *help)
             if (parse_rate(next, o)) goto bad;
             i++;
         } else if (strcmp(a, "--rate-limit-loopback") == 0) o->rate_loopback = true;
-        else if (cli_auth_option(&o->auth, argc, argv, &i, &auth_bad)) {
+        else if (strcmp(a, "--no-ward") == 0) o->no_ward = true;
+        else if (strcmp(a, "--ward") == 0 && next) { if (parse_uint(next, &o->ward_patients)) goto bad; i++; }
+        else if (strcmp(a, "--news2-window") == 0 && next) { if (parse_minutes(next, &o->ward_window_ms)) goto bad; i++; }
+        else if (strcmp(a, "--overdue-grace") == 0 && next) { if (parse_minutes(next, &o->ward_grace_ms)) goto bad; i++; }
+        else if (strcmp(a, "--overdue-escalate") == 0 && next) {
+            if (parse_minutes(next, &o->ward_escalate_ms)) goto bad;
+            i++;
+        } else if (strcmp(a, "--plausible") == 0 && next) {
+            if (bv_care_set_limit_text(next) != BV_OK) {
+                fprintf(stderr, "bevan: bad --plausible '%s' (CODE[:UNIT]=MIN..MAX with a code of the table in "
+                                "docs/ward.md)\n", next);
+                return -1;
+            }
+            i++;
+        } else if (cli_auth_option(&o->auth, argc, argv, &i, &auth_bad)) {
             if (auth_bad) { i--; goto bad; }
         }
         else if (strcmp(a, "--") == 0) { i++; break; }
@@ -152,13 +180,15 @@ static int demo_emit(void *ctx, const char *json, size_t len)
     return status >= 300 ? -1 : 0;
 }
 
-static int run_demo(bv_api *api, unsigned patients, uint64_t seed)
+static int run_demo(bv_api *api, unsigned patients, unsigned ward_patients, uint64_t seed)
 {
     demo_sink d = {.api = api};
-    bv_demo_options dopt = {.seed = seed, .patients = patients};
+    bv_demo_options dopt = {.seed = seed, .patients = patients, .ward_patients = ward_patients,
+                            .ward_now_ms = bv_ward_now_ms()};
     int64_t t0 = bv_now_ms();
     int rc = bv_demo_generate(&dopt, demo_emit, &d);
-    fprintf(stderr, "bevan demo: %u patients, %zu resources stored in %.1f s%s\n", patients, d.stats.entries_ok,
+    fprintf(stderr, "bevan demo: %u patients (%u on the virtual ward), %zu resources stored in %.1f s%s\n",
+            patients + ward_patients, ward_patients, d.stats.entries_ok,
             (double)(bv_now_ms() - t0) / 1000.0, rc ? " (FAILED)" : "");
     return rc ? -1 : 0;
 }
@@ -170,9 +200,11 @@ static void count_cb(void *ctx, const char *type, int64_t n)
 }
 
 static const char demo_help[] =
-    "usage: bevan demo --data DIR [--patients N] [--seed S]\n"
+    "usage: bevan demo --data DIR [--patients N] [--seed S] [--ward N]\n"
     "Generates a deterministic synthetic UK population (GP practices, practitioners, patients with\n"
-    "valid NHS numbers, conditions, observations, medications) and stores it in DIR.\n";
+    "valid NHS numbers, conditions, observations, medications) and stores it in DIR.\n"
+    "  --ward N   also N virtual-ward patients (CareTeam/demo-ward-1) with 14 days of home readings up\n"
+    "             to now (docs/ward.md); alerts and NEWS2 scores appear when `bevan serve` starts\n";
 
 int bv_cmd_demo(int argc, char **argv)
 {
@@ -181,7 +213,7 @@ int bv_cmd_demo(int argc, char **argv)
     bv_store *s;
     if (open_store(&o, &s)) return 1;
     bv_api *api = make_api(&o, s);
-    int rc = run_demo(api, o.demo_patients, o.seed);
+    int rc = run_demo(api, o.demo_patients, o.ward_patients, o.seed);
     bv_api_free(api);
     bv_store_close(s);
     return rc ? 1 : 0;
@@ -190,14 +222,17 @@ int bv_cmd_demo(int argc, char **argv)
 /* ---- serve ---- */
 static const char serve_help[] =
     "usage: bevan serve [--listen HOST:PORT] [--data DIR] [--port-file F] [--threads N]\n"
-    "                   [--sync full|normal] [--demo N] [--seed S] [--tz ZONE]\n"
+    "                   [--sync full|normal] [--demo N] [--ward N] [--seed S] [--tz ZONE]\n"
     "                   [--tls-cert F --tls-key F] [--cors-origin O]... [--rate-limit N[/B]]\n"
     "                   [--rate-limit-loopback] [--auth on|off] [--base-url URL] [--jwks FILE]...\n"
     "                   [--trust-issuer ISS=JWKSFILE]... [--policy FILE]\n"
+    "                   [--rate-limit-loopback] [--no-ward] [--news2-window MIN]\n"
+    "                   [--overdue-grace MIN] [--overdue-escalate MIN] [--plausible CODE[:UNIT]=LO..HI]\n"
     "Serves the FHIR R4 API at http://HOST:PORT/fhir (default 127.0.0.1:8080, data ./data).\n"
     "  --port-file F  write the bound port to F (use with --listen 127.0.0.1:0)\n"
     "  --sync normal  faster commits that may lose the last transactions on power loss (default full)\n"
     "  --demo N       on first start (empty store) seed N synthetic patients\n"
+    "  --ward N       with --demo: N more on a virtual ward (docs/ward.md)\n"
     "  --tz ZONE      IANA zone for dates without one (default UTC; index and queries use it:\n"
     "                 changing it needs a reindex)\n"
     "  --tls-cert F --tls-key F   serve HTTPS only (PEM files; TLS 1.2 and 1.3)\n"
@@ -212,6 +247,11 @@ static const char serve_help[] =
     "  --jwks FILE                more public keys trusted for Bevan's own issuer\n"
     "  --trust-issuer ISS=FILE    trust tokens with iss ISS signed by a key of FILE (JWKS)\n"
     "  --policy FILE              roles and labels (default DATA/policy.json, else built-in)\n"
+    "  --no-ward                  do not run the virtual-ward service (NEWS2, alerts, overdue)\n"
+    "  --news2-window MIN         a NEWS2 needs all parameters within MIN minutes (default 60)\n"
+    "  --overdue-grace MIN        a scheduled reading is overdue after MIN minutes (default 60)\n"
+    "  --overdue-escalate MIN     and the overdue alert escalates after MIN minutes (default 240)\n"
+    "  --plausible CODE[:UNIT]=LO..HI  override a plausibility limit (docs/ward.md)\n"
     "SIGTERM or SIGINT finishes in-flight requests and exits 0.\n";
 
 /* Request arenas grow in large blocks; keep freed blocks in the heap instead of returning them to
@@ -242,7 +282,18 @@ int bv_cmd_serve(int argc, char **argv)
     if (o.demo_patients) {
         int64_t n = 0;
         bv_store_count_by_type(s, count_cb, &n);
-        if (n == 0 && run_demo(api, o.demo_patients, o.seed)) {
+        if (n == 0 && run_demo(api, o.demo_patients, o.ward_patients, o.seed)) {
+            bv_api_free(api);
+            bv_store_close(s);
+            return 1;
+        }
+    }
+    bv_ward *ward = NULL;
+    if (!o.no_ward) {
+        bv_ward_options wo = {.store = s, .news2_window_ms = o.ward_window_ms, .overdue_grace_ms = o.ward_grace_ms,
+                              .overdue_escalate_ms = o.ward_escalate_ms};
+        if (bv_ward_start(&wo, &ward) != BV_OK) {
+            fprintf(stderr, "bevan: cannot start the ward service\n");
             bv_api_free(api);
             bv_store_close(s);
             return 1;
@@ -250,6 +301,7 @@ int bv_cmd_serve(int argc, char **argv)
     }
     bv_auth *auth = NULL;
     if (cli_auth_setup(&o.auth, api, o.data, o.listen, &auth)) {
+        bv_ward_stop(ward);
         bv_api_free(api);
         bv_store_close(s);
         return 1;
@@ -267,11 +319,18 @@ int bv_cmd_serve(int argc, char **argv)
     char err[256];
     if (bv_http_start(&ho, bv_api_handle, api, &srv, err, sizeof err)) {
         fprintf(stderr, "bevan: cannot listen on %s: %s\n", o.listen, err);
+        bv_ward_stop(ward);
         bv_api_free(api);
         bv_store_close(s);
         return 1;
     }
     int port = bv_http_port(srv);
+    char host[256];
+    snprintf(host, sizeof host, "%s", o.listen);
+    char *colon = strrchr(host, ':');
+    if (colon) *colon = '\0';
+    /* the audience is known now: before the port file tells anyone the server is up */
+    cli_auth_ready(&o.auth, auth, o.data, host, port, o.tls_cert != NULL);
     if (o.port_file) {
         char tmp[4096];
         snprintf(tmp, sizeof tmp, "%s.tmp", o.port_file);
@@ -279,22 +338,19 @@ int bv_cmd_serve(int argc, char **argv)
         if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 || rename(tmp, o.port_file) != 0) {
             fprintf(stderr, "bevan: cannot write the port file %s\n", o.port_file);
             bv_http_stop(srv);
+            bv_ward_stop(ward);
             bv_api_free(api);
             bv_store_close(s);
             return 1;
         }
     }
-    char host[256];
-    snprintf(host, sizeof host, "%s", o.listen);
-    char *colon = strrchr(host, ':');
-    if (colon) *colon = '\0';
-    cli_auth_ready(&o.auth, auth, o.data, host, port, o.tls_cert != NULL);
     bv_log(BV_LOG_INFO, "Bevan serving FHIR R4 at %s://%s:%d/fhir (data %s)", o.tls_cert ? "https" : "http", host,
            port, o.data);
     int sig = 0;
     sigwait(&set, &sig);
     bv_log(BV_LOG_INFO, "signal %d: finishing in-flight requests", sig);
     bv_http_stop(srv);
+    bv_ward_stop(ward);
     bv_api_free(api);
     bv_store_close(s);
     bv_log(BV_LOG_INFO, "stopped");

@@ -71,7 +71,8 @@ static void prefix_range(bv__qb *w, sctx *cx, const char *col, const char *prefi
 }
 
 /* FHIR range semantics (search.html#prefix): target [lo, hi] against the parameter [plo, phi],
- * both inclusive. NE is emitted as EQ and negated by the caller. */
+ * both inclusive. NE is emitted as EQ and negated by the caller (per row: a resource matches ne
+ * when one of its values is not equal, so a resource without a value never does). */
 static int date_cond(bv__qb *w, const char *lo, const char *hi, bv_op op, int64_t plo, int64_t phi)
 {
     switch (op) {
@@ -161,7 +162,7 @@ static bool is_direct(const bv_pred *p)
 /* Whether the predicate selects resources *without* a matching row. */
 static bool is_negative(const bv_pred *p)
 {
-    bool base = p->op == BV_OP_NE || (p->op == BV_OP_MISSING && p->missing);
+    bool base = p->op == BV_OP_MISSING && p->missing;
     return base != p->negate;
 }
 
@@ -191,7 +192,7 @@ static int pred_direct(bv__qb *w, const bv_pred *p, const char *R)
     if (!is_ordered_op(p->op) || p->lo > p->hi) return BV_EINVAL;
     char col[32];
     snprintf(col, sizeof col, "%s.last_updated", R);
-    bv__qb_sql(w, is_negative(p) ? "NOT (" : "(");
+    bv__qb_sql(w, (p->op == BV_OP_NE) != p->negate ? "NOT (" : "(");
     int rc = date_cond(w, col, col, p->op, p->lo, p->hi);
     bv__qb_sql(w, ")");
     return rc;
@@ -293,19 +294,23 @@ static int pred_cond(bv__qb *w, sctx *cx, const bv_pred *p, const char *X)
             bv__qb_sql(w, ")");
         }
         return BV_OK;
-    case BV_IX_DATE:
+    case BV_IX_DATE: {
         if (!is_ordered_op(p->op) || p->lo > p->hi) return BV_EINVAL;
         snprintf(col, sizeof col, "%s.lo", X);
         snprintf(col2, sizeof col2, "%s.hi", X);
-        bv__qb_sql(w, " AND ");
-        return date_cond(w, col, col2, p->op, p->lo, p->hi);
+        bv__qb_sql(w, p->op == BV_OP_NE ? " AND NOT (" : " AND (");
+        int rc = date_cond(w, col, col2, p->op, p->lo, p->hi);
+        bv__qb_sql(w, ")");
+        return rc;
+    }
     case BV_IX_NUMBER:
     case BV_IX_QUANTITY: {
         if (!is_ordered_op(p->op)) return BV_EINVAL;
         snprintf(col, sizeof col, "%s.num", X);
-        bv__qb_sql(w, " AND ");
+        bv__qb_sql(w, p->op == BV_OP_NE ? " AND NOT (" : " AND (");
         int rc = num_cond(w, col, p);
         if (rc) return rc;
+        bv__qb_sql(w, ")");
         if (p->kind == BV_IX_QUANTITY) { /* an empty system or code means any */
             if (p->system && *p->system) {
                 bv__qb_sqlf(w, " AND %s.system = ", X);
@@ -719,7 +724,7 @@ static void keyset_cond(bv__qb *w, const sortkey *keys, size_t nk, bool backward
 static char *cursor_make(bv_arena *a, sqlite3_stmt *st, int col0, size_t nk, char dir)
 {
     bv_buf b;
-    bv_buf_init(&b, 64);
+    bv_buf_init(&b, 0); /* no cap: a text key (an _id, a long name) is written whole */
     bv_buf_putc(&b, dir);
     for (size_t i = 0; i <= nk; i++) {
         int col = col0 + (int)i;
@@ -809,7 +814,7 @@ static int search_run(bv__conn *c, bool in_txn, bv_arena *a, const bv_search *q,
     bv__qb_init(&sel);
     bv__qb_init(&rows);
     bv__qb_init(&cnt);
-    bv_buf_init(&order, 1024);
+    bv_buf_init(&order, 0);
     bool txn = false, backward = false;
     sortkey keys[16];
     curval vals[17];
