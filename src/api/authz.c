@@ -1114,7 +1114,20 @@ int authz_gate(api_ctx *c, az_op op, const char *type, const char *id)
         z->audit_patient = id;
         z->audit_what = bv_arena_printf(c->a, "Patient/%s", id);
         if (!bv_streq(type, "Patient")) return 0; /* the handler refuses other compartments */
-        if (need(c, "Patient", BV_PERM_R | BV_PERM_S, &g)) return -1;
+        /* the mode of the caller's search scopes (each member type is checked by the search) */
+        grant_for(z, NULL, BV_PERM_S, &g);
+        if (g.mode == AZ_DENY) {
+            for (size_t i = 0; i < z->p.n_scopes && g.mode == AZ_DENY; i++) {
+                const bv_scope *sc = &z->p.scopes[i];
+                if (!(sc->perms & (BV_PERM_S | BV_PERM_R))) continue;
+                g.mode = sc->ctx == BV_SCOPE_SYSTEM ? AZ_SYSTEM
+                       : sc->ctx == BV_SCOPE_USER ? (z->self_patient ? AZ_PATIENT : AZ_STAFF) : AZ_PATIENT;
+            }
+        }
+        if (g.mode == AZ_DENY) {
+            deny(c, 403, "forbidden", "the token's scopes allow no search");
+            return -1;
+        }
         if (g.mode == AZ_PATIENT && strcmp(id, z->self_patient) != 0) {
             deny(c, 404, "not-found", "Patient/%s is not known", id);
             return -1;
