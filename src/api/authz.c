@@ -839,14 +839,24 @@ static const char *named_patient(const bv_search *s, const char *type)
                 return s->ands[i].preds[0].code;
         return NULL;
     }
+    /* one group: one id, as Patient/ID or bare (a bare id is one typed pred per target type) */
     for (size_t i = 0; i < s->n_ands; i++) {
-        if (s->ands[i].n != 1) continue;
-        const bv_pred *p = &s->ands[i].preds[0];
-        if (p->kind != BV_IX_REFERENCE || p->op != BV_OP_REF || p->negate || p->chain || !p->ref_id) continue;
-        if (p->ref_type && strcmp(p->ref_type, "Patient") != 0) continue;
+        const bv_or *g = &s->ands[i];
+        const char *id = NULL;
+        bool ok = g->n > 0, patient = false;
+        for (size_t k = 0; k < g->n && ok; k++) {
+            const bv_pred *p = &g->preds[k];
+            ok = p->kind == BV_IX_REFERENCE && p->op == BV_OP_REF && !p->negate && !p->chain && !p->has && p->ref_id &&
+                 (!id || strcmp(id, p->ref_id) == 0) && strcmp(p->param, g->preds[0].param) == 0;
+            if (!ok) break;
+            id = p->ref_id;
+            patient |= !p->ref_type || strcmp(p->ref_type, "Patient") == 0;
+        }
+        if (!ok || !patient) continue;
+        const char *param = g->preds[0].param;
         bool pp = false;
-        for (size_t k = 0; k < 2; k++) pp |= strcmp(p->param, PATIENT_PARAMS[k]) == 0;
-        if (pp || is_compartment_param(type, p->param)) return p->ref_id;
+        for (size_t k = 0; k < 2; k++) pp |= strcmp(param, PATIENT_PARAMS[k]) == 0;
+        if (pp || is_compartment_param(type, param)) return id;
     }
     return NULL;
 }
