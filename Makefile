@@ -5,10 +5,10 @@ JOBS       ?= $(shell nproc)
 PORT       ?= 8080
 DATA       ?= ./data
 PATIENTS   ?= 200
+WARD       ?= 30
 # make run: auth off by default (loopback only; the server warns); AUTH=on for bearer tokens
 # (then: build/bevan token --data $(DATA) --scope "system/*.cruds" prints a token)
 AUTH       ?= off
-WARD       ?= 30
 
 .PHONY: all deps build run test asan fuzz gen gen-check bench clean
 

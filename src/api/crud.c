@@ -1,7 +1,8 @@
 /* Instance interactions: read, vread, create, update, delete, patch (and their conditional forms). */
 #include "internal.h"
-#include "authz.h"
 #include "bevan/care.h"
+#include "bevan/notify.h"
+#include "authz.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -140,7 +141,8 @@ int api_unit_run(bv_store_txn *t, void *ctx)
         if (!bv_streq(rt, u->type)) return fail(u, 422, "processing", "a patch may not change resourceType");
         if (!bv_streq(pid, u->id)) return fail(u, 422, "processing", "a patch may not change id");
         bv_validate_opts vo = {.check_nhs_number = u->c->api->check_nhs_number};
-        if (bv_fhir_validate(doc, u->type, &vo, &u->oo) > 0 || bv_care_check_write(a, doc, &u->oo) > 0) {
+        if (bv_fhir_validate(doc, u->type, &vo, &u->oo) > 0 || bv_care_check_write(a, doc, &u->oo) > 0 ||
+            (strcmp(u->type, "Subscription") == 0 && bv_notify_check_subscription(a, doc, &u->oo) > 0)) {
             u->status = api_status_for_outcome(&u->oo);
             return BV_EINVAL;
         }

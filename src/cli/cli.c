@@ -7,7 +7,9 @@
 #include "bevan/fhir.h"
 #include "bevan/http.h"
 #include "bevan/json.h"
+#include "bevan/notify.h"
 #include "bevan/store.h"
+#include "bevan/web.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -36,11 +38,16 @@ typedef struct {
     size_t n_cors;
     double rate_per_s, rate_burst;
     bool rate_loopback;
-    cli_auth_opts auth;      /* serve: --auth, --base-url, --jwks, --trust-issuer, --policy */
     /* virtual wards (docs/ward.md) */
     bool no_ward;
     unsigned ward_patients;   /* demo: virtual-ward patients */
     int64_t ward_window_ms, ward_grace_ms, ward_escalate_ms;
+    /* Subscriptions (serve) */
+    unsigned notify_attempts, notify_backoff_ms, notify_timeout_ms;
+    const char *web_dir;
+    const char *endpoints[16];
+    size_t n_endpoints;
+    cli_auth_opts auth;      /* serve: --auth, --base-url, --jwks, --trust-issuer, --policy */
 } options;
 
 /* "N" minutes -> ms */
@@ -129,7 +136,24 @@ static int parse_options(int argc, char **argv, options *o, const char *help)
                 return -1;
             }
             i++;
-        } else if (cli_auth_option(&o->auth, argc, argv, &i, &auth_bad)) {
+        }
+        else if (strcmp(a, "--notify-attempts") == 0 && next) {
+            if (parse_uint(next, &o->notify_attempts) || o->notify_attempts == 0 || o->notify_attempts > 100) goto bad;
+            i++;
+        } else if (strcmp(a, "--notify-backoff-ms") == 0 && next) {
+            if (parse_uint(next, &o->notify_backoff_ms) || o->notify_backoff_ms == 0) goto bad;
+            i++;
+        } else if (strcmp(a, "--notify-timeout-ms") == 0 && next) {
+            if (parse_uint(next, &o->notify_timeout_ms) || o->notify_timeout_ms == 0) goto bad;
+            i++;
+        } else if (strcmp(a, "--notify-endpoint") == 0 && next) {
+            if (o->n_endpoints == sizeof o->endpoints / sizeof o->endpoints[0] ||
+                !(bv_starts_with(next, "http://") || bv_starts_with(next, "https://")))
+                goto bad;
+            o->endpoints[o->n_endpoints++] = next;
+            i++;
+        } else if (strcmp(a, "--web") == 0 && next) { o->web_dir = next; i++; }
+        else if (cli_auth_option(&o->auth, argc, argv, &i, &auth_bad)) {
             if (auth_bad) { i--; goto bad; }
         }
         else if (strcmp(a, "--") == 0) { i++; break; }
@@ -224,10 +248,10 @@ static const char serve_help[] =
     "usage: bevan serve [--listen HOST:PORT] [--data DIR] [--port-file F] [--threads N]\n"
     "                   [--sync full|normal] [--demo N] [--ward N] [--seed S] [--tz ZONE]\n"
     "                   [--tls-cert F --tls-key F] [--cors-origin O]... [--rate-limit N[/B]]\n"
-    "                   [--rate-limit-loopback] [--auth on|off] [--base-url URL] [--jwks FILE]...\n"
-    "                   [--trust-issuer ISS=JWKSFILE]... [--policy FILE]\n"
     "                   [--rate-limit-loopback] [--no-ward] [--news2-window MIN]\n"
     "                   [--overdue-grace MIN] [--overdue-escalate MIN] [--plausible CODE[:UNIT]=LO..HI]\n"
+    "                   [--rate-limit-loopback] [--auth on|off] [--base-url URL] [--jwks FILE]...\n"
+    "                   [--trust-issuer ISS=JWKSFILE]... [--policy FILE]\n"
     "Serves the FHIR R4 API at http://HOST:PORT/fhir (default 127.0.0.1:8080, data ./data).\n"
     "  --port-file F  write the bound port to F (use with --listen 127.0.0.1:0)\n"
     "  --sync normal  faster commits that may lose the last transactions on power loss (default full)\n"
@@ -240,6 +264,17 @@ static const char serve_help[] =
     "  --rate-limit N[/B]         per-client requests per second (burst B, default 2N); 0 = off\n"
     "                             (default 1000/2000; loopback clients exempt unless\n"
     "  --rate-limit-loopback      is given)\n"
+    "  --no-ward                  do not run the virtual-ward service (NEWS2, alerts, overdue)\n"
+    "  --news2-window MIN         a NEWS2 needs all parameters within MIN minutes (default 60)\n"
+    "  --overdue-grace MIN        a scheduled reading is overdue after MIN minutes (default 60)\n"
+    "  --overdue-escalate MIN     and the overdue alert escalates after MIN minutes (default 240)\n"
+    "  --plausible CODE[:UNIT]=LO..HI  override a plausibility limit (docs/ward.md)\n"
+    "  --notify-attempts N        rest-hook Subscription attempts before dead-letter (default 6)\n"
+    "  --notify-backoff-ms MS     first retry delay, doubled per attempt (default 1000)\n"
+    "  --notify-timeout-ms MS     one rest-hook request (default 10000)\n"
+    "  --notify-endpoint PREFIX   rest-hook endpoints allowed besides loopback (URL prefix,\n"
+    "                             repeatable, max 16; others are dead-lettered unsent)\n"
+    "  --web DIR                  the web pages served at /web/ (default: web/ beside the binary)\n"
     "  --auth on|off              bearer tokens required on every FHIR route but /metadata (default\n"
     "                             on; off only on loopback, with a warning). docs/security.md\n"
     "  --base-url URL             the FHIR base URL clients use: access tokens' aud (default\n"
@@ -247,11 +282,6 @@ static const char serve_help[] =
     "  --jwks FILE                more public keys trusted for Bevan's own issuer\n"
     "  --trust-issuer ISS=FILE    trust tokens with iss ISS signed by a key of FILE (JWKS)\n"
     "  --policy FILE              roles and labels (default DATA/policy.json, else built-in)\n"
-    "  --no-ward                  do not run the virtual-ward service (NEWS2, alerts, overdue)\n"
-    "  --news2-window MIN         a NEWS2 needs all parameters within MIN minutes (default 60)\n"
-    "  --overdue-grace MIN        a scheduled reading is overdue after MIN minutes (default 60)\n"
-    "  --overdue-escalate MIN     and the overdue alert escalates after MIN minutes (default 240)\n"
-    "  --plausible CODE[:UNIT]=LO..HI  override a plausibility limit (docs/ward.md)\n"
     "SIGTERM or SIGINT finishes in-flight requests and exits 0.\n";
 
 /* Request arenas grow in large blocks; keep freed blocks in the heap instead of returning them to
@@ -260,6 +290,52 @@ static void tune_malloc(void)
 {
     mallopt(M_MMAP_THRESHOLD, 64 << 20);
     mallopt(M_TRIM_THRESHOLD, 256 << 20);
+}
+
+/* Everything the server answers: the web pages under /web/, the API otherwise. */
+typedef struct {
+    bv_api *api;
+    bv_web *web;
+} serve_ctx;
+
+static void serve_handle(void *ctx, bv_request *req, bv_response *resp)
+{
+    serve_ctx *sc = ctx;
+    if (bv_web_handle(sc->web, req, resp)) return;
+    bv_api_handle(sc->api, req, resp);
+}
+
+/* Websocket "bind-with-token": the token must be able to read the Subscription through the public
+ * API, so verification, revocation, scopes, patient compartments and audit are the API's own. */
+static int ws_bind_check(void *ctx, const char *token, const char *subscription_id, char *why, size_t whylen)
+{
+    if (!token || !*token) {
+        snprintf(why, whylen, "authorization is on: bind with a token (bind-with-token)");
+        return -1;
+    }
+    bv_arena *a = bv_arena_new(4096);
+    bv_request req;
+    memset(&req, 0, sizeof req);
+    req.arena = a;
+    req.method = "GET";
+    req.path = bv_arena_printf(a, "/fhir/Subscription/%s", subscription_id);
+    req.raw_query = "";
+    req.body = "";
+    bv_kv *h = bv_arena_calloc(a, 1, sizeof *h);
+    h[0].name = "Authorization";
+    h[0].value = bv_arena_printf(a, "Bearer %s", token);
+    req.headers = h;
+    req.n_headers = 1;
+    req.peer = "websocket";
+    bv_response resp;
+    bv_http_dispatch_local(bv_api_handle, ctx, &req, &resp);
+    int status = resp.status;
+    bv_buf_free(&resp.body);
+    bv_arena_free(a);
+    if (status == 200) return 0;
+    snprintf(why, whylen, status == 401 ? "the token is not valid" : "the token cannot read Subscription/%s",
+             subscription_id);
+    return -1;
 }
 
 int bv_cmd_serve(int argc, char **argv)
@@ -288,6 +364,12 @@ int bv_cmd_serve(int argc, char **argv)
             return 1;
         }
     }
+    bv_auth *auth = NULL;
+    if (cli_auth_setup(&o.auth, api, o.data, o.listen, &auth)) {
+        bv_api_free(api);
+        bv_store_close(s);
+        return 1;
+    }
     bv_ward *ward = NULL;
     if (!o.no_ward) {
         bv_ward_options wo = {.store = s, .news2_window_ms = o.ward_window_ms, .overdue_grace_ms = o.ward_grace_ms,
@@ -299,14 +381,29 @@ int bv_cmd_serve(int argc, char **argv)
             return 1;
         }
     }
-    bv_auth *auth = NULL;
-    if (cli_auth_setup(&o.auth, api, o.data, o.listen, &auth)) {
+    /* The Subscription service writes (Subscription status, dead-letter AuditEvents) through an
+     * API instance of its own: in-process, never exposed over HTTP, so it needs no token when
+     * authorization is switched on for the public one. */
+    bv_api *internal_api = make_api(&o, s);
+    bv_notify_options no = {.store = s, .api = bv_api_handle, .api_ctx = internal_api, .base_path = "/fhir",
+                            .max_attempts = o.notify_attempts, .backoff_ms = o.notify_backoff_ms,
+                            .timeout_ms = o.notify_timeout_ms, .endpoints = o.endpoints,
+                            .n_endpoints = o.n_endpoints,
+                            .auth = auth ? ws_bind_check : NULL, .auth_ctx = api};
+    bv_notify *notify;
+    char nerr[256];
+    if (bv_notify_start(&no, &notify, nerr, sizeof nerr)) {
+        fprintf(stderr, "bevan: cannot start Subscriptions: %s\n", nerr);
         bv_ward_stop(ward);
+        bv_api_free(internal_api);
         bv_api_free(api);
         bv_store_close(s);
         return 1;
     }
+    serve_ctx sc = {.api = api, .web = bv_web_new(o.web_dir)};
+    if (o.web_dir && !sc.web) fprintf(stderr, "bevan: --web %s is not a folder; the web pages are not served\n", o.web_dir);
     bv_http_options ho = {.listen = o.listen,
+                          .ws = bv_notify_ws_handler(notify),
                           .threads = o.threads,
                           .tls_cert_file = o.tls_cert,
                           .tls_key_file = o.tls_key,
@@ -317,9 +414,12 @@ int bv_cmd_serve(int argc, char **argv)
                           .rate_loopback = o.rate_loopback};
     bv_http_server *srv;
     char err[256];
-    if (bv_http_start(&ho, bv_api_handle, api, &srv, err, sizeof err)) {
+    if (bv_http_start(&ho, serve_handle, &sc, &srv, err, sizeof err)) {
         fprintf(stderr, "bevan: cannot listen on %s: %s\n", o.listen, err);
         bv_ward_stop(ward);
+        bv_notify_stop(notify);
+        bv_web_free(sc.web);
+        bv_api_free(internal_api);
         bv_api_free(api);
         bv_store_close(s);
         return 1;
@@ -329,7 +429,7 @@ int bv_cmd_serve(int argc, char **argv)
     snprintf(host, sizeof host, "%s", o.listen);
     char *colon = strrchr(host, ':');
     if (colon) *colon = '\0';
-    /* the audience is known now: before the port file tells anyone the server is up */
+    /* the audience is known now: set it before the port file tells anyone the server is up */
     cli_auth_ready(&o.auth, auth, o.data, host, port, o.tls_cert != NULL);
     if (o.port_file) {
         char tmp[4096];
@@ -339,6 +439,9 @@ int bv_cmd_serve(int argc, char **argv)
             fprintf(stderr, "bevan: cannot write the port file %s\n", o.port_file);
             bv_http_stop(srv);
             bv_ward_stop(ward);
+            bv_notify_stop(notify);
+            bv_web_free(sc.web);
+            bv_api_free(internal_api);
             bv_api_free(api);
             bv_store_close(s);
             return 1;
@@ -351,6 +454,9 @@ int bv_cmd_serve(int argc, char **argv)
     bv_log(BV_LOG_INFO, "signal %d: finishing in-flight requests", sig);
     bv_http_stop(srv);
     bv_ward_stop(ward);
+    bv_notify_stop(notify);
+    bv_web_free(sc.web);
+    bv_api_free(internal_api);
     bv_api_free(api);
     bv_store_close(s);
     bv_log(BV_LOG_INFO, "stopped");
