@@ -288,6 +288,7 @@ static int raise_alert(wctx *c, const bv_care_plan *p, bv_alert_kind k, const ch
             json_set(a, task, "code", coding_concept(a, BV_CARE_SYS_ALERT, bv_alert_code(k), bv_alert_display(k)));
             json_set(a, task, "priority", json_new_string(a, bv_alert_priority(k)));
             json_set(a, task, "status", json_new_string(a, "requested"));
+            json_remove(task, "businessStatus");   /* e.g. the board's "acknowledged" no longer holds */
             add_note(c, task, bv_arena_printf(a, "Escalated from %s to %s: %s", old >= 0 ? bv_alert_code(old) : "?",
                                               bv_alert_code(k), description));
             int64_t fver;

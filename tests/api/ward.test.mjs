@@ -115,7 +115,7 @@ test('an amber SpO2 raises one Flag + Task; repeats update it; red escalates it;
   assert.equal((await flags(c, p)).length, 1);
 
   // acknowledge with a note: status accepted; the Flag stays active
-  const ack = await c.put(`/Task/${t1.id}`, { ...t2, meta: undefined, status: 'accepted', note: [{ text: 'Called the patient, feels OK' }] });
+  const ack = await c.put(`/Task/${t1.id}`, { ...t2, meta: undefined, status: 'accepted', businessStatus: { text: 'acknowledged' }, note: [{ text: 'Called the patient, feels OK' }] });
   assert.equal(ack.status, 200, ack.text);
 
   // worse: red escalates the same alert (code, priority, back to requested)
@@ -126,6 +126,7 @@ test('an amber SpO2 raises one Flag + Task; repeats update it; red escalates it;
   }, 'escalation to spo2-red');
   assert.equal(t3.priority, 'stat');
   assert.equal(t3.status, 'requested');
+  assert.equal(t3.businessStatus, undefined, 'the acknowledgement no longer holds after escalation');
   assert.ok(t3.note.some((n) => n.text === 'Called the patient, feels OK'), 'the clinician note is kept');
   assert.ok(t3.note.some((n) => /Escalated from spo2-amber to spo2-red/.test(n.text)));
   const f3 = (await c.get(`/Flag/${flagId}`)).json;
