@@ -67,7 +67,7 @@ export async function startServer(opts = {}) {
   child.on('exit', () => live.delete(child));
 
   let port = 0;
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + 10_000 * SLOW;   // --demo seeds before it listens
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null)
       throw new Error(`bevan serve exited early (${child.exitCode ?? child.signalCode}): ${stderr}`);
@@ -79,7 +79,7 @@ export async function startServer(opts = {}) {
   }
   if (!port) {
     child.kill('SIGKILL');
-    throw new Error(`bevan serve wrote no port file within 10 s: ${stderr}`);
+    throw new Error(`bevan serve wrote no port file within ${10 * SLOW} s: ${stderr}`);
   }
   const origin = `http://127.0.0.1:${port}`;
   let stopped = false;
