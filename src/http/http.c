@@ -543,17 +543,22 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     r->body = bv_buf_cstr(&hr->body);
     r->body_len = hr->body.len;
     if (s->n_workers && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
-        hr->offload = 1;
-        hr->job.conn = conn;
-        hr->job.hr = hr;
-        hr->job.next = NULL;
-        MHD_suspend_connection(conn);
         pthread_mutex_lock(&s->mu);
-        if (s->tail) s->tail->next = &hr->job; else s->head = &hr->job;
-        s->tail = &hr->job;
-        pthread_cond_signal(&s->cv);
+        /* Once the workers are stopping nobody would resume a suspended connection (and MHD aborts
+         * when it stops with one): a request on a kept-alive connection is answered here instead. */
+        if (!s->stopping) {
+            hr->offload = 1;
+            hr->job.conn = conn;
+            hr->job.hr = hr;
+            hr->job.next = NULL;
+            MHD_suspend_connection(conn);
+            if (s->tail) s->tail->next = &hr->job; else s->head = &hr->job;
+            s->tail = &hr->job;
+            pthread_cond_signal(&s->cv);
+            pthread_mutex_unlock(&s->mu);
+            return MHD_YES;
+        }
         pthread_mutex_unlock(&s->mu);
-        return MHD_YES;
     }
     bv_response resp;
     response_init(&resp, hr->arena);
@@ -651,7 +656,7 @@ static void server_free(bv_http_server *s)
     bv__ratelimit_free(s->rl);
     free(s->tls_cert);
     free(s->tls_key);
-    bv__ws_hub_stop(s->ws_hub);
+    bv__ws_hub_free(s->ws_hub);
     free(s->ws_path);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
@@ -794,7 +799,6 @@ void bv_http_stop(bv_http_server *s)
         /* WebSocket connections end now (1001 going away): MHD must not hold upgraded sockets
          * when it stops. */
         bv__ws_hub_stop(s->ws_hub);
-        s->ws_hub = NULL;
         /* Let requests in progress be answered (bounded), then close everything. */
         for (int i = 0; i < HTTP_STOP_WAIT_MS / 5 && atomic_load(&s->in_flight) > 0; i++) {
             struct timespec ts = {0, 5 * 1000 * 1000};

@@ -55,6 +55,7 @@ struct bv__ws_hub {
     int wake[2];
     pthread_t thread;
     bool stopping;
+    bool stopped;              /* the I/O thread has ended: adopt closes at once */
 };
 
 static int64_t mono_ms(void)
@@ -460,10 +461,21 @@ void bv__ws_hub_stop(bv__ws_hub *hub)
 {
     if (!hub) return;
     pthread_mutex_lock(&hub->mu);
+    bool already = hub->stopping;
     hub->stopping = true;
     pthread_mutex_unlock(&hub->mu);
+    if (already) return;
     hub_wake(hub);
     pthread_join(hub->thread, NULL);
+    pthread_mutex_lock(&hub->mu);
+    hub->stopped = true;
+    pthread_mutex_unlock(&hub->mu);
+}
+
+void bv__ws_hub_free(bv__ws_hub *hub)
+{
+    if (!hub) return;
+    bv__ws_hub_stop(hub);
     close(hub->wake[0]);
     close(hub->wake[1]);
     pthread_mutex_destroy(&hub->mu);
@@ -481,6 +493,14 @@ bool bv__ws_hub_full(bv__ws_hub *hub)
 void bv__ws_adopt(bv__ws_hub *hub, int fd, void *handle, const char *extra, size_t n_extra, const char *authorization,
                   const char *peer)
 {
+    pthread_mutex_lock(&hub->mu);
+    bool gone = hub->stopped;
+    pthread_mutex_unlock(&hub->mu);
+    if (gone) {   /* an upgrade that completed while the server was stopping */
+        shutdown(fd, SHUT_RDWR);
+        hub->close_fn(handle);
+        return;
+    }
     bv_ws *ws = bv_calloc(1, sizeof *ws);
     ws->hub = hub;
     ws->fd = fd;

@@ -9,8 +9,10 @@ typedef struct bv__ws_hub bv__ws_hub;
 
 /* close_fn closes an adopted socket through its owner (MHD_upgrade_action CLOSE). */
 bv__ws_hub *bv__ws_hub_new(const bv_ws_handler *h, void (*close_fn)(void *handle));
-/* Closes every connection (status 1001 going away), joins the I/O thread, frees the hub. */
+/* Closes every connection (status 1001 going away) and joins the I/O thread; an upgrade adopted
+ * after this is closed at once. bv__ws_hub_free (after the HTTP daemon has stopped) frees it. */
 void bv__ws_hub_stop(bv__ws_hub *hub);
+void bv__ws_hub_free(bv__ws_hub *hub);
 /* True when another connection would exceed BV_WS_MAX_CONNECTIONS. */
 bool bv__ws_hub_full(bv__ws_hub *hub);
 /* Takes over an upgraded socket; extra = bytes already read after the handshake. */

@@ -6,6 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { startServer, client, BIN, SLOW } from '../api/lib/server.mjs';
@@ -42,12 +43,12 @@ after(async () => {
   if (srv) await srv.stop();
 });
 
-async function openBoard() {
+async function openBoard(w = ward, n = patients.length) {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(`${srv.origin}/web/board.html?ward=${ward.id}`, { timeout: 10_000 * SLOW });
-  await page.waitForFunction((n) => document.querySelectorAll('#patients tbody tr').length === n, patients.length,
+  await page.goto(`${srv.origin}/web/board.html?ward=${w.id}`, { timeout: 10_000 * SLOW });
+  await page.waitForFunction((k) => document.querySelectorAll('#patients tbody tr').length === k, n,
     { timeout: 10_000 * SLOW });
   await page.waitForFunction(() => document.getElementById('live-state').textContent === 'live', null, { timeout: 10_000 * SLOW });
   return { page, errors };
@@ -203,4 +204,93 @@ test('admit and discharge from the board', async () => {
     assert.ok(after.period.end);
     assert.deepEqual(errors, []);
   } finally { await page.close(); }
+});
+
+test('sign-in: with an authorization endpoint advertised, the board runs SMART authorization code + PKCE S256 (bevan-web) and sends the token', async () => {
+  // The authorization server is stood in for by request interception (the real one is docs/security.md's):
+  // discovery, /auth/authorize (redirects back with a code) and /auth/token (checks the PKCE verifier).
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  const seen = { authorize: null, token: null, bearer: 0, fhir: 0 };
+  const boardUrl = `${srv.origin}/web/board.html`;
+  try {
+    await page.route('**/fhir/.well-known/smart-configuration', (r) => r.fulfill({ status: 200, contentType: 'application/json',
+      body: JSON.stringify({ authorization_endpoint: `${srv.origin}/auth/authorize`, token_endpoint: `${srv.origin}/auth/token`,
+        code_challenge_methods_supported: ['S256'] }) }));
+    await page.route('**/auth/authorize?**', (r) => {
+      const u = new URL(r.request().url());
+      seen.authorize = Object.fromEntries(u.searchParams);
+      const back = `${seen.authorize.redirect_uri}?code=the-code&state=${encodeURIComponent(seen.authorize.state)}`;
+      return r.fulfill({ status: 200, contentType: 'text/html', body: `<script>location.replace(${JSON.stringify(back)})</script>` });
+    });
+    await page.route('**/auth/token', (r) => {
+      seen.token = Object.fromEntries(new URLSearchParams(r.request().postData() || ''));
+      const challenge = createHash('sha256').update(seen.token.code_verifier || '').digest('base64url');
+      const ok = seen.token.code === 'the-code' && challenge === seen.authorize?.code_challenge;
+      return r.fulfill({ status: ok ? 200 : 400, contentType: 'application/json',
+        body: JSON.stringify(ok ? { access_token: 'token-123', token_type: 'Bearer', expires_in: 3600, scope: seen.authorize.scope }
+          : { error: 'invalid_grant' }) });
+    });
+    page.on('request', (rq) => {
+      if (!rq.url().startsWith(`${srv.origin}/fhir/`) || rq.url().includes('.well-known')) return;
+      seen.fhir++;
+      if (rq.headers().authorization === 'Bearer token-123') seen.bearer++;
+    });
+    await page.goto(`${boardUrl}?ward=${ward.id}`, { timeout: 10_000 * SLOW });
+    await page.waitForFunction(() => document.getElementById('live-state').textContent === 'live', null, { timeout: 10_000 * SLOW });
+    const a = seen.authorize;
+    assert.equal(a.response_type, 'code');
+    assert.equal(a.client_id, 'bevan-web');
+    assert.equal(a.redirect_uri, boardUrl);
+    assert.equal(a.code_challenge_method, 'S256');
+    assert.match(a.code_challenge, /^[A-Za-z0-9_-]{43}$/);
+    assert.equal(a.aud, `${srv.origin}/fhir`);
+    assert.ok(a.state && a.state.length >= 16);
+    assert.match(a.scope, /user\/\*\.cruds/);
+    assert.equal(seen.token.grant_type, 'authorization_code');
+    assert.equal(seen.token.client_id, 'bevan-web');
+    assert.equal(seen.token.redirect_uri, boardUrl);
+    assert.ok(seen.fhir > 0 && seen.bearer === seen.fhir, `${seen.bearer} of ${seen.fhir} FHIR requests carried the token`);
+    // the code and state are gone from the address bar; the ward parameter is back
+    assert.equal(new URL(page.url()).searchParams.get('code'), null);
+    assert.equal(new URL(page.url()).searchParams.get('ward'), ward.id);
+    assert.equal(await page.$$eval('#patients tbody tr', (rs) => rs.length) > 0, true);
+    assert.deepEqual(errors, []);
+  } finally { await page.close(); }
+});
+
+test('the issue\'s scenario: a red reading entered on the patient page becomes an alert (raised by the care service) on the open board within 2 s; the clinician acknowledges it', async () => {
+  const { ward: w8, patients: [fresh] } = await seedWard(c, 'Ward 8', [{ family: 'Fresh', spo2: [97, 97, 98] }]);
+  const board = await openBoard(w8, 1);
+  const page = await browser.newPage({ viewport: { width: 820, height: 1000 } });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  try {
+    assert.equal(await board.page.$$eval('#alerts > li', (ls) => ls.length), 0, 'no alert before the reading');
+    await page.goto(`${srv.origin}/web/patient.html?patient=${fresh.id}`, { timeout: 10_000 * SLOW });
+    await page.waitForSelector('#entry:not([hidden])', { timeout: 10_000 * SLOW });
+    await page.fill('#spo2', '90');
+    await page.click('#send');
+    await page.waitForSelector('#advice[data-band=red]', { timeout: 5000 * SLOW });
+    const sel = `#alerts li[data-patient="${fresh.id}"][data-code="spo2-red"]`;
+    await board.page.waitForSelector(sel, { timeout: LIVE_MS * SLOW });
+    const taskId = await board.page.getAttribute(sel, 'data-task');
+    const t0 = (await c.get(`/Task/${taskId}`)).json;
+    assert.equal(t0.status, 'requested');
+    assert.equal(t0.owner.reference, `CareTeam/${w8.id}`);
+    await board.page.fill(`${sel} input`, 'Rang the patient: ambulance called');
+    await board.page.click(`${sel} button.ack`);
+    await board.page.waitForFunction((s) => { const li = document.querySelector(s); return li && !li.querySelector('button.ack'); },
+      sel, { timeout: 5000 * SLOW });
+    const t1 = (await c.get(`/Task/${taskId}`)).json;
+    assert.equal(t1.status, 'accepted');
+    assert.ok(t1.note.some((n) => n.text === 'Rang the patient: ambulance called'));
+    await board.page.screenshot({ path: join(ARTIFACTS, 'board-care-alert-acknowledged.png'), fullPage: true });
+    assert.deepEqual(errors, []);
+    assert.deepEqual(board.errors, []);
+  } finally {
+    await page.close();
+    await board.page.close();
+  }
 });
