@@ -187,17 +187,24 @@ static void build(api_ctx *c, const audit_fields *f, bv_buf *b)
 }
 
 /* ------------------------------------------------------------------ queue */
+/* At most this many AuditEvents per write unit, and at most AUDIT_MAX_QUEUE waiting: when the
+ * writer falls behind, requests wait for it (back-pressure) instead of the queue, the memory and
+ * the time to durability growing without bound. */
+#define AUDIT_BATCH 2000
+#define AUDIT_MAX_QUEUE 20000
+
 static void enqueue(api_authz_cfg *cfg, bv_buf *b)
 {
     audit_item *it = bv_calloc(1, sizeof *it);
     it->json = bv_buf_steal(b, &it->len);
     pthread_mutex_lock(&cfg->mu);
+    while (cfg->queued >= AUDIT_MAX_QUEUE && !cfg->stop) pthread_cond_wait(&cfg->done_cv, &cfg->mu);
     if (cfg->tail) cfg->tail->next = it;
     else cfg->head = it;
     cfg->tail = it;
     cfg->queued++;
     cfg->enq_seq++;
-    if (cfg->queued == 1 || cfg->queued >= 4096) pthread_cond_signal(&cfg->cv);
+    if (cfg->queued == 1 || cfg->queued == AUDIT_BATCH) pthread_cond_signal(&cfg->cv);
     pthread_mutex_unlock(&cfg->mu);
 }
 
@@ -234,27 +241,35 @@ static void *audit_thread(void *arg)
         }
         /* gather for half the flush bound: one group commit (and one sync, which every read then
          * waits for) per batch instead of one per access */
-        if (!cfg->stop && cfg->queued < 4096) {
+        if (!cfg->stop && cfg->queued < AUDIT_BATCH) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             ts.tv_nsec += (AZ_AUDIT_FLUSH_MS / 2) * 1000000L;
             if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
-            while (!cfg->stop && cfg->queued < 4096 && pthread_cond_timedwait(&cfg->cv, &cfg->mu, &ts) == 0) {
+            while (!cfg->stop && cfg->queued < AUDIT_BATCH && pthread_cond_timedwait(&cfg->cv, &cfg->mu, &ts) == 0) {
             }
         }
-        audit_item *items = cfg->head;
-        uint64_t upto = cfg->enq_seq;
-        cfg->head = cfg->tail = NULL;
-        cfg->queued = 0;
+        audit_item *items = cfg->head, *last = NULL, *p = cfg->head;
+        size_t n = 0;
+        while (p && n < AUDIT_BATCH) {
+            last = p;
+            p = p->next;
+            n++;
+        }
+        cfg->head = p;
+        if (!p) cfg->tail = NULL;
+        last->next = NULL;
+        cfg->queued -= n;
+        uint64_t upto = cfg->enq_seq - cfg->queued;
         pthread_mutex_unlock(&cfg->mu);
         flush_ctx f = {items, bv_arena_new(1 << 16)};
         if (bv_store_write(ta->store, flush_unit, &f)) bv_log(BV_LOG_ERROR, "audit: a batch of AuditEvents could not be stored");
         bv_arena_free(f.a);
         while (items) {
-            audit_item *n = items->next;
+            audit_item *nx = items->next;
             free(items->json);
             free(items);
-            items = n;
+            items = nx;
         }
         pthread_mutex_lock(&cfg->mu);
         cfg->done_seq = upto;
@@ -279,6 +294,7 @@ void audit_stop(api_authz_cfg *cfg, bv_store *s)
     pthread_mutex_lock(&cfg->mu);
     cfg->stop = true;
     pthread_cond_signal(&cfg->cv);
+    pthread_cond_broadcast(&cfg->done_cv);
     pthread_mutex_unlock(&cfg->mu);
     pthread_join(cfg->thread, NULL);
     pthread_cond_destroy(&cfg->cv);

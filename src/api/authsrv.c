@@ -181,6 +181,14 @@ static void issue(api_ctx *c, const char *sub, const char *client_id, const char
     add_str(a, cl, "patient", patient);
     add_str(a, cl, "role", json_get_str(user, "role"));
     add_str(a, cl, "organization", json_get_str(user, "organization"));
+    /* a client registered for a secondary use (research, planning) always carries it: the
+     * national data opt-out then applies to everything it asks */
+    const char *purpose = json_get_str(user, "purpose_of_use");
+    if (purpose) {
+        json_value *arr = json_new(a, JSON_ARRAY);
+        json_push(a, arr, json_new_string(a, purpose));
+        json_set(a, cl, "purpose_of_use", arr);
+    }
     char *tok = bv_auth_sign(c->api->az->auth, a, cl);
     if (!tok) {
         oauth_error(c, 500, "server_error", "cannot sign");

@@ -507,7 +507,8 @@ static bool relationship(api_ctx *c, az_rd *rd, const char *pid)
         if (!who[k]) continue;
         ok = rd_any(rd, "CareTeam", "patient", pref, "participant", who[k]) ||
              rd_any(rd, "EpisodeOfCare", "patient", pref, k == 0 ? "care-manager" : "organization", who[k]) ||
-             rd_any(rd, "ServiceRequest", "patient", pref, "performer", who[k]);
+             rd_any(rd, "ServiceRequest", "patient", pref, "performer", who[k]) ||
+             rd_any(rd, "CarePlan", "patient", pref, "care-team.participant", who[k]);
     }
     if (z->n_rel < AZ_MAX_REL) z->rel[z->n_rel++] = (az_rel){bv_arena_strdup(c->a, pid), ok};
     return ok;
@@ -882,6 +883,85 @@ static void restrict_audit_tags(api_ctx *c, bv_search *s, const char *type)
     }
 }
 
+/* One nested search of htype with a single parameter, as the has-search of a pred on "patient". */
+static bool has_pred(api_ctx *c, const char *htype, const char *param, const char *value, bv_pred *out)
+{
+    bv_param ps[1] = {{param, value}};
+    bv_search_request sr;
+    memset(&sr, 0, sizeof sr);
+    bv_outcome oo;
+    bv_outcome_init(&oo, c->a);
+    if (bv_fhir_parse_search(c->a, htype, ps, 1, true, &sr, &oo) || !sr.search.n_ands) return false;
+    bv_search *h = bv_arena_calloc(c->a, 1, sizeof *h);
+    *h = sr.search;
+    memset(out, 0, sizeof *out);
+    out->kind = BV_IX_REFERENCE;
+    out->op = BV_OP_REF;
+    out->param = strcmp(htype, "CareTeam") == 0 || strcmp(htype, "ServiceRequest") == 0 ||
+                         strcmp(htype, "EpisodeOfCare") == 0 || strcmp(htype, "CarePlan") == 0
+                     ? "patient"
+                     : "subject";
+    out->has = h;
+    return true;
+}
+
+/* The patients the staff member has a legitimate relationship with, as a Patient search (one OR
+ * group): registered with their organisation (or them), or a CareTeam, EpisodeOfCare, referral or
+ * care plan team naming them or their organisation. NULL when the token names nobody. */
+static bv_search *related_patients(api_ctx *c)
+{
+    api_az *z = c->az;
+    const char *who[2] = {z->p.fhir_user, z->p.org};
+    bv_pred *preds = bv_arena_calloc(c->a, 12, sizeof *preds);
+    size_t k = 0;
+    for (int i = 0; i < 2; i++) {
+        const char *w = who[i];
+        const char *slash = w ? strchr(w, '/') : NULL;
+        if (!slash || !slash[1]) continue;
+        bv_pred *g = &preds[k++];
+        g->kind = BV_IX_REFERENCE;
+        g->op = BV_OP_REF;
+        g->param = "general-practitioner";
+        g->ref_type = bv_arena_strndup(c->a, w, (size_t)(slash - w));
+        g->ref_id = slash + 1;
+        if (has_pred(c, "CareTeam", "participant", w, &preds[k])) k++;
+        if (has_pred(c, "EpisodeOfCare", i == 0 ? "care-manager" : "organization", w, &preds[k])) k++;
+        if (has_pred(c, "ServiceRequest", "performer", w, &preds[k])) k++;
+        if (has_pred(c, "CarePlan", "care-team.participant", w, &preds[k])) k++;
+    }
+    if (!k) return NULL;
+    bv_or *ands = bv_arena_calloc(c->a, 1, sizeof *ands);
+    ands[0].preds = preds;
+    ands[0].n = k;
+    bv_search *pats = bv_arena_calloc(c->a, 1, sizeof *pats);
+    pats->type = "Patient";
+    pats->ands = ands;
+    pats->n_ands = 1;
+    return pats;
+}
+
+/* A staff search of a compartment type that names no patient: only resources of related
+ * patients match, inside the query (a filtered search, like a patient's). */
+static int restrict_related(api_ctx *c, bv_search *s, const char *type)
+{
+    const fhir_compartment_entry *e = fhir_patient_compartment_find(type);
+    bv_search *pats = related_patients(c);
+    if (!e || !pats) {
+        deny(c, 403, "forbidden", "this token names no user or organisation with relationships to patients");
+        return -1;
+    }
+    bv_pred *preds = bv_arena_calloc(c->a, e->n_params + 1, sizeof *preds);
+    for (size_t j = 0; j < e->n_params; j++) {
+        preds[j].kind = BV_IX_REFERENCE;
+        preds[j].op = BV_OP_REF;
+        preds[j].param = e->params[j];
+        preds[j].ref_type = "Patient";
+        preds[j].chain = pats;
+    }
+    add_and(c->a, s, preds, e->n_params);
+    return 0;
+}
+
 static int restrict_one(api_ctx *c, bv_search *s, const char *type, unsigned perm, bool inline_)
 {
     api_az *z = c->az;
@@ -912,11 +992,7 @@ static int restrict_one(api_ctx *c, bv_search *s, const char *type, unsigned per
             deny(c, 403, "forbidden", "_has is only available to staff on a search that names one patient");
             return -1;
         }
-        if (member) {
-            deny(c, 403, "forbidden",
-                 "staff searches of %s must name one patient (patient=Patient/ID, or Patient/ID/%s)", type, type);
-            return -1;
-        }
+        if (member) return restrict_related(c, s, type);
         return 0; /* Patient demographics and reference data */
     }
     if (member || search_has_has(s)) {

@@ -214,16 +214,18 @@ static int store_kv(const char *data, const char *key, const char *value)
 
 static const char client_help[] =
     "usage: bevan client add --data DIR --id CLIENT_ID --jwks FILE [--scope \"system/*.rs\"]\n"
-    "                        [--redirect-uri URI]...\n"
+    "                        [--redirect-uri URI]... [--purpose HRESCH|HOPERAT|...]\n"
     "Registers a client of Bevan's authorization server: a backend service authenticating with\n"
     "private_key_jwt (its public keys in FILE, a JWKS) for client_credentials, and/or an app using\n"
     "authorization_code + PKCE with the given redirect URIs. --scope: the most it may be granted.\n"
+    "--purpose: the client's tokens carry purpose_of_use (v3-ActReason): a secondary use such as\n"
+    "HRESCH (research) or HOPERAT (planning) makes the national data opt-out apply to it.\n"
     "The built-in public client bevan-web (this server's /web/*.html pages) needs no registration.\n";
 
 int bv_cmd_client(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "add") != 0) { fputs(client_help, argc > 1 && !strcmp(argv[1], "--help") ? stdout : stderr); return argc > 1 && !strcmp(argv[1], "--help") ? 0 : 2; }
-    const char *data = "./data", *id = NULL, *jwks = NULL, *scope = "system/*.rs";
+    const char *data = "./data", *id = NULL, *jwks = NULL, *scope = "system/*.rs", *purpose = NULL;
     const char *ru[16];
     size_t nru = 0;
     for (int i = 2; i < argc; i += 2) {
@@ -234,6 +236,7 @@ int bv_cmd_client(int argc, char **argv)
         else if (strcmp(a, "--jwks") == 0) jwks = n;
         else if (strcmp(a, "--scope") == 0) scope = n;
         else if (strcmp(a, "--redirect-uri") == 0 && nru < 16) ru[nru++] = n;
+        else if (strcmp(a, "--purpose") == 0) purpose = n;
         else { fputs(client_help, stderr); return 2; }
     }
     if (!id || !bv_fhir_valid_id(id) || (!jwks && !nru)) { fputs(client_help, stderr); return 2; }
@@ -241,6 +244,7 @@ int bv_cmd_client(int argc, char **argv)
     json_value *o = json_new(a, JSON_OBJECT);
     json_set(a, o, "client_id", json_new_string(a, id));
     json_set(a, o, "scope", json_new_string(a, scope));
+    if (purpose) json_set(a, o, "purpose_of_use", json_new_string(a, purpose));
     if (jwks) {
         size_t len;
         char *t = bv_read_text_file(jwks, 1 << 20, &len);

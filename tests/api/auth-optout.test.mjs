@@ -3,15 +3,24 @@
 // opt-out Consent — in searches, counts, reads and includes — while direct care is never filtered.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from './lib/server.mjs';
-import { authKit } from './lib/auth.mjs';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { startServer, runBevan, tempDir, req } from './lib/server.mjs';
+import { authKit, authClient, clientKeys, form } from './lib/auth.mjs';
 
-let srv, kit, care, research;
+let srv, kit, care, research, keys;
 const U = `oo${process.pid}${Date.now().toString(36)}`;
 const IN = `${U}-in`, OUT = `${U}-out`;
 
 before(async () => {
-  srv = await startServer({ auth: true });
+  const data = tempDir('bevan-optout-');
+  keys = clientKeys('ES384');
+  writeFileSync(join(data, 'research.jwks'), JSON.stringify(keys.jwks));
+  const r0 = await runBevan(['client', 'add', '--data', data, '--id', 'research-2', '--jwks', join(data, 'research.jwks'),
+    '--scope', 'system/*.rs', '--purpose', 'HRESCH']);
+  assert.equal(r0.code, 0, r0.stderr);
+  srv = await startServer({ auth: true, data });
   kit = await authKit(srv);
   care = kit.as(kit.system('system/*.cruds'));
   research = kit.as(kit.token({ scope: 'system/*.rs', client_id: 'research-1', purpose_of_use: ['HRESCH'] }));
@@ -50,6 +59,16 @@ test('secondary use leaves opted-out patients out of searches, counts, reads and
   assert.equal((await research.get(`/Observation/${IN}-o`)).status, 200);
   assert.equal((await research.get('/')).status, 403, 'a system-wide search cannot apply the opt-out');
   assert.equal((await research.get('/Observation/_history')).status, 403);
+  // a client registered with a research purpose gets tokens the opt-out applies to
+  const tokenUrl = `${srv.origin}/auth/token`;
+  const now = Math.floor(Date.now() / 1000);
+  const tr = await req('POST', tokenUrl, { headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: form({ grant_type: 'client_credentials', scope: 'system/Patient.rs',
+      client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+      client_assertion: keys.assertion({ iss: 'research-2', sub: 'research-2', aud: tokenUrl, exp: now + 120, jti: randomUUID() }) }) });
+  assert.equal(tr.status, 200, tr.text);
+  const reg = authClient(srv.base, tr.json.access_token);
+  assert.deepEqual(ids(await reg.get(`/Patient?family=${U}`)), [IN]);
   // direct care is never filtered
   assert.equal((await care.get(`/Observation/${OUT}-o`)).status, 200);
   // withdrawing the opt-out brings the patient back

@@ -12,7 +12,7 @@ import { authKit } from './lib/auth.mjs';
 let srv, kit, sys, data;
 const U = `rl${process.pid}${Date.now().toString(36)}`;
 const P1 = `${U}-p1`, P2 = `${U}-p2`, ORG = `${U}-gp`, ORG2 = `${U}-other`;
-const DR = { gp: `${U}-drgp`, ct: `${U}-drct`, ref: `${U}-drref`, eoc: `${U}-dreoc`, none: `${U}-drnone` };
+const DR = { gp: `${U}-drgp`, ct: `${U}-drct`, ref: `${U}-drref`, eoc: `${U}-dreoc`, none: `${U}-drnone`, ward: `${U}-drward` };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function put(res) {
@@ -46,6 +46,10 @@ before(async () => {
     performer: [{ reference: `Practitioner/${DR.ref}` }] });
   await put({ resourceType: 'EpisodeOfCare', id: `${U}-eoc`, status: 'active', patient: { reference: `Patient/${P1}` },
     careManager: { reference: `Practitioner/${DR.eoc}` } });
+  // a virtual-ward team (no patient of its own) and P2's care plan naming it
+  await put({ resourceType: 'CareTeam', id: `${U}-ward`, participant: [{ member: { reference: `Practitioner/${DR.ward}` } }] });
+  await put({ resourceType: 'CarePlan', id: `${U}-cp`, status: 'active', intent: 'plan', subject: { reference: `Patient/${P2}` },
+    careTeam: [{ reference: `CareTeam/${U}-ward` }] });
 });
 
 after(async () => { if (srv) await srv.stop(); });
@@ -64,7 +68,12 @@ test('clinician: relationship through the registered GP organisation; none gives
   assert.equal((await c.get(`/Observation?patient=${P2}`)).status, 403);
   assert.equal((await c.get(`/Patient/${P2}/$everything`)).status, 403);
   assert.equal((await c.get(`/Patient/${P2}`)).status, 200, 'demographics without a relationship');
-  assert.equal((await c.get('/Observation')).status, 403, 'a staff search of clinical data names one patient');
+  const all = await c.get('/Observation?_count=200');
+  assert.equal(all.status, 200, 'a staff search without a patient is filtered to related patients');
+  assert.ok(all.json.entry.length >= 1);
+  assert.ok(all.json.entry.every((e) => e.resource.subject.reference === `Patient/${P1}`), 'only related patients');
+  const cnt = await c.get('/Observation?_summary=count');
+  assert.equal(cnt.json.total, all.json.entry.length, 'counts are filtered too');
   const demo = await c.get(`/Patient?name=Two${U}`);
   assert.equal(demo.status, 200, 'demographics can be searched to find a patient');
   assert.equal(demo.json.entry.length, 1);
@@ -81,6 +90,19 @@ test('clinician: relationship through the registered GP organisation; none gives
   const lab = await c.post('/Condition', { resourceType: 'Condition', code: { text: 'x' }, subject: { reference: `Patient/${P1}` },
     meta: { security: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-Confidentiality', code: 'R' }] } });
   assert.equal(lab.status, 201, lab.text);
+});
+
+test('relationship through a care plan\'s team (virtual ward): reads and filtered searches', async () => {
+  const w = staff('ward');
+  assert.equal((await w.get(`/Observation/${P2}-obs`)).status, 200);
+  assert.equal((await w.get(`/Observation/${P1}-obs`)).status, 403);
+  const s = await w.get('/Observation?_count=200');
+  assert.equal(s.status, 200, s.text);
+  assert.deepEqual([...new Set(s.json.entry.map((e) => e.resource.subject.reference))], [`Patient/${P2}`]);
+  const cp = await w.get(`/CarePlan?care-team=CareTeam/${U}-ward&_include=CarePlan:subject`);
+  assert.equal(cp.status, 200, cp.text);
+  assert.ok(cp.json.entry.some((e) => e.resource.id === P2));
+  assert.equal((await staff('none').get('/Observation?_summary=count')).json.total, 0, 'no relationship, nothing');
 });
 
 test('relationship through a CareTeam, an EpisodeOfCare and a referral; none without', async () => {

@@ -326,3 +326,34 @@ test('bevan token prints a token the server accepts', async () => {
   const bad = await runBevan(['token', '--data', tempDir(), '--scope', 'system/*.rs']);
   assert.notEqual(bad.code, 0);
 });
+
+test('--trust-issuer: an external identity provider\'s tokens are verified with its JWKS, for its iss only', async () => {
+  const { generateKeyPairSync: gen, sign: sg, randomUUID: uuid } = await import('node:crypto');
+  const { privateKey, publicKey } = gen('ec', { namedCurve: 'P-256' });
+  const d = tempDir('bevan-idp-');
+  const kid = 'idp-key-1';
+  writeFileSync(join(d, 'idp.jwks'), JSON.stringify({ keys: [{ ...publicKey.export({ format: 'jwk' }), kid, use: 'sig' }] }));
+  const ISS = 'https://idp.example.test';
+  const s = await startServer({ auth: true, args: ['--trust-issuer', `${ISS}=${join(d, 'idp.jwks')}`] });
+  try {
+    const k = await authKit(s);
+    const mint = (claims) => {
+      const now = Math.floor(Date.now() / 1000);
+      const h = b64u(JSON.stringify({ alg: 'ES256', typ: 'JWT', kid }));
+      const p = b64u(JSON.stringify({ iss: ISS, aud: k.base, sub: 'u1', iat: now, exp: now + 300, jti: uuid(), scope: 'system/*.rs', ...claims }));
+      return `${h}.${p}.${b64u(sg('sha256', Buffer.from(`${h}.${p}`), { key: privateKey, dsaEncoding: 'ieee-p1363' }))}`;
+    };
+    const t = mint({});
+    seen.push(t);
+    assert.equal((await authClient(s.base, t).get('/Patient')).status, 200);
+    // the same key cannot sign for Bevan's own issuer, and another iss is unknown
+    expect401(await authClient(s.base, mint({ iss: k.base })).get('/Patient'), 'trusted key, other issuer');
+    expect401(await authClient(s.base, mint({ iss: 'https://other.example' })).get('/Patient'), 'unknown issuer');
+  } finally {
+    await s.stop();
+  }
+  const bad = await runBevan(['serve', '--listen', '127.0.0.1:0', '--data', join(d, 'x'), '--trust-issuer', `${ISS}=${join(d, 'nope.jwks')}`],
+    { timeoutMs: 20_000 });
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /nope\.jwks/);
+});
