@@ -261,6 +261,11 @@ static void route(api_ctx *c)
         if (ns == 6) { api_error(c, 404, "not-found", NULL, "no route for %s", req->path); return; }
         segs[ns++] = p;
         char *slash = strchr(p, '/');
+        /* dot segments ("../", "%2e%2e" once decoded) never name anything: refuse rather than route */
+        if (p[0] == '.' && (p[1] == '\0' || p[1] == '/' || (p[1] == '.' && (p[2] == '\0' || p[2] == '/')))) {
+            api_error(c, 400, "invalid", NULL, "path segments '.' and '..' are not allowed");
+            return;
+        }
         if (!slash) break;
         *slash = '\0';
         p = slash + 1;
