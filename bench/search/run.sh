@@ -4,7 +4,7 @@
 # connections. Prints and writes p50/p99 latency and throughput per query, the machine facts and
 # the exact commands. Measured, never asserted.
 #   DATA=dir (kept: the population is made once)  PATIENTS=20500  DURATION=10  CONNS=16
-#   BEVAN_BIN=build/bevan  OUT=bench/results/YYYY-MM-DD-search-run.md  QUERIES="name ..."
+#   BEVAN_BIN=build/bevan  OUT=bench/results/YYYY-MM-DD-search-run.md  QUERIES="name ..."  WARM=1
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${BEVAN_BIN:-build/bevan}
@@ -29,6 +29,9 @@ SIZE=$(du -sh "$DATA" | cut -f1)
 echo "== $TOTAL resources ($BYTYPE), $SIZE on disk"
 
 node bench/search/make-paths.mjs "$DB" "$WORK/paths" 200 >"$WORK/names"
+# WARM=1: read the whole store once so that the page cache holds it (else the first touches of
+# each sampled patient's pages are disk reads and dominate the latencies)
+if [ "${WARM:-0}" = 1 ]; then cat "$DB" >/dev/null; fi
 NAMES=${QUERIES:-$(cat "$WORK/names")}
 
 "$BIN" serve --listen 127.0.0.1:0 --port-file "$WORK/port" --data "$DATA" --rate-limit 0 2>"$WORK/serve.log" &
