@@ -5,8 +5,9 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
-  libmicrohttpd-dev libjson-c-dev libsqlite3-dev libssl-dev libcmocka-dev
-  python3 curl jq wrk sqlite3
+  libmicrohttpd-dev libjson-c-dev libsqlite3-dev libssl-dev libargon2-dev libcmocka-dev
+  python3 curl jq wrk sqlite3 strace
+  libcurl4-openssl-dev chromium
 )
 
 missing=()

@@ -14,7 +14,7 @@ WORK=$(mktemp -d /tmp/bevan-plans-XXXXXX)
 trap 'if [ -n "${PID:-}" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi; rm -rf "$WORK"' EXIT
 node bench/search/make-paths.mjs "$DB" "$WORK/paths" 3 >"$WORK/names"
 NAMES=${QUERIES:-$(cat "$WORK/names")}
-BEVAN_DEBUG=1 "$BIN" serve --listen 127.0.0.1:0 --port-file "$WORK/port" --data "$DATA" --rate-limit 0 2>"$WORK/serve.log" &
+BEVAN_DEBUG=1 "$BIN" serve --listen 127.0.0.1:0 --port-file "$WORK/port" --data "$DATA" --rate-limit 0 --auth off 2>"$WORK/serve.log" &
 PID=$!
 for _ in $(seq 1 200); do [ -s "$WORK/port" ] && break; sleep 0.1; done
 URL="http://127.0.0.1:$(cat "$WORK/port")"

@@ -144,9 +144,28 @@ _Static_assert(ST_IX_DEL_URI - ST_IX_DEL_STRING == BV_IX_URI, "per-kind statemen
 _Static_assert(ST_IX_INS_URI - ST_IX_INS_STRING == BV_IX_URI, "per-kind statements follow bv_index_kind");
 
 /* ---- Errors ---- */
+
+/* Set on the thread that saw an I/O-class error (a failed write, a full disk, corruption); the
+ * writer thread checks it after each unit and at COMMIT and poisons the store (store_io_check). */
+static _Thread_local bool io_error_seen;
+
+static bool is_io_error(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PROTOCOL: return true;
+    default: return false;
+    }
+}
+
 int bv__fail(bv__conn *c, int rc, const char *what)
 {
     bv_log(BV_LOG_WARN, "store: %s: %s (%d)", what, c && c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc), rc);
+    if (is_io_error(rc)) io_error_seen = true;
     switch (rc & 0xff) {
     case SQLITE_CONSTRAINT: return BV_ECONFLICT;
     case SQLITE_BUSY:
@@ -678,6 +697,17 @@ static void units_lost(bv__unit *from, bv__unit *to_incl)
     }
 }
 
+/* Writer thread: an I/O error on the writing connection poisons the store, as a failed sync does
+ * (after a failed write the kernel's and SQLite's view of the files is uncertain; SQLite's recovery
+ * at the next start decides what is stored). The syncer then answers BV_EIO to every unit not yet
+ * answered, and bv_store_write refuses new ones until a restart. */
+static bool store_io_check(bv_store *s, const char *where)
+{
+    if (io_error_seen && !atomic_exchange(&s->poisoned, true))
+        bv_log(BV_LOG_ERROR, "store: I/O error in %s: refusing writes until restart", where);
+    return atomic_load(&s->poisoned);
+}
+
 /* One group commit being built on the writer thread. */
 typedef struct {
     bv__unit *first;   /* first unit of the open transaction; NULL when none is open */
@@ -693,6 +723,10 @@ static void run_units(bv_store *s, group_state *st, bv__unit *units)
     bv__conn *c = s->wconn;
     for (bv__unit *u = units; u; u = u->next) {
         st->n++;
+        if (store_io_check(s, "a write")) {
+            u->rc = BV_EIO; /* poisoned: run nothing more */
+            continue;
+        }
         if (!st->first) {
             if (bv__step_simple(c, ST_BEGIN_IMMEDIATE) != BV_OK) {
                 u->rc = BV_EIO;
@@ -729,12 +763,13 @@ static void commit_group(bv_store *s, group_state *st, bv__synced *g)
         /* Announce the generation before its data can be seen: a reader that sees it then waits
          * for its sync (bv__await_durable). */
         g->gen = atomic_fetch_add(&s->commit_gen, 1) + 1;
-        if (bv__step_simple(c, ST_COMMIT) == BV_OK) {
+        if (!store_io_check(s, "a write") && bv__step_simple(c, ST_COMMIT) == BV_OK && !store_io_check(s, "COMMIT")) {
             groups++;
             g->committed = true;
             if (load_high_marks(c, &g->seq, NULL) != BV_OK) g->seq = 0;
         } else {
-            /* e.g. a deferred constraint: nothing of this transaction is stored. */
+            /* e.g. a deferred constraint or an I/O error: nothing of this transaction is stored
+             * (poisoned: the syncer answers BV_EIO to every unit of the group). */
             if (!sqlite3_get_autocommit(c->db)) bv__step_simple(c, ST_ROLLBACK);
             units_lost(st->first, NULL);
             st->failures++;
