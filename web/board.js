@@ -237,6 +237,9 @@
     const order = (t) => -(PRIORITY_RANK[t.priority] || 0);
     const tasks = [...state.tasks].sort((a, b) => order(a) - order(b) || String(b.authoredOn || '').localeCompare(String(a.authoredOn || '')));
     $('alert-count').textContent = `(${tasks.length})`;
+    // Live updates re-render the list: keep what a clinician is typing (and where) across them.
+    const typed = new Map([...ul.querySelectorAll('input[id^="note-"]')].map((i) => [i.id, i.value]));
+    const focused = document.activeElement && document.activeElement.id;
     ul.replaceChildren(...tasks.map((t) => {
       const pid = ((t.for || {}).reference || '').split('/')[1];
       const p = state.patients.get(pid);
@@ -252,10 +255,11 @@
         notes.length ? el('ul', { class: 'notes' }, notes) : null,
         el('form', { class: 'inline', onsubmit: (ev) => ev.preventDefault() },
           el('label', { for: noteId, class: 'sr-only', text: 'Note' }),
-          el('input', { id: noteId, type: 'text', placeholder: 'note (optional)', autocomplete: 'off' }),
+          el('input', { id: noteId, type: 'text', placeholder: 'note (optional)', autocomplete: 'off', value: typed.get(noteId) || '' }),
           t.status === 'requested' ? el('button', { type: 'button', class: 'ack', onclick: () => updateTask(t, 'accepted', $(noteId).value), text: 'Acknowledge' }) : null,
           el('button', { type: 'button', class: 'close', onclick: () => updateTask(t, 'completed', $(noteId).value), text: 'Close' })));
     }));
+    if (focused && focused.startsWith('note-') && $(focused)) $(focused).focus();
   }
 
   function openPatient(pid) {
