@@ -36,6 +36,29 @@ static bool sig_init;
 static bool sig_stop;
 static uint64_t sig_gen;
 static bv_store *sig_store;
+/* Highest seq handled, including batches with nothing for the ward that were not written back
+ * (a Patient import must not cost a ward write unit per batch); ward.cursor may lag behind it. */
+static int64_t mem_cursor;
+
+static int64_t cursor_now(int64_t persisted)
+{
+    pthread_mutex_lock(&sig_mu);
+    int64_t c = mem_cursor > persisted ? mem_cursor : persisted;
+    pthread_mutex_unlock(&sig_mu);
+    return c;
+}
+
+static void cursor_skip_to(int64_t seq)
+{
+    pthread_mutex_lock(&sig_mu);
+    if (seq > mem_cursor) mem_cursor = seq;
+    pthread_mutex_unlock(&sig_mu);
+}
+
+static bool ward_relevant(const char *type)
+{
+    return strcmp(type, "Observation") == 0 || strcmp(type, "CarePlan") == 0 || strcmp(type, "Task") == 0;
+}
 
 static void on_commit(void *ctx, int64_t last_seq)
 {
@@ -672,8 +695,21 @@ static void process_changes(bv_ward *w, bv_arena *a)
             (void)bv_str_to_i64(cur, strlen(cur), &cursor);
         bv_record *recs;
         size_t n;
+        int64_t persisted = cursor;
+        cursor = cursor_now(persisted);
         if (bv_store_changes(w->o.store, a, cursor, BATCH, &recs, &n) != BV_OK || n == 0) return;
         batch_ctx b = {.w = w, .a = a, .recs = recs, .n = n, .cursor_to = recs[n - 1].seq};
+        bool relevant = false;
+        for (size_t i = 0; i < n && !relevant; i++) relevant = ward_relevant(recs[i].type);
+        if (!relevant) {
+            /* nothing for the ward: move on in memory; write the cursor back now and then so a
+             * restart does not re-read a long import */
+            cursor_skip_to(b.cursor_to);
+            if (b.cursor_to - persisted >= 50000 && bv_store_write(w->o.store, cursor_unit, &b) != 0 &&
+                !bv_store_healthy(w->o.store))
+                return;
+            continue;
+        }
         int64_t T0 = bv_now_ms();
         int rc = bv_store_write(w->o.store, batch_unit, &b);
         bv_log(BV_LOG_DEBUG, "ward: batch of %zu in %lld ms (unit %lld us)", n, (long long)(bv_now_ms() - T0), (long long)b.unit_us);
@@ -790,7 +826,7 @@ static bool changes_caught_up(bv_ward *w, bv_arena *a)
         int64_t cursor = 0;
         if (bv_store_kv_get(w->o.store, a, "ward.cursor", &cur) == BV_OK && cur)
             (void)bv_str_to_i64(cur, strlen(cur), &cursor);
-        if (cursor >= target) return true;
+        if (cursor_now(cursor) >= target) return true;
         pthread_mutex_lock(&sig_mu);
         if (!sig_stop) timed_wait(&timer_cv, 50);
         bool stop = sig_stop;
@@ -920,6 +956,7 @@ int bv_ward_start(const bv_ward_options *opt, bv_ward **out)
     }
     sig_store = opt->store;
     sig_stop = false;
+    mem_cursor = 0;   /* a new store: its own ward.cursor counts */
     sig_gen++;
     pthread_mutex_unlock(&sig_mu);
     static bv_store *registered[8];
