@@ -34,6 +34,7 @@ typedef struct {
     size_t n_cors;
     double rate_per_s, rate_burst;
     bool rate_loopback;
+    unsigned max_connections;   /* serve: 0 = BV_MAX_CONNECTIONS */
 } options;
 
 /* "N" or "N/BURST" requests per second; "0" = no limit. */
@@ -98,6 +99,10 @@ static int parse_options(int argc, char **argv, options *o, const char *help)
             if (parse_rate(next, o)) goto bad;
             i++;
         } else if (strcmp(a, "--rate-limit-loopback") == 0) o->rate_loopback = true;
+        else if (strcmp(a, "--max-connections") == 0 && next) {
+            if (parse_uint(next, &o->max_connections) || o->max_connections == 0) goto bad;
+            i++;
+        }
         else if (strcmp(a, "--") == 0) { i++; break; }
         else if (a[0] == '-' && a[1]) goto bad;
         else break;
@@ -186,7 +191,7 @@ static const char serve_help[] =
     "usage: bevan serve [--listen HOST:PORT] [--data DIR] [--port-file F] [--threads N]\n"
     "                   [--sync full|normal] [--demo N] [--seed S] [--tz ZONE]\n"
     "                   [--tls-cert F --tls-key F] [--cors-origin O]... [--rate-limit N[/B]]\n"
-    "                   [--rate-limit-loopback]\n"
+    "                   [--rate-limit-loopback] [--max-connections N]\n"
     "Serves the FHIR R4 API at http://HOST:PORT/fhir (default 127.0.0.1:8080, data ./data).\n"
     "  --port-file F  write the bound port to F (use with --listen 127.0.0.1:0)\n"
     "  --sync normal  faster commits that may lose the last transactions on power loss (default full)\n"
@@ -198,6 +203,8 @@ static const char serve_help[] =
     "  --rate-limit N[/B]         per-client requests per second (burst B, default 2N); 0 = off\n"
     "                             (default 1000/2000; loopback clients exempt unless\n"
     "  --rate-limit-loopback      is given)\n"
+    "  --max-connections N        open connections served (default 1024); past it a request gets\n"
+    "                             503 + Retry-After and its connection is closed\n"
     "SIGTERM or SIGINT finishes in-flight requests and exits 0.\n";
 
 /* Request arenas grow in large blocks; keep freed blocks in the heap instead of returning them to
@@ -242,7 +249,8 @@ int bv_cmd_serve(int argc, char **argv)
                           .n_cors_origins = o.n_cors,
                           .rate_per_s = o.rate_per_s,
                           .rate_burst = o.rate_burst,
-                          .rate_loopback = o.rate_loopback};
+                          .rate_loopback = o.rate_loopback,
+                          .max_connections = o.max_connections};
     bv_http_server *srv;
     char err[256];
     if (bv_http_start(&ho, bv_api_handle, api, &srv, err, sizeof err)) {
