@@ -5,6 +5,10 @@ JOBS       ?= $(shell nproc)
 PORT       ?= 8080
 DATA       ?= ./data
 PATIENTS   ?= 200
+WARD       ?= 30
+# make run: auth off by default (loopback only; the server warns); AUTH=on for bearer tokens
+# (then: build/bevan token --data $(DATA) --scope "system/*.cruds" prints a token)
+AUTH       ?= off
 
 .PHONY: all deps build run test asan fuzz gen gen-check bench clean
 
@@ -19,7 +23,7 @@ build: deps
 
 run: build
 	@echo "Bevan: http://127.0.0.1:$(PORT)/fhir  (data in $(DATA); Ctrl-C to stop)"
-	@$(BUILD)/bevan serve --listen 127.0.0.1:$(PORT) --data $(DATA) --demo $(PATIENTS)
+	@$(BUILD)/bevan serve --listen 127.0.0.1:$(PORT) --data $(DATA) --demo $(PATIENTS) --ward $(WARD) --auth $(AUTH)
 
 test: deps
 	@scripts/test.sh

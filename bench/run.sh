@@ -44,7 +44,8 @@ start_server() {
     rm -f "$work/$name.port"
     local extra=()
     [ -n "$THREADS" ] && extra=(--threads "$THREADS")
-    "$BIN" serve --listen 127.0.0.1:0 --port-file "$work/$name.port" --data "$work/$name.data" "${extra[@]}" \
+    # --auth off: the figures are the store and HTTP path; token checks are measured apart (docs/security.md)
+    "$BIN" serve --listen 127.0.0.1:0 --port-file "$work/$name.port" --data "$work/$name.data" --auth off "${extra[@]}" \
         >"$work/$name.out" 2>"$work/$name.err" &
     PID=$!
     local i=0
@@ -217,7 +218,7 @@ mkdir -p "$root/bench/results"
     echo
     echo '```sh'
     echo "bench/run.sh    # DURATION=$DURATION WORKERS=$WORKERS ROUNDS=$ROUNDS"
-    echo "build/bevan serve --listen 127.0.0.1:0 --port-file \$TMP/port --data \$TMP/data${THREADS:+ --threads $THREADS}"
+    echo "build/bevan serve --listen 127.0.0.1:0 --port-file \$TMP/port --data \$TMP/data --auth off${THREADS:+ --threads $THREADS}"
     echo "$cmd_read"
     echo "$cmd_create"
     echo "$cmd_ingest"

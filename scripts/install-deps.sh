@@ -5,8 +5,9 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   build-essential cmake pkg-config clang libclang-rt-14-dev
-  libmicrohttpd-dev libjson-c-dev libsqlite3-dev libssl-dev libcmocka-dev
+  libmicrohttpd-dev libjson-c-dev libsqlite3-dev libssl-dev libargon2-dev libcmocka-dev
   python3 curl jq wrk sqlite3 strace
+  libcurl4-openssl-dev chromium
 )
 
 missing=()
@@ -21,8 +22,8 @@ if ((${#missing[@]})); then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   echo "install-deps: apt installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 # npm: the official R4 definitions/examples (generator input, round-trip tests) and test tooling.

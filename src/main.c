@@ -14,7 +14,10 @@ static void usage(FILE *f)
           "  check    check the store's integrity   (bevan check --help)\n"
           "  demo     generate a synthetic UK population into a data folder (bevan demo --help)\n"
           "  reindex  rebuild every search-index row from the stored resources (bevan reindex --help)\n"
-          "  backup   copy a live store to a file   (bevan backup --help)\n",
+          "  backup   copy a live store to a file   (bevan backup --help)\n"
+          "  token    print a signed access token for development and tests (bevan token --help)\n"
+          "  client   register a client of the authorization server (bevan client add --help)\n"
+          "  user     add a local account for the login page (bevan user add --help)\n",
           f);
 }
 
@@ -29,6 +32,9 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "demo") == 0) return bv_cmd_demo(argc - 1, argv + 1);
     if (strcmp(cmd, "reindex") == 0) return bv_cmd_reindex(argc - 1, argv + 1);
     if (strcmp(cmd, "backup") == 0) return bv_cmd_backup(argc - 1, argv + 1);
+    if (strcmp(cmd, "token") == 0) return bv_cmd_token(argc - 1, argv + 1);
+    if (strcmp(cmd, "client") == 0) return bv_cmd_client(argc - 1, argv + 1);
+    if (strcmp(cmd, "user") == 0) return bv_cmd_user(argc - 1, argv + 1);
     fprintf(stderr, "bevan: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;

@@ -163,6 +163,25 @@ class Terminology:
             result = result & s
         return result
 
+    def single_system(self, url, stack=()):
+        """The one code system every code of value set url comes from, or None (several systems,
+        no compose, an include without a system). Used for the implied system of `code` elements."""
+        vs = self.valuesets.get(url)
+        if vs is None or "compose" not in vs or url in stack:
+            return None
+        systems = set()
+        for inc in vs["compose"].get("include", ()):
+            if inc.get("system"):
+                systems.add(inc["system"])
+            for sub_url in inc.get("valueSet", ()):
+                sub = self.single_system(strip_version(sub_url), stack + (url,))
+                if sub is None:
+                    return None
+                systems.add(sub)
+            if not inc.get("system") and not inc.get("valueSet"):
+                return None
+        return systems.pop() if len(systems) == 1 else None
+
     def expand(self, url, stack=()):
         """frozenset of (system, code), or a string saying why it can't be expanded."""
         if url in self._cache:
@@ -541,6 +560,13 @@ class Gen:
                 self.name_pool.ref(r["mods_off"]), len(r["modifiers"])))
         out.append("};\nconst size_t fhir_search_params_count = "
                    "sizeof fhir_search_params / sizeof fhir_search_params[0];\n")
+        out.append("\n/* Required bindings of `code` elements whose value set draws on one code system: that\n"
+                   " * system is the code's implied system (token search system|code). Sorted by value set. */\n")
+        out.append("const fhir_binding_system fhir_binding_systems[] = {\n")
+        for vs, system in self.binding_systems:
+            out.append("    {%s, %s},\n" % (c_str(vs), c_str(system)))
+        out.append("};\nconst size_t fhir_binding_systems_count = "
+                   "sizeof fhir_binding_systems / sizeof fhir_binding_systems[0];\n")
         files["defs_search.c"] = "".join(out)
 
         # defs_compartment.c
@@ -630,6 +656,10 @@ def generate(pkg):
     urls = {e["binding_valueset"] for e in g.elements if e["binding_valueset"]}
     g.stats["crosscheck_ok"], g.stats["crosscheck_bad"] = cross_check_expansions(pkg, term, urls)
     g.build_search()
+    code_bindings = {e["binding_valueset"] for e in g.elements
+                     if e["binding_valueset"] and e["n_types"] == 1 and g.type_pool.items[e["types_off"]] == "code"}
+    g.binding_systems = sorted(((vs, term.single_system(vs)) for vs in code_bindings
+                                if term.single_system(vs)), key=lambda p: skey(p[0]))
     g.build_compartment()
     files = g.emit()
     return g, files

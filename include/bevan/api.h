@@ -3,6 +3,7 @@
 #ifndef BEVAN_API_H
 #define BEVAN_API_H
 
+#include "bevan/auth.h"
 #include "bevan/core.h"
 #include "bevan/http.h"
 #include "bevan/store.h"
@@ -17,6 +18,15 @@ typedef struct {
 
 bv_api *bv_api_new(const bv_api_options *opt);
 void bv_api_free(bv_api *api);
+
+/* Switches authentication and authorization on (docs/security.md): every FHIR route but
+ * /metadata then needs a bearer token verified by auth (owned by the api from now on), the
+ * policy file (NULL = the built-in defaults) gives the staff roles, every access is audited, and
+ * /.well-known/smart-configuration and /auth/... are served. The base URL (aud) is the auth's
+ * (bv_auth_set_base). */
+int bv_api_enable_auth(bv_api *api, bv_auth *auth, const char *policy_path, char *err, size_t errlen);
+/* The built-in policy (JSON text): a starting point for a policy file. */
+const char *bv_api_default_policy(void);
 
 /* bv_http_handler: ctx is the bv_api. */
 void bv_api_handle(void *ctx, bv_request *req, bv_response *resp);

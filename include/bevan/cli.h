@@ -9,5 +9,8 @@ int bv_cmd_check(int argc, char **argv);
 int bv_cmd_demo(int argc, char **argv);
 int bv_cmd_reindex(int argc, char **argv);
 int bv_cmd_backup(int argc, char **argv);   /* src/cli/backup.c */
+int bv_cmd_token(int argc, char **argv);
+int bv_cmd_client(int argc, char **argv);
+int bv_cmd_user(int argc, char **argv);
 
 #endif

@@ -18,11 +18,19 @@
  * and every patient gets a different one. */
 #define BV_DEMO_MAX_PATIENTS  900000u
 #define BV_DEMO_MAX_PRACTICES 50u
+#define BV_DEMO_MAX_WARD      1000u
 
 typedef struct {
     uint64_t seed;        /* any value; different seeds give different populations */
     unsigned patients;    /* 0..BV_DEMO_MAX_PATIENTS */
     unsigned practices;   /* GP practices; 0 = patients/500 + 1; values above 50 are capped at 50 */
+    /* Virtual ward (docs/ward.md): ward_patients more adults, each enrolled (CarePlan) in the ward
+     * CareTeam/demo-ward-1 with 14 days of home readings ending at ward_now_ms (0 = 2026-01-01T12:00Z;
+     * `bevan demo` passes the ward clock so the board looks live). Patient k: 0 deteriorating slowly,
+     * 1 silent hypoxia (low SpO2, normal pulse), 2 on NEWS2 Scale 2, 3 stopped sending readings; then
+     * every 10th from 4 deteriorating and from 7 stopped; the rest stable. */
+    unsigned ward_patients;
+    int64_t ward_now_ms;
 } bv_demo_options;
 
 /* Calls emit(ctx, json, len) once per transaction Bundle (JSON text, valid FHIR R4). First the

@@ -80,6 +80,13 @@ typedef struct {
     uint8_t n_modifiers;
 } fhir_search_param;
 
+/* The implied code system of a required binding on a `code` element (e.g. value set
+ * http://hl7.org/fhir/ValueSet/administrative-gender -> http://hl7.org/fhir/administrative-gender). */
+typedef struct {
+    const char *valueset;        /* canonical URL, no version */
+    const char *system;
+} fhir_binding_system;
+
 /* Patient compartment membership: resource type and the params that link it to a Patient. */
 typedef struct {
     const char *resource;
@@ -95,12 +102,16 @@ extern const fhir_search_param fhir_search_params[]; /* sorted by (resource, cod
 extern const size_t fhir_search_params_count;
 extern const fhir_compartment_entry fhir_patient_compartment[]; /* sorted by resource */
 extern const size_t fhir_patient_compartment_count;
+extern const fhir_binding_system fhir_binding_systems[]; /* sorted by valueset */
+extern const size_t fhir_binding_systems_count;
 extern const char *const fhir_resource_names[];  /* concrete resource types, sorted */
 extern const size_t fhir_resource_names_count;
 
 /* Lookups (binary search; implemented in src/fhir/gen/lookup.c by hand, not generated). */
 const fhir_type *fhir_type_find(const char *name);
 bool fhir_is_resource_type(const char *name);     /* concrete resource type */
+/* The one code system of a binding's value set, or NULL when it has several or is unknown. */
+const char *fhir_binding_system_of(const char *valueset);
 /* Element of a type (top-level) by JSON name; resolves choice names (valueQuantity ->
  * element "value", *choice_type_out = "Quantity"; valueString -> "string": the JSON name is the
  * element name + the type code with its first letter upper-cased). Inherited elements are

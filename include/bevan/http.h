@@ -39,6 +39,40 @@ void bv_response_header(bv_response *r, const char *name, const char *value);
 
 typedef void (*bv_http_handler)(void *ctx, bv_request *req, bv_response *resp);
 
+/* ---- WebSocket (RFC 6455) on an upgraded connection (src/http/ws.c) ----
+ * A GET on bv_http_options.ws->path with a valid WebSocket handshake is upgraded (101); the
+ * frames are then read by one I/O thread of the HTTP module. Text messages (UTF-8 checked,
+ * fragments reassembled, at most BV_WS_MAX_MESSAGE bytes) go to on_text on that thread; pings are
+ * answered, the server pings idle connections and closes dead ones. Binary messages, unmasked
+ * frames and oversized messages close the connection with the RFC's status code.
+ * Lifetime: a bv_ws is valid from on_open until on_close returns (both on the I/O thread, each
+ * called once). bv_ws_send_text may be called from any thread in between; it never blocks: when
+ * the peer does not keep up (socket buffer full) the connection is closed instead. */
+#define BV_WS_MAX_MESSAGE      (64u * 1024u)
+#define BV_WS_MAX_CONNECTIONS  256
+#define BV_WS_PING_INTERVAL_S  25     /* server ping on a quiet connection */
+#define BV_WS_DEAD_AFTER_S     75     /* nothing received for this long: closed */
+typedef struct bv_ws bv_ws;
+typedef struct {
+    const char *path;         /* e.g. "/fhir/$websocket" (exact match) */
+    void *ctx;
+    void (*on_open)(void *ctx, bv_ws *ws);
+    void (*on_text)(void *ctx, bv_ws *ws, const char *msg, size_t len);
+    void (*on_close)(void *ctx, bv_ws *ws);
+} bv_ws_handler;
+/* Sends one text message (thread-safe, non-blocking). BV_EIO when the connection is closing or
+ * could not take the message (then it is closed). */
+int bv_ws_send_text(bv_ws *ws, const char *msg, size_t len);
+/* Asks for the connection to be closed with this status code (1000 normal, 1008 policy). */
+void bv_ws_close(bv_ws *ws, unsigned code);
+/* The upgrade request's Authorization header (NULL if none) and the client address. */
+const char *bv_ws_authorization(const bv_ws *ws);
+const char *bv_ws_peer(const bv_ws *ws);
+/* One pointer of the application's own per connection. */
+void bv_ws_set_user(bv_ws *ws, void *user);
+void *bv_ws_user(const bv_ws *ws);
+
+
 typedef struct {
     const char *listen;       /* "HOST:PORT", port 0 = any free port */
     unsigned threads;         /* worker threads (0 = number of CPUs) */
@@ -59,6 +93,8 @@ typedef struct {
     double rate_per_s;
     double rate_burst;
     bool rate_loopback;
+    /* WebSocket endpoint (NULL = none). The handler must outlive the server. */
+    const bv_ws_handler *ws;
 } bv_http_options;
 
 typedef struct bv_http_server bv_http_server;

@@ -89,7 +89,7 @@ typedef struct bv_pred_s {
     bv_index_kind kind;
     const char *param;        /* "_id" and "_lastUpdated" are columns of the resource, not index rows */
     bv_op op;
-    bool negate;              /* :not (token) / ne: resources with no matching row */
+    bool negate;              /* :not (token): resources with no matching row (ne is per row: BV_OP_NE) */
     bool missing;             /* for BV_OP_MISSING: true = no row for param */
     /* TOKEN: system_given false = any system; system_given true and system NULL = no system (|code);
      *        code NULL = any code in system (system|) */

@@ -1,5 +1,6 @@
 /* Routing and response helpers: the HTTP edge maps errors to status codes and OperationOutcomes. */
 #include "internal.h"
+#include "authz.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -19,6 +20,7 @@ bv_api *bv_api_new(const bv_api_options *opt)
 void bv_api_free(bv_api *api)
 {
     if (!api) return;
+    api_authz_free(api);
     free(api->capability);
     free(api);
 }
@@ -436,5 +438,6 @@ void bv_api_handle(void *ctx, bv_request *req, bv_response *resp)
     };
     c.base = bv_arena_printf(req->arena, "%s%s", req->base_url ? req->base_url : "", c.api->base_path);
     resp->status = 200;
-    route(&c);
+    if (authn_begin(&c) == 0 && !authsrv_route(&c)) route(&c);
+    authn_end(&c);
 }

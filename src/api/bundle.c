@@ -3,6 +3,7 @@
  * transaction: one writer unit, all-or-nothing, in the specification's order (DELETE, POST,
  * PUT/PATCH, GET); urn:uuid fullUrls and conditional references are rewritten to assigned ids. */
 #include "internal.h"
+#include "authz.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -339,6 +340,8 @@ static int tx_run(bv_store_txn *t, void *ctx)
                         bv_fhir_parse_search(c->a, e->type, ps, np, true, &sr, &oo))
                         return tx_fail(tx, i, 400, "invalid", "entry %zu: invalid search", i);
                     s = &sr.search;
+                    if (authz_restrict(c, e->type, s, BV_PERM_S, &oo))
+                        return tx_fail(tx, i, 403, "forbidden", "entry %zu: %s", i, oo.issues[0].diagnostics);
                     bv_record *found;
                     size_t n;
                     int64_t total;
@@ -370,6 +373,9 @@ static int tx_run(bv_store_txn *t, void *ctx)
                     int rc = bv_txn_read(t, c->a, e->type, e->id, &r);
                     if (rc == BV_ENOTFOUND) return tx_fail(tx, i, 404, "not-found", "entry %zu: %s/%s is not known", i, e->type, e->id);
                     if (rc) return tx_fail(tx, i, 500, "exception", "storage error");
+                    int zst = r.deleted ? 0 : authz_unit_read(c, t, &r);
+                    if (zst) return tx_fail(tx, i, zst, zst == 404 ? "not-found" : "forbidden", "entry %zu: %s/%s is %s", i,
+                                            e->type, e->id, zst == 404 ? "not known" : "not accessible with this token");
                     if (r.deleted) return tx_fail(tx, i, 410, "deleted", "entry %zu: %s/%s is deleted", i, e->type, e->id);
                     e->get_rec = r;
                     e->get_body = r.body;
@@ -674,7 +680,11 @@ static void do_batch(api_ctx *c, json_value *entries)
         sub.query = bv_arena_calloc(c->a, np + 1, sizeof *sub.query);
         for (size_t k = 0; k < np; k++) { sub.query[k].name = ps[k].name; sub.query[k].value = ps[k].value; }
         sub.n_query = np;
-        sub.headers = bv_arena_calloc(c->a, 4, sizeof *sub.headers);
+        sub.headers = bv_arena_calloc(c->a, 6, sizeof *sub.headers);
+        /* every entry is authorised as its own request, with the caller's token */
+        const char *authz_h = api_header(c, "Authorization"), *btg_h = api_header(c, "X-Break-Glass-Reason");
+        if (authz_h) sub.headers[sub.n_headers++] = (bv_kv){"Authorization", authz_h};
+        if (btg_h) sub.headers[sub.n_headers++] = (bv_kv){"X-Break-Glass-Reason", btg_h};
         const char *ine = json_get_str(rq, "ifNoneExist"), *im = json_get_str(rq, "ifMatch");
         if (ine) sub.headers[sub.n_headers++] = (bv_kv){"If-None-Exist", ine};
         if (im) sub.headers[sub.n_headers++] = (bv_kv){"If-Match", im};

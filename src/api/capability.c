@@ -1,5 +1,6 @@
 /* GET /metadata: a CapabilityStatement listing exactly what is implemented, built once. */
 #include "internal.h"
+#include "bevan/notify.h"
 
 #include <string.h>
 
@@ -47,6 +48,14 @@ int api_build_capability(bv_api *api)
     json_set(a, cs, "patchFormat", pf);
     json_value *rests = json_new(a, JSON_ARRAY), *rest = json_new(a, JSON_OBJECT);
     json_set(a, rest, "mode", json_new_string(a, "server"));
+    {
+        /* R4: where the websocket channel of Subscriptions is served (a path on this server) */
+        json_value *exts = json_new(a, JSON_ARRAY), *ext = json_new(a, JSON_OBJECT);
+        json_set(a, ext, "url", json_new_string(a, "http://hl7.org/fhir/StructureDefinition/capabilitystatement-websocket"));
+        json_set(a, ext, "valueUri", json_new_string(a, BV_NOTIFY_WS_PATH));
+        json_push(a, exts, ext);
+        json_set(a, rest, "extension", exts);
+    }
     json_value *resources = json_new(a, JSON_ARRAY);
     static const char *const interactions[] = {"read", "vread", "update", "patch", "delete", "history-instance",
                                                "history-type", "create", "search-type"};

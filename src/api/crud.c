@@ -1,5 +1,8 @@
 /* Instance interactions: read, vread, create, update, delete, patch (and their conditional forms). */
 #include "internal.h"
+#include "bevan/care.h"
+#include "bevan/notify.h"
+#include "authz.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +25,7 @@ static int put_version(api_unit *u, bv_store_txn *t, json_value *res, int64_t ve
     bv_arena *a = u->c->a;
     int64_t now = bv_txn_now_ms(t);
     size_t len;
+    if (authz_unit_new(u, t, res, u->cur)) return BV_EINVAL;
     const char *body = api_finalize(a, res, u->id, version, now, &len);
     bv_put p = {
         .type = u->type, .id = u->id, .version = version, .last_updated_ms = now, .deleted = false,
@@ -32,6 +36,7 @@ static int put_version(api_unit *u, bv_store_txn *t, json_value *res, int64_t ve
     u->rec = (bv_record){.type = u->type, .id = u->id, .version = version, .last_updated_ms = now,
                          .method = method, .body = body, .body_len = len};
     u->wrote = true;
+    audit_unit(u, t);
     return 0;
 }
 
@@ -67,7 +72,12 @@ int api_unit_run(bv_store_txn *t, void *ctx)
         if (bv_txn_search(t, a, u->cond, &found, &n, NULL)) return fail(u, 500, "exception", "search failed");
         if (n > 1) return fail(u, 412, "duplicate", "the condition matches more than one resource");
         if (u->kind == OP_CREATE) {
-            if (n == 1) { u->rec = found[0]; u->status = 200; return 0; }
+            if (n == 1) {
+                if (authz_unit_old(u, t, &found[0])) return BV_EINVAL;
+                u->rec = found[0];
+                u->status = 200;
+                return 0;
+            }
         } else if (u->kind == OP_UPDATE) {
             char msg[300];
             if (api_conditional_update_id(a, u->res, found, n, &u->id, msg, sizeof msg))
@@ -81,6 +91,8 @@ int api_unit_run(bv_store_txn *t, void *ctx)
     int rc = u->kind == OP_CREATE ? BV_ENOTFOUND : bv_txn_read(t, a, u->type, u->id, &cur);
     if (rc && rc != BV_ENOTFOUND) return fail(u, 500, "exception", "storage error");
     bool exists = rc == BV_OK;
+    u->cur = exists ? &cur : NULL;
+    if (exists && !cur.deleted && authz_unit_old(u, t, &cur)) return BV_EINVAL;
     if (u->if_match) {
         if (!exists || cur.deleted)
             return fail(u, exists ? 409 : 404, exists ? "conflict" : "not-found",
@@ -107,6 +119,7 @@ int api_unit_run(bv_store_txn *t, void *ctx)
         if (bv_txn_put(t, &p)) return fail(u, 500, "exception", "storage error");
         u->rec = (bv_record){.type = u->type, .id = u->id, .version = next, .last_updated_ms = now, .deleted = true};
         u->wrote = true;
+        audit_unit(u, t);
         return 0;
     }
     case OP_PATCH: {
@@ -128,7 +141,8 @@ int api_unit_run(bv_store_txn *t, void *ctx)
         if (!bv_streq(rt, u->type)) return fail(u, 422, "processing", "a patch may not change resourceType");
         if (!bv_streq(pid, u->id)) return fail(u, 422, "processing", "a patch may not change id");
         bv_validate_opts vo = {.check_nhs_number = u->c->api->check_nhs_number};
-        if (bv_fhir_validate(doc, u->type, &vo, &u->oo) > 0) {
+        if (bv_fhir_validate(doc, u->type, &vo, &u->oo) > 0 || bv_care_check_write(a, doc, &u->oo) > 0 ||
+            (strcmp(u->type, "Subscription") == 0 && bv_notify_check_subscription(a, doc, &u->oo) > 0)) {
             u->status = api_status_for_outcome(&u->oo);
             return BV_EINVAL;
         }
@@ -230,6 +244,7 @@ static int prepare_body(api_ctx *c, const char *type, bool allow_missing_id, jso
 void api_create(api_ctx *c, const char *type)
 {
     api_unit u = {.c = c, .kind = OP_CREATE, .type = type};
+    if (authz_gate(c, AZ_CREATE, type, NULL)) return;
     if (prepare_body(c, type, true, &u.res, &u)) return;
     char uuid[40];
     bv_uuid7(uuid);
@@ -253,6 +268,7 @@ void api_create(api_ctx *c, const char *type)
 void api_update(api_ctx *c, const char *type, const char *id)
 {
     api_unit u = {.c = c, .kind = OP_UPDATE, .type = type, .id = id};
+    if (authz_gate(c, AZ_UPDATE, type, id)) return;
     if (parse_if_match(c, &u.if_match)) return;
     if (prepare_body(c, type, false, &u.res, &u)) return;
     const char *body_id = json_get_str(u.res, "id");
@@ -270,6 +286,7 @@ void api_update(api_ctx *c, const char *type, const char *id)
 void api_conditional_update(api_ctx *c, const char *type)
 {
     api_unit u = {.c = c, .kind = OP_UPDATE, .type = type};
+    if (authz_gate(c, AZ_UPDATE, type, NULL)) return;
     if (!c->req->raw_query || !*c->req->raw_query) {
         api_error(c, 405, "not-supported", NULL, "PUT needs an id or search criteria");
         return;
@@ -288,6 +305,7 @@ void api_conditional_update(api_ctx *c, const char *type)
 void api_delete(api_ctx *c, const char *type, const char *id)
 {
     api_unit u = {.c = c, .kind = OP_DELETE, .type = type, .id = id};
+    if (authz_gate(c, AZ_DELETE, type, id)) return;
     if (parse_if_match(c, &u.if_match)) return;
     run_unit(c, &u);
 }
@@ -295,6 +313,7 @@ void api_delete(api_ctx *c, const char *type, const char *id)
 void api_conditional_delete(api_ctx *c, const char *type)
 {
     api_unit u = {.c = c, .kind = OP_DELETE, .type = type};
+    if (authz_gate(c, AZ_DELETE, type, NULL)) return;
     if (!c->req->raw_query || !*c->req->raw_query) {
         api_error(c, 405, "not-supported", NULL, "DELETE needs an id or search criteria");
         return;
@@ -311,6 +330,7 @@ void api_conditional_delete(api_ctx *c, const char *type)
 void api_patch(api_ctx *c, const char *type, const char *id)
 {
     api_unit u = {.c = c, .kind = OP_PATCH, .type = type, .id = id};
+    if (authz_gate(c, AZ_PATCH, type, id)) return;
     if (parse_if_match(c, &u.if_match)) return;
     const char *ct = api_header(c, "Content-Type");
     bool jp = ct && strncmp(ct, "application/json-patch+json", 27) == 0;
@@ -385,6 +405,7 @@ static void send_record(api_ctx *c, const bv_record *r)
 
 void api_read(api_ctx *c, const char *type, const char *id)
 {
+    if (authz_gate(c, AZ_READ, type, id)) return;
     bv_record r;
     int rc = bv_store_read(c->api->store, c->a, type, id, &r);
     if (rc == BV_ENOTFOUND) { api_error(c, 404, "not-found", NULL, "%s/%s is not known", type, id); return; }
@@ -405,6 +426,7 @@ void api_read(api_ctx *c, const char *type, const char *id)
 void api_vread(api_ctx *c, const char *type, const char *id, const char *vid)
 {
     uint64_t v;
+    if (authz_gate(c, AZ_VREAD, type, id)) return;
     if (bv_str_to_u64(vid, strlen(vid), INT64_MAX, &v) || v == 0) {
         api_error(c, 400, "invalid", NULL, "invalid version id '%.40s'", vid);
         return;
@@ -421,6 +443,10 @@ void api_vread(api_ctx *c, const char *type, const char *id, const char *vid)
         api_error(c, 410, "deleted", NULL, "%s/%s version %lld is a deletion", type, id, (long long)r.version);
         return;
     }
+    if (!authz_version_ok(c, &r)) {
+        api_error(c, 404, "not-found", NULL, "%s/%s version %llu is not known", type, id, (unsigned long long)v);
+        return;
+    }
     send_record(c, &r);
 }
 
@@ -428,6 +454,7 @@ void api_vread(api_ctx *c, const char *type, const char *id, const char *vid)
 void api_validate_op(api_ctx *c, const char *type, const char *id)
 {
     json_value *body;
+    if (authz_gate(c, AZ_VALIDATE, type, id)) return;
     if (api_parse_body(c, &body)) return;
     json_value *res = body;
     const char *mode = NULL;

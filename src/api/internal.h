@@ -6,8 +6,12 @@
 #include "bevan/fhir.h"
 #include "bevan/json.h"
 
+struct api_authz_cfg;
+struct api_az;
+
 struct bv_api {
     bv_store *store;
+    struct api_authz_cfg *az;  /* NULL = auth off (authz.h) */
     bool check_nhs_number;
     char base_path[64];
     char *capability;        /* CapabilityStatement JSON, built once */
@@ -22,6 +26,7 @@ typedef struct {
     const char *base;        /* absolute base of the FHIR API, e.g. http://127.0.0.1:8080/fhir */
     bool pretty;
     bool in_bundle;          /* processing a batch entry: no HTTP-level extras */
+    struct api_az *az;       /* the authenticated caller; NULL when auth is off or the route is public */
 } api_ctx;
 
 /* ---- responses (api.c) ---- */
@@ -84,6 +89,7 @@ typedef struct {
     bv_outcome oo;             /* validation issues found inside the unit (PATCH) */
     bv_record rec;
     bool wrote;
+    const bv_record *cur;      /* the current version the unit replaces, if any (authz) */
 } api_unit;
 
 /* Conditional update: which id the write goes to, given the resources the criteria matched (n is
@@ -118,6 +124,9 @@ int api_build_capability(bv_api *api);
 /* ---- search helpers (search.c) ---- */
 /* Parse a conditional query (If-None-Exist value, or conditional URL query) for type. */
 int api_conditional_search(api_ctx *c, const char *type, const char *query, bv_search **out, bv_outcome *oo);
+/* The caller's restrictions on a search of type for perm (BV_PERM_*), inside the query; on
+ * denial an issue goes to oo and -1 is returned (authz.c). */
+int authz_restrict(api_ctx *c, const char *type, bv_search *s, unsigned perm, bv_outcome *oo);
 
 /* ---- JSON Patch (jsonpatch.c) ---- */
 int api_json_patch(bv_arena *a, json_value **doc, const json_value *patch, char *err, size_t errlen);

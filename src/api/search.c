@@ -1,5 +1,6 @@
 /* Search and history: Bundles built as text around the stored bodies (never re-serialised). */
 #include "internal.h"
+#include "authz.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +23,7 @@ int api_conditional_search(api_ctx *c, const char *type, const char *query, bv_s
         bv_outcome_add(oo, BV_SEV_ERROR, "invalid", NULL, "conditional criteria select nothing: '%.200s'", query);
         return -1;
     }
+    if (authz_restrict(c, type, &sr->search, BV_PERM_C | BV_PERM_U | BV_PERM_D, oo)) return -1;
     *out = &sr->search;
     return 0;
 }
@@ -206,6 +208,7 @@ static int include_one(api_ctx *c, const bv_include *inc, const bv_record *src, 
     int rc = bv_store_include(c->api->store, c->a, &q, &recs, &n);
     if (rc) return rc;
     for (size_t i = 0; i < n; i++) {
+        if (!authz_include_ok(c, &recs[i])) continue;
         if (!keyset_add(c->a, seen, &recs[i])) continue;
         if (out->n >= cap) { out->capped = true; break; }
         reclist_push(c->a, out, &recs[i]);
@@ -324,6 +327,7 @@ static int add_compartment(api_ctx *c, bv_search *s, const char *ctype, const ch
  * "Patient/1/Observation", "Patient/1/$everything", NULL for the system). */
 static void run_search(api_ctx *c, const char *path, bv_search_request *sr)
 {
+    if (authz_search(c, sr)) return;
     bool count_only = bv_streq(sr->summary, "count");
     bv_search *s = &sr->search;
     /* _total: accurate counts every match; the default and estimate count up to a cap (a
@@ -415,6 +419,7 @@ void api_compartment_search(api_ctx *c, const char *ctype, const char *cid, cons
                             size_t n)
 {
     bool all = strcmp(type, "*") == 0;
+    if (authz_gate(c, AZ_COMPARTMENT, ctype, cid)) return;
     bv_search_request sr;
     if (parse_request(c, all ? NULL : type, params, n, &sr)) return;
     if (add_compartment(c, &sr.search, ctype, cid, all ? NULL : type, false)) return;
@@ -429,6 +434,7 @@ void api_everything(api_ctx *c, const char *ctype, const char *cid, const bv_par
         api_error(c, 400, "not-supported", NULL, "$everything is supported on Patient only");
         return;
     }
+    if (authz_gate(c, AZ_EVERYTHING, ctype, cid)) return;
     bv_record pat;
     int rc = bv_store_read(c->api->store, c->a, ctype, cid, &pat);
     if (rc == BV_ENOTFOUND || (rc == BV_OK && pat.deleted)) {
@@ -504,6 +510,7 @@ static int parse_instant_param(api_ctx *c, const char *name, const char *v, int6
 
 void api_history(api_ctx *c, const char *type, const char *id)
 {
+    if (authz_gate(c, id ? AZ_HISTORY_INSTANCE : type ? AZ_HISTORY_TYPE : AZ_HISTORY_SYSTEM, type, id)) return;
     bv_history_query q = {.type = type, .id = id, .count = BV_DEFAULT_PAGE_COUNT};
     for (size_t i = 0; i < c->req->n_query; i++) {
         const char *nm = c->req->query[i].name, *v = c->req->query[i].value;
@@ -569,9 +576,12 @@ void api_history(api_ctx *c, const char *type, const char *id)
     bv_buf_putc(b, ']');
     if (n) {
         bv_buf_puts(b, ",\"entry\":[");
+        bool efirst = true;
         for (size_t i = 0; i < n; i++) {
             const bv_record *r = &recs[i];
-            if (i) bv_buf_putc(b, ',');
+            if (!authz_version_ok(c, r)) continue; /* another patient's version of a moved resource */
+            if (!efirst) bv_buf_putc(b, ',');
+            efirst = false;
             bv_buf_putc(b, '{');
             full_url(b, c, r);
             if (!r->deleted) {

@@ -1,5 +1,7 @@
 /* Preparing resources for a write: parse, validate, extract index rows, and stamp meta. */
 #include "internal.h"
+#include "bevan/care.h"
+#include "bevan/notify.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -43,6 +45,10 @@ int api_prepare(api_ctx *c, json_value *res, const char *expected_type, bool all
     }
     bv_validate_opts vo = {.allow_missing_id = allow_missing_id, .check_nhs_number = c->api->check_nhs_number};
     if (bv_fhir_validate(res, expected_type, &vo, oo) > 0) return -1;
+    /* virtual wards (docs/ward.md): implausible vital signs and invalid monitoring plans are 422 */
+    if (bv_care_check_write(c->a, res, oo) > 0) return -1;
+    /* Subscriptions: what the notify module needs to serve them; requested -> active */
+    if (strcmp(rt, "Subscription") == 0 && bv_notify_check_subscription(c->a, res, oo) > 0) return -1;
     return 0;
 }
 

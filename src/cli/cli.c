@@ -1,11 +1,15 @@
 /* The subcommands: serve, import, check, demo, reindex. */
 #include "bevan/cli.h"
+#include "auth_cmd.h"
 #include "bevan/api.h"
+#include "bevan/care.h"
 #include "bevan/demo.h"
 #include "bevan/fhir.h"
 #include "bevan/http.h"
 #include "bevan/json.h"
+#include "bevan/notify.h"
 #include "bevan/store.h"
+#include "bevan/web.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -35,7 +39,26 @@ typedef struct {
     double rate_per_s, rate_burst;
     bool rate_loopback;
     unsigned max_connections;   /* serve: 0 = BV_MAX_CONNECTIONS */
+    /* virtual wards (docs/ward.md) */
+    bool no_ward;
+    unsigned ward_patients;   /* demo: virtual-ward patients */
+    int64_t ward_window_ms, ward_grace_ms, ward_escalate_ms;
+    /* Subscriptions (serve) */
+    unsigned notify_attempts, notify_backoff_ms, notify_timeout_ms;
+    const char *web_dir;
+    const char *endpoints[16];
+    size_t n_endpoints;
+    cli_auth_opts auth;      /* serve: --auth, --base-url, --jwks, --trust-issuer, --policy */
 } options;
+
+/* "N" minutes -> ms */
+static int parse_minutes(const char *s, int64_t *ms)
+{
+    uint64_t v;
+    if (!s || bv_str_to_u64(s, strlen(s), 100000, &v) || v == 0) return -1;
+    *ms = (int64_t)v * 60000;
+    return 0;
+}
 
 /* "N" or "N/BURST" requests per second; "0" = no limit. */
 static int parse_rate(const char *s, options *o)
@@ -62,6 +85,7 @@ static int parse_uint(const char *s, unsigned *out)
 static int parse_options(int argc, char **argv, options *o, const char *help)
 {
     int i = 1;
+    bool auth_bad = false;
     for (; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -102,6 +126,40 @@ static int parse_options(int argc, char **argv, options *o, const char *help)
         else if (strcmp(a, "--max-connections") == 0 && next) {
             if (parse_uint(next, &o->max_connections) || o->max_connections == 0) goto bad;
             i++;
+        }
+        else if (strcmp(a, "--no-ward") == 0) o->no_ward = true;
+        else if (strcmp(a, "--ward") == 0 && next) { if (parse_uint(next, &o->ward_patients)) goto bad; i++; }
+        else if (strcmp(a, "--news2-window") == 0 && next) { if (parse_minutes(next, &o->ward_window_ms)) goto bad; i++; }
+        else if (strcmp(a, "--overdue-grace") == 0 && next) { if (parse_minutes(next, &o->ward_grace_ms)) goto bad; i++; }
+        else if (strcmp(a, "--overdue-escalate") == 0 && next) {
+            if (parse_minutes(next, &o->ward_escalate_ms)) goto bad;
+            i++;
+        } else if (strcmp(a, "--plausible") == 0 && next) {
+            if (bv_care_set_limit_text(next) != BV_OK) {
+                fprintf(stderr, "bevan: bad --plausible '%s' (CODE[:UNIT]=MIN..MAX with a code of the table in "
+                                "docs/ward.md)\n", next);
+                return -1;
+            }
+            i++;
+        }
+        else if (strcmp(a, "--notify-attempts") == 0 && next) {
+            if (parse_uint(next, &o->notify_attempts) || o->notify_attempts == 0 || o->notify_attempts > 100) goto bad;
+            i++;
+        } else if (strcmp(a, "--notify-backoff-ms") == 0 && next) {
+            if (parse_uint(next, &o->notify_backoff_ms) || o->notify_backoff_ms == 0) goto bad;
+            i++;
+        } else if (strcmp(a, "--notify-timeout-ms") == 0 && next) {
+            if (parse_uint(next, &o->notify_timeout_ms) || o->notify_timeout_ms == 0) goto bad;
+            i++;
+        } else if (strcmp(a, "--notify-endpoint") == 0 && next) {
+            if (o->n_endpoints == sizeof o->endpoints / sizeof o->endpoints[0] ||
+                !(bv_starts_with(next, "http://") || bv_starts_with(next, "https://")))
+                goto bad;
+            o->endpoints[o->n_endpoints++] = next;
+            i++;
+        } else if (strcmp(a, "--web") == 0 && next) { o->web_dir = next; i++; }
+        else if (cli_auth_option(&o->auth, argc, argv, &i, &auth_bad)) {
+            if (auth_bad) { i--; goto bad; }
         }
         else if (strcmp(a, "--") == 0) { i++; break; }
         else if (a[0] == '-' && a[1]) goto bad;
@@ -151,13 +209,15 @@ static int demo_emit(void *ctx, const char *json, size_t len)
     return status >= 300 ? -1 : 0;
 }
 
-static int run_demo(bv_api *api, unsigned patients, uint64_t seed)
+static int run_demo(bv_api *api, unsigned patients, unsigned ward_patients, uint64_t seed)
 {
     demo_sink d = {.api = api};
-    bv_demo_options dopt = {.seed = seed, .patients = patients};
+    bv_demo_options dopt = {.seed = seed, .patients = patients, .ward_patients = ward_patients,
+                            .ward_now_ms = bv_ward_now_ms()};
     int64_t t0 = bv_now_ms();
     int rc = bv_demo_generate(&dopt, demo_emit, &d);
-    fprintf(stderr, "bevan demo: %u patients, %zu resources stored in %.1f s%s\n", patients, d.stats.entries_ok,
+    fprintf(stderr, "bevan demo: %u patients (%u on the virtual ward), %zu resources stored in %.1f s%s\n",
+            patients + ward_patients, ward_patients, d.stats.entries_ok,
             (double)(bv_now_ms() - t0) / 1000.0, rc ? " (FAILED)" : "");
     return rc ? -1 : 0;
 }
@@ -169,9 +229,11 @@ static void count_cb(void *ctx, const char *type, int64_t n)
 }
 
 static const char demo_help[] =
-    "usage: bevan demo --data DIR [--patients N] [--seed S]\n"
+    "usage: bevan demo --data DIR [--patients N] [--seed S] [--ward N]\n"
     "Generates a deterministic synthetic UK population (GP practices, practitioners, patients with\n"
-    "valid NHS numbers, conditions, observations, medications) and stores it in DIR.\n";
+    "valid NHS numbers, conditions, observations, medications) and stores it in DIR.\n"
+    "  --ward N   also N virtual-ward patients (CareTeam/demo-ward-1) with 14 days of home readings up\n"
+    "             to now (docs/ward.md); alerts and NEWS2 scores appear when `bevan serve` starts\n";
 
 int bv_cmd_demo(int argc, char **argv)
 {
@@ -180,7 +242,7 @@ int bv_cmd_demo(int argc, char **argv)
     bv_store *s;
     if (open_store(&o, &s)) return 1;
     bv_api *api = make_api(&o, s);
-    int rc = run_demo(api, o.demo_patients, o.seed);
+    int rc = run_demo(api, o.demo_patients, o.ward_patients, o.seed);
     bv_api_free(api);
     bv_store_close(s);
     return rc ? 1 : 0;
@@ -189,13 +251,18 @@ int bv_cmd_demo(int argc, char **argv)
 /* ---- serve ---- */
 static const char serve_help[] =
     "usage: bevan serve [--listen HOST:PORT] [--data DIR] [--port-file F] [--threads N]\n"
-    "                   [--sync full|normal] [--demo N] [--seed S] [--tz ZONE]\n"
+    "                   [--sync full|normal] [--demo N] [--ward N] [--seed S] [--tz ZONE]\n"
     "                   [--tls-cert F --tls-key F] [--cors-origin O]... [--rate-limit N[/B]]\n"
-    "                   [--rate-limit-loopback] [--max-connections N]\n"
+    "                   [--rate-limit-loopback] [--no-ward] [--news2-window MIN]\n"
+    "                   [--overdue-grace MIN] [--overdue-escalate MIN] [--plausible CODE[:UNIT]=LO..HI]\n"
+    "                   [--rate-limit-loopback] [--auth on|off] [--base-url URL] [--jwks FILE]...\n"
+    "                   [--trust-issuer ISS=JWKSFILE]... [--policy FILE]\n"
+    "                   [--max-connections N]\n"
     "Serves the FHIR R4 API at http://HOST:PORT/fhir (default 127.0.0.1:8080, data ./data).\n"
     "  --port-file F  write the bound port to F (use with --listen 127.0.0.1:0)\n"
     "  --sync normal  faster commits that may lose the last transactions on power loss (default full)\n"
     "  --demo N       on first start (empty store) seed N synthetic patients\n"
+    "  --ward N       with --demo: N more on a virtual ward (docs/ward.md)\n"
     "  --tz ZONE      IANA zone for dates without one (default UTC; index and queries use it:\n"
     "                 changing it needs a reindex)\n"
     "  --tls-cert F --tls-key F   serve HTTPS only (PEM files; TLS 1.2 and 1.3)\n"
@@ -205,6 +272,24 @@ static const char serve_help[] =
     "  --rate-limit-loopback      is given)\n"
     "  --max-connections N        open connections served (default 1024); past it a request gets\n"
     "                             503 + Retry-After and its connection is closed\n"
+    "  --no-ward                  do not run the virtual-ward service (NEWS2, alerts, overdue)\n"
+    "  --news2-window MIN         a NEWS2 needs all parameters within MIN minutes (default 60)\n"
+    "  --overdue-grace MIN        a scheduled reading is overdue after MIN minutes (default 60)\n"
+    "  --overdue-escalate MIN     and the overdue alert escalates after MIN minutes (default 240)\n"
+    "  --plausible CODE[:UNIT]=LO..HI  override a plausibility limit (docs/ward.md)\n"
+    "  --notify-attempts N        rest-hook Subscription attempts before dead-letter (default 6)\n"
+    "  --notify-backoff-ms MS     first retry delay, doubled per attempt (default 1000)\n"
+    "  --notify-timeout-ms MS     one rest-hook request (default 10000)\n"
+    "  --notify-endpoint PREFIX   rest-hook endpoints allowed besides loopback (URL prefix,\n"
+    "                             repeatable, max 16; others are dead-lettered unsent)\n"
+    "  --web DIR                  the web pages served at /web/ (default: web/ beside the binary)\n"
+    "  --auth on|off              bearer tokens required on every FHIR route but /metadata (default\n"
+    "                             on; off only on loopback, with a warning). docs/security.md\n"
+    "  --base-url URL             the FHIR base URL clients use: access tokens' aud (default\n"
+    "                             http://HOST:PORT/fhir; required when not on loopback)\n"
+    "  --jwks FILE                more public keys trusted for Bevan's own issuer\n"
+    "  --trust-issuer ISS=FILE    trust tokens with iss ISS signed by a key of FILE (JWKS)\n"
+    "  --policy FILE              roles and labels (default DATA/policy.json, else built-in)\n"
     "SIGTERM or SIGINT finishes in-flight requests and exits 0.\n";
 
 /* Request arenas grow in large blocks; keep freed blocks in the heap instead of returning them to
@@ -213,6 +298,52 @@ static void tune_malloc(void)
 {
     mallopt(M_MMAP_THRESHOLD, 64 << 20);
     mallopt(M_TRIM_THRESHOLD, 256 << 20);
+}
+
+/* Everything the server answers: the web pages under /web/, the API otherwise. */
+typedef struct {
+    bv_api *api;
+    bv_web *web;
+} serve_ctx;
+
+static void serve_handle(void *ctx, bv_request *req, bv_response *resp)
+{
+    serve_ctx *sc = ctx;
+    if (bv_web_handle(sc->web, req, resp)) return;
+    bv_api_handle(sc->api, req, resp);
+}
+
+/* Websocket "bind-with-token": the token must be able to read the Subscription through the public
+ * API, so verification, revocation, scopes, patient compartments and audit are the API's own. */
+static int ws_bind_check(void *ctx, const char *token, const char *subscription_id, char *why, size_t whylen)
+{
+    if (!token || !*token) {
+        snprintf(why, whylen, "authorization is on: bind with a token (bind-with-token)");
+        return -1;
+    }
+    bv_arena *a = bv_arena_new(4096);
+    bv_request req;
+    memset(&req, 0, sizeof req);
+    req.arena = a;
+    req.method = "GET";
+    req.path = bv_arena_printf(a, "/fhir/Subscription/%s", subscription_id);
+    req.raw_query = "";
+    req.body = "";
+    bv_kv *h = bv_arena_calloc(a, 1, sizeof *h);
+    h[0].name = "Authorization";
+    h[0].value = bv_arena_printf(a, "Bearer %s", token);
+    req.headers = h;
+    req.n_headers = 1;
+    req.peer = "websocket";
+    bv_response resp;
+    bv_http_dispatch_local(bv_api_handle, ctx, &req, &resp);
+    int status = resp.status;
+    bv_buf_free(&resp.body);
+    bv_arena_free(a);
+    if (status == 200) return 0;
+    snprintf(why, whylen, status == 401 ? "the token is not valid" : "the token cannot read Subscription/%s",
+             subscription_id);
+    return -1;
 }
 
 int bv_cmd_serve(int argc, char **argv)
@@ -235,13 +366,52 @@ int bv_cmd_serve(int argc, char **argv)
     if (o.demo_patients) {
         int64_t n = 0;
         bv_store_count_by_type(s, count_cb, &n);
-        if (n == 0 && run_demo(api, o.demo_patients, o.seed)) {
+        if (n == 0 && run_demo(api, o.demo_patients, o.ward_patients, o.seed)) {
             bv_api_free(api);
             bv_store_close(s);
             return 1;
         }
     }
+    bv_auth *auth = NULL;
+    if (cli_auth_setup(&o.auth, api, o.data, o.listen, &auth)) {
+        bv_api_free(api);
+        bv_store_close(s);
+        return 1;
+    }
+    bv_ward *ward = NULL;
+    if (!o.no_ward) {
+        bv_ward_options wo = {.store = s, .news2_window_ms = o.ward_window_ms, .overdue_grace_ms = o.ward_grace_ms,
+                              .overdue_escalate_ms = o.ward_escalate_ms};
+        if (bv_ward_start(&wo, &ward) != BV_OK) {
+            fprintf(stderr, "bevan: cannot start the ward service\n");
+            bv_api_free(api);
+            bv_store_close(s);
+            return 1;
+        }
+    }
+    /* The Subscription service writes (Subscription status, dead-letter AuditEvents) through an
+     * API instance of its own: in-process, never exposed over HTTP, so it needs no token when
+     * authorization is switched on for the public one. */
+    bv_api *internal_api = make_api(&o, s);
+    bv_notify_options no = {.store = s, .api = bv_api_handle, .api_ctx = internal_api, .base_path = "/fhir",
+                            .max_attempts = o.notify_attempts, .backoff_ms = o.notify_backoff_ms,
+                            .timeout_ms = o.notify_timeout_ms, .endpoints = o.endpoints,
+                            .n_endpoints = o.n_endpoints,
+                            .auth = auth ? ws_bind_check : NULL, .auth_ctx = api};
+    bv_notify *notify;
+    char nerr[256];
+    if (bv_notify_start(&no, &notify, nerr, sizeof nerr)) {
+        fprintf(stderr, "bevan: cannot start Subscriptions: %s\n", nerr);
+        bv_ward_stop(ward);
+        bv_api_free(internal_api);
+        bv_api_free(api);
+        bv_store_close(s);
+        return 1;
+    }
+    serve_ctx sc = {.api = api, .web = bv_web_new(o.web_dir)};
+    if (o.web_dir && !sc.web) fprintf(stderr, "bevan: --web %s is not a folder; the web pages are not served\n", o.web_dir);
     bv_http_options ho = {.listen = o.listen,
+                          .ws = bv_notify_ws_handler(notify),
                           .threads = o.threads,
                           .tls_cert_file = o.tls_cert,
                           .tls_key_file = o.tls_key,
@@ -253,13 +423,23 @@ int bv_cmd_serve(int argc, char **argv)
                           .max_connections = o.max_connections};
     bv_http_server *srv;
     char err[256];
-    if (bv_http_start(&ho, bv_api_handle, api, &srv, err, sizeof err)) {
+    if (bv_http_start(&ho, serve_handle, &sc, &srv, err, sizeof err)) {
         fprintf(stderr, "bevan: cannot listen on %s: %s\n", o.listen, err);
+        bv_ward_stop(ward);
+        bv_notify_stop(notify);
+        bv_web_free(sc.web);
+        bv_api_free(internal_api);
         bv_api_free(api);
         bv_store_close(s);
         return 1;
     }
     int port = bv_http_port(srv);
+    char host[256];
+    snprintf(host, sizeof host, "%s", o.listen);
+    char *colon = strrchr(host, ':');
+    if (colon) *colon = '\0';
+    /* the audience is known now: set it before the port file tells anyone the server is up */
+    cli_auth_ready(&o.auth, auth, o.data, host, port, o.tls_cert != NULL);
     if (o.port_file) {
         char tmp[4096];
         snprintf(tmp, sizeof tmp, "%s.tmp", o.port_file);
@@ -267,21 +447,25 @@ int bv_cmd_serve(int argc, char **argv)
         if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 || rename(tmp, o.port_file) != 0) {
             fprintf(stderr, "bevan: cannot write the port file %s\n", o.port_file);
             bv_http_stop(srv);
+            bv_ward_stop(ward);
+            bv_notify_stop(notify);
+            bv_web_free(sc.web);
+            bv_api_free(internal_api);
             bv_api_free(api);
             bv_store_close(s);
             return 1;
         }
     }
-    char host[256];
-    snprintf(host, sizeof host, "%s", o.listen);
-    char *colon = strrchr(host, ':');
-    if (colon) *colon = '\0';
     bv_log(BV_LOG_INFO, "Bevan serving FHIR R4 at %s://%s:%d/fhir (data %s)", o.tls_cert ? "https" : "http", host,
            port, o.data);
     int sig = 0;
     sigwait(&set, &sig);
     bv_log(BV_LOG_INFO, "signal %d: finishing in-flight requests", sig);
     bv_http_stop(srv);
+    bv_ward_stop(ward);
+    bv_notify_stop(notify);
+    bv_web_free(sc.web);
+    bv_api_free(internal_api);
     bv_api_free(api);
     bv_store_close(s);
     bv_log(BV_LOG_INFO, "stopped");

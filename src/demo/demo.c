@@ -1432,7 +1432,206 @@ static void write_allergy(gen *g, patient *pt, const allergy_def *a)
     entry_post_end(g, "AllergyIntolerance");
 }
 
-static int write_patient_bundle(gen *g, unsigned idx)
+/* ---------------------------------------------------------------------------------------------
+ * Virtual ward (docs/ward.md): a CareTeam and enrolled patients with 14 days of home readings
+ * ------------------------------------------------------------------------------------------- */
+
+enum { WP_STABLE, WP_DETERIORATING, WP_SILENT_HYPOXIA, WP_SCALE2, WP_STOPPED };
+
+static unsigned ward_profile(unsigned k)
+{
+    static const unsigned first[] = {WP_DETERIORATING, WP_SILENT_HYPOXIA, WP_SCALE2, WP_STOPPED};
+    if (k < 4) return first[k];
+    if (k % 10 == 4) return WP_DETERIORATING;
+    if (k % 10 == 7) return WP_STOPPED;
+    return WP_STABLE;
+}
+
+static void write_ward_team(gen *g)
+{
+    bv_buf *b = &g->buf;
+    entry_put_begin(g, "CareTeam", "demo-ward-", 1);
+    P(b, ",\"status\":\"active\",\"category\":[");
+    codeable(b, "http://bevan.dev/fhir/CodeSystem/care-team-category", "virtual-ward", "Virtual ward", NULL);
+    P(b, "],\"name\":\"Riverside Virtual Ward (respiratory)\",\"participant\":[{\"member\":");
+    ref_practitioner(b, 0);
+    P(b, "}]");
+    entry_put_end(g, "CareTeam", "demo-ward-", 1);
+}
+
+static void ward_obs_begin(gen *g, patient *pt, int64_t minute)
+{
+    bv_buf *b = &g->buf;
+    char uuid[37];
+    make_uuid(&pt->r, uuid);
+    entry_post_begin(g, "Observation", uuid);
+    P(b, ",\"status\":\"final\",\"category\":[");
+    codeable(b, "http://terminology.hl7.org/CodeSystem/observation-category", "vital-signs", "Vital Signs", NULL);
+    P(b, "],\"code\":");
+}
+
+static void ward_obs_end(gen *g, patient *pt, int64_t minute, bool device)
+{
+    bv_buf *b = &g->buf;
+    ref_uuid(b, "subject", pt->uuid);
+    P(b, ",\"effectiveDateTime\":");
+    put_datetime(b, minute);
+    P(b, ",\"performer\":[{\"reference\":\"urn:uuid:");
+    put_s(b, pt->uuid);
+    P(b, "\"}]");
+    if (device) P(b, ",\"device\":{\"display\":\"Home pulse oximeter (ISO 80601-2-61)\"}");
+}
+
+/* ,"valueQuantity":{...} with v / 10^dec */
+static void ward_qty(bv_buf *b, int v, unsigned dec, const char *unit, const char *code)
+{
+    P(b, "\"valueQuantity\":{\"value\":");
+    put_fixed(b, v, dec);
+    P(b, ",\"unit\":");
+    put_q(b, unit);
+    P(b, ",\"system\":\"http://unitsofmeasure.org\",\"code\":");
+    put_q(b, code);
+    put_c(b, '}');
+}
+
+static void ward_simple(gen *g, patient *pt, int64_t minute, const char *loinc, const char *display, int v,
+                        unsigned dec, const char *unit, const char *code, bool device)
+{
+    bv_buf *b = &g->buf;
+    ward_obs_begin(g, pt, minute);
+    if (strcmp(loinc, "2708-6") == 0) {
+        P(b, "{\"coding\":[{\"system\":\"http://loinc.org\",\"code\":\"2708-6\",\"display\":\"Oxygen saturation in "
+             "Arterial blood\"},{\"system\":\"http://loinc.org\",\"code\":\"59408-5\",\"display\":\"Oxygen saturation "
+             "in Arterial blood by Pulse oximetry\"}],\"text\":\"SpO2\"}");
+    } else {
+        codeable(b, "http://loinc.org", loinc, display, NULL);
+    }
+    ward_obs_end(g, pt, minute, device);
+    put_c(b, ',');
+    ward_qty(b, v, dec, unit, code);
+    entry_post_end(g, "Observation");
+}
+
+static void ward_sitting(gen *g, patient *pt, unsigned profile, int64_t minute, unsigned step, unsigned steps,
+                         bool full)
+{
+    bv_buf *b = &g->buf;
+    bv_rng *r = &pt->r;
+    int f = (int)(step * 1000 / (steps ? steps : 1));        /* progress through the 14 days, per mille */
+    int spo2, pulse, rr, sbp, temp;                           /* temp in tenths of a degree */
+    switch (profile) {
+    case WP_DETERIORATING:
+        spo2 = 97 - 6 * f * f / 1000000 - rrange(r, 0, 1);
+        pulse = 74 + 32 * f / 1000 + rrange(r, -3, 3);
+        rr = 15 + 8 * f / 1000 + rrange(r, 0, 1);
+        sbp = 128 - 18 * f / 1000 + rrange(r, -4, 4);
+        temp = 369 + 14 * f / 1000 + rrange(r, -1, 1);
+        break;
+    case WP_SILENT_HYPOXIA:   /* low SpO2, normal pulse and breathing */
+        spo2 = f < 700 ? 96 + rrange(r, 0, 2) : 94 - (f - 700) * 14 / 1000 - rrange(r, 0, 1);
+        pulse = 72 + rrange(r, -4, 6);
+        rr = 16 + rrange(r, 0, 2);
+        sbp = 124 + rrange(r, -6, 6);
+        temp = 368 + rrange(r, -2, 3);
+        break;
+    case WP_SCALE2:           /* chronic hypercapnic respiratory failure: target 88-92% */
+        spo2 = 88 + rrange(r, 0, 4);
+        pulse = 84 + rrange(r, -5, 8);
+        rr = 19 + rrange(r, 0, 2);
+        sbp = 132 + rrange(r, -8, 8);
+        temp = 367 + rrange(r, -2, 3);
+        break;
+    default:
+        spo2 = 96 + rrange(r, 0, 3);
+        pulse = 62 + rrange(r, 0, 22);
+        rr = 14 + rrange(r, 0, 4);
+        sbp = 116 + rrange(r, 0, 20);
+        temp = 365 + rrange(r, 0, 7);
+        break;
+    }
+    ward_simple(g, pt, minute, "2708-6", NULL, clampi(spo2, 70, 100), 0, "%", "%", true);
+    ward_simple(g, pt, minute, "8867-4", "Heart rate", pulse, 0, "beats/minute", "/min", true);
+    if (!full) return;
+    ward_simple(g, pt, minute, "9279-1", "Respiratory rate", rr, 0, "breaths/minute", "/min", false);
+    ward_simple(g, pt, minute, "8310-5", "Body temperature", temp, 1, "Cel", "Cel", false);
+    /* blood pressure panel */
+    ward_obs_begin(g, pt, minute);
+    codeable(b, "http://loinc.org", "85354-9", "Blood pressure panel with all children optional", NULL);
+    ward_obs_end(g, pt, minute, false);
+    P(b, ",\"component\":[{\"code\":");
+    codeable(b, "http://loinc.org", "8480-6", "Systolic blood pressure", NULL);
+    put_c(b, ',');
+    ward_qty(b, sbp, 0, "mmHg", "mm[Hg]");
+    P(b, "},{\"code\":");
+    codeable(b, "http://loinc.org", "8462-4", "Diastolic blood pressure", NULL);
+    put_c(b, ',');
+    ward_qty(b, sbp * 6 / 10 + rrange(r, -3, 5), 0, "mmHg", "mm[Hg]");
+    P(b, "}]");
+    entry_post_end(g, "Observation");
+    /* consciousness (ACVPU): alert */
+    ward_obs_begin(g, pt, minute);
+    codeable(b, "http://snomed.info/sct", "1104441000000107", "ACVPU (Alert Confusion Voice Pain Unresponsive) scale score", NULL);
+    ward_obs_end(g, pt, minute, false);
+    P(b, ",\"valueCodeableConcept\":");
+    codeable(b, "http://snomed.info/sct", "248234008", "Mentally alert", NULL);
+    entry_post_end(g, "Observation");
+    /* breathing room air */
+    ward_obs_begin(g, pt, minute);
+    codeable(b, "http://snomed.info/sct", "722742002", "Breathing room air", NULL);
+    ward_obs_end(g, pt, minute, false);
+    entry_post_end(g, "Observation");
+}
+
+/* The enrolment CarePlan and 14 days of readings up to now (3 a day, a full NEWS2 set each morning). */
+static void write_ward_entries(gen *g, patient *pt, unsigned k, int64_t now_min)
+{
+    bv_buf *b = &g->buf;
+    bv_rng *r = &pt->r;
+    unsigned profile = ward_profile(k);
+    int64_t start_day = now_min / 1440 - 13;
+    int64_t start = start_day * 1440 + 7 * 60;
+    char uuid[37];
+    make_uuid(r, uuid);
+    entry_post_begin(g, "CarePlan", uuid);
+    P(b, ",\"extension\":[{\"url\":\"http://bevan.dev/fhir/StructureDefinition/monitoring-plan\",\"extension\":["
+         "{\"url\":\"readingsPerDay\",\"valueInteger\":3},{\"url\":\"readingTime\",\"valueTime\":\"08:00:00\"},"
+         "{\"url\":\"readingTime\",\"valueTime\":\"14:00:00\"},{\"url\":\"readingTime\",\"valueTime\":\"20:00:00\"},"
+         "{\"url\":\"durationDays\",\"valueInteger\":14}");
+    if (profile == WP_SCALE2) {
+        P(b, ",{\"url\":\"news2Scale\",\"valueInteger\":2},{\"url\":\"scale2DecidedBy\",\"valueReference\":");
+        ref_practitioner(b, 0);
+        P(b, "},{\"url\":\"spo2Baseline\",\"valueInteger\":90},{\"url\":\"spo2AmberAtOrBelow\",\"valueInteger\":87},"
+             "{\"url\":\"spo2RedAtOrBelow\",\"valueInteger\":85}");
+    } else {
+        P(b, ",{\"url\":\"news2Scale\",\"valueInteger\":1},{\"url\":\"spo2Baseline\",\"valueInteger\":");
+        put_u(b, profile == WP_STABLE ? 96 + rnd(r, 3) : 97);
+        P(b, "},{\"url\":\"spo2AmberAtOrBelow\",\"valueInteger\":94},{\"url\":\"spo2RedAtOrBelow\",\"valueInteger\":92}");
+    }
+    P(b, ",{\"url\":\"escalationContact\",\"valueContactPoint\":{\"system\":\"phone\",\"value\":\"0113 496 0");
+    put_pad(b, rnd(r, 1000), 3);
+    P(b, "\",\"use\":\"work\"}}]}],\"status\":\"active\",\"intent\":\"plan\",\"category\":[");
+    codeable(b, "http://bevan.dev/fhir/CodeSystem/care-plan-category", "virtual-ward", "Virtual ward", NULL);
+    P(b, "],\"title\":\"Virtual ward: remote pulse oximetry\"");
+    ref_uuid(b, "subject", pt->uuid);
+    P(b, ",\"period\":{\"start\":");
+    put_datetime(b, start);
+    P(b, "},\"careTeam\":[{\"reference\":\"CareTeam/demo-ward-1\"}],\"author\":");
+    ref_practitioner(b, 0);
+    entry_post_end(g, "CarePlan");
+
+    static const int slots[3] = {8 * 60, 14 * 60, 20 * 60};
+    const unsigned steps = 14 * 3;
+    int64_t stop = profile == WP_STOPPED ? now_min - 30 * 60 - (int64_t)rnd(r, 12 * 60) : now_min;
+    for (unsigned d = 0; d < 14; d++)
+        for (unsigned s = 0; s < 3; s++) {
+            int64_t t = (start_day + d) * 1440 + slots[s] + rrange(r, -10, 25);
+            if (t > stop || t < start) continue;
+            ward_sitting(g, pt, profile, t, d * 3 + s, steps, s == 0);
+        }
+}
+
+/* ward_k >= 0: a virtual-ward patient (adult; the ward's CarePlan and readings are added). */
+static int write_patient_bundle(gen *g, unsigned idx, int ward_k, int64_t ward_now_min)
 {
     patient *pt = bv_calloc(1, sizeof *pt);
     bv_rng *r = &pt->r;
@@ -1447,6 +1646,7 @@ static int write_patient_bundle(gen *g, unsigned idx)
     unsigned u = rnd(r, 1000), band = 0, acc = 0;
     while (band < 18 && (acc += AGE_PER_MILLE[band]) <= u) band++;
     int age = (int)band * 5 + rrange(r, 0, band == 18 ? 5 : 4);
+    if (ward_k >= 0 && age < 40) age = 40 + rrange(r, 0, 45);   /* NEWS2 is for adults */
     pt->birth = g->ref_day - (int64_t)age * 36525 / 100 - rnd(r, 365) - 1;
     pt->age = age_years(pt->birth, g->ref_day);
     int by;
@@ -1492,6 +1692,7 @@ static int write_patient_bundle(gen *g, unsigned idx)
     for (unsigned i = 0; i < pt->n_rx; i++) write_medication(g, pt, &pt->rx[i]);
     for (unsigned i = 0; i < N_ALLERGIES; i++)
         if (chance(r, ALLERGIES[i].per_mille)) write_allergy(g, pt, &ALLERGIES[i]);
+    if (ward_k >= 0) write_ward_entries(g, pt, (unsigned)ward_k, ward_now_min);
     bundle_end(g);
     free(pt);
     return 0;
@@ -1503,7 +1704,9 @@ static int write_patient_bundle(gen *g, unsigned idx)
 
 int bv_demo_generate(const bv_demo_options *opt, int (*emit)(void *ctx, const char *json, size_t len), void *ctx)
 {
-    if (!opt || !emit || opt->patients > BV_DEMO_MAX_PATIENTS) return BV_EINVAL;
+    if (!opt || !emit || opt->patients > BV_DEMO_MAX_PATIENTS || opt->ward_patients > BV_DEMO_MAX_WARD ||
+        opt->patients + opt->ward_patients > BV_DEMO_MAX_PATIENTS)
+        return BV_EINVAL;
     gen g;
     memset(&g, 0, sizeof g);
     bv_buf_init(&g.buf, 0);
@@ -1519,9 +1722,21 @@ int bv_demo_generate(const bv_demo_options *opt, int (*emit)(void *ctx, const ch
     plan_practices(&g, &shared, opt->patients);
 
     write_shared(&g);
+    if (opt->ward_patients) {
+        /* the ward's CareTeam joins the shared bundle */
+        g.buf.len -= 2;   /* "]}" */
+        write_ward_team(&g);
+        bundle_end(&g);
+    }
     int rc = emit(ctx, g.buf.data, g.buf.len);
     for (unsigned i = 0; !rc && i < opt->patients; i++) {
-        rc = write_patient_bundle(&g, i);
+        rc = write_patient_bundle(&g, i, -1, 0);
+        if (!rc) rc = emit(ctx, g.buf.data, g.buf.len);
+    }
+    /* 2026-01-01T12:00Z unless the caller gives the ward's "now" */
+    int64_t ward_now_min = opt->ward_now_ms > 0 ? opt->ward_now_ms / 60000 : g.ref_day * 1440 + 12 * 60;
+    for (unsigned k = 0; !rc && k < opt->ward_patients; k++) {
+        rc = write_patient_bundle(&g, opt->patients + k, (int)k, ward_now_min);
         if (!rc) rc = emit(ctx, g.buf.data, g.buf.len);
     }
     bv_buf_free(&g.buf);

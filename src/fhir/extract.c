@@ -422,7 +422,9 @@ static void rows_token(row_list *rl, const char *param, int32_t g, const fp_item
         return;
     }
     if (it->kind == BV_FP_NODE && json_is(o, JSON_OBJECT)) return;   /* Quantity, Reference, ...: not tokens */
-    add_token(rl, param, g, NULL, item_text(rl->a, it), NULL);
+    /* a bound `code` (Patient.gender) has its value set's code system as implied system */
+    const char *implied = it->kind == BV_FP_NODE && it->elem ? fhir_binding_system_of(it->elem->binding_valueset) : NULL;
+    add_token(rl, param, g, implied, item_text(rl->a, it), NULL);
 }
 
 static bool is_target(const fhir_search_param *sp, const char *type)

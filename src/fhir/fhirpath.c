@@ -191,7 +191,9 @@ static void collect_element(fp_ctx *c, const json_value *obj, const fhir_element
         return;
     }
     const char *type = e->n_types ? e->types[0] : NULL;
-    const fhir_element *inl = element_is_inline(e) ? e : NULL;
+    /* Inline structures carry their definition for their children; bound `code` primitives carry
+     * it for their implied code system (token extraction). */
+    const fhir_element *inl = element_is_inline(e) || (e->binding_valueset && type && strcmp(type, "code") == 0) ? e : NULL;
     const json_value *v = json_get(obj, e->name);
     char xk[128];
     const json_value *x = ext_key(xk, sizeof xk, e->name) ? json_get(obj, xk) : NULL;

@@ -646,9 +646,13 @@ static int parse_param(pctx *c, const char *type, const char *name, const char *
 
     const char **segs;
     size_t nseg = split_or(c->a, value, &segs), n = 0;
-    if ((c->preds += nseg) > SP_MAX_PREDS)
+    /* A bare id on a reference parameter (subject=123) is one typed pred per target type: the
+     * index is (param, ref_type, ref_id), so an untyped ref_id would walk every row of the
+     * parameter. Only for a short target list; stored references always carry their type. */
+    size_t expand = sp->type == FHIR_SP_REFERENCE && sp->n_targets >= 1 && sp->n_targets <= 8 ? sp->n_targets : 1;
+    if ((c->preds += nseg * expand) > SP_MAX_PREDS)
         return fail(c, "too-costly", "parameter '%s': the search has more than %d values", name, SP_MAX_PREDS);
-    bv_pred *preds = bv_arena_calloc(c->a, nseg, sizeof *preds);
+    bv_pred *preds = bv_arena_calloc(c->a, nseg * expand, sizeof *preds);
     for (size_t i = 0; i < nseg; i++) {
         if (!*segs[i]) continue;   /* empty values are ignored */
         bv_pred *p = &preds[n];
@@ -657,6 +661,15 @@ static int parse_param(pctx *c, const char *type, const char *name, const char *
         rc = value_pred(c, &pi, segs[i], p);
         if (rc != P_OK) return rc;
         n++;
+        if (sp->type == FHIR_SP_REFERENCE && expand == sp->n_targets && p->op == BV_OP_REF && p->ref_id &&
+            !p->ref_type && !p->text && !p->chain) {
+            bv_pred bare = *p;
+            for (size_t k = 0; k < sp->n_targets; k++) {
+                bv_pred *q = k ? &preds[n++] : p;
+                *q = bare;
+                q->ref_type = sp->targets[k];
+            }
+        }
     }
     if (n == 0) return P_SKIP;
     out->preds = preds;

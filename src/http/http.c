@@ -19,6 +19,7 @@
  *   completed_cb    the arena and the body buffer are freed. */
 #include "bevan/http.h"
 #include "transport.h"
+#include "ws_internal.h"
 
 #include <microhttpd.h>
 
@@ -67,6 +68,9 @@ struct bv_http_server {
     size_t n_cors;
     bv__ratelimit *rl;
     bool rate_loopback;
+    /* WebSocket endpoint (ws.c) */
+    bv__ws_hub *ws_hub;
+    char *ws_path;
 };
 
 typedef struct http_job {
@@ -274,7 +278,7 @@ static void add_transport_headers(struct MHD_Response *mr, const http_req *hr, c
     if (hr->cors_origin) {
         MHD_add_response_header(mr, "Access-Control-Allow-Origin", hr->cors_origin);
         MHD_add_response_header(mr, "Access-Control-Expose-Headers",
-                                "Location, Content-Location, ETag, Last-Modified, Retry-After");
+                                "Location, Content-Location, ETag, Last-Modified, Retry-After, WWW-Authenticate");
     }
     MHD_add_response_header(mr, "Vary", "Origin");
 }
@@ -452,6 +456,59 @@ static enum MHD_Result answer_preflight(struct MHD_Connection *conn, http_req *h
     return rc;
 }
 
+/* ---------------------------------------------------------------- WebSocket upgrade */
+
+static void ws_close_handle(void *h)
+{
+    MHD_upgrade_action((struct MHD_UpgradeResponseHandle *)h, MHD_UPGRADE_ACTION_CLOSE);
+}
+
+static void ws_upgraded(void *cls, struct MHD_Connection *conn, void *con_cls, const char *extra_in,
+                        size_t extra_in_size, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
+{
+    bv_http_server *s = cls;
+    (void)conn;
+    http_req *hr = con_cls;
+    bv__ws_adopt(s->ws_hub, sock, urh, extra_in, extra_in_size, hr ? bv_request_header(&hr->req, "Authorization") : NULL,
+                 hr ? hr->req.peer : NULL);
+}
+
+/* A browser's WebSocket carries no CORS check: accept a cross-origin page only when its origin is
+ * allowed by --cors-origin (same-origin pages and non-browser clients always). */
+static bool ws_origin_ok(const bv_http_server *s, const http_req *hr)
+{
+    const char *origin = bv_request_header(&hr->req, "Origin");
+    if (!origin || hr->cors_origin) return true;
+    return bv_streq(origin, hr->req.base_url);
+}
+
+static enum MHD_Result ws_upgrade(bv_http_server *s, struct MHD_Connection *conn, http_req *hr)
+{
+    char accept[40];
+    const char *msg = NULL;
+    int st = bv__ws_handshake(&hr->req, accept, sizeof accept, &msg);
+    if (st) {
+        set_error(hr, st, st == 426 ? "not-supported" : "invalid", msg);
+        return queue_error(conn, hr);
+    }
+    if (!ws_origin_ok(s, hr)) {
+        set_error(hr, 403, "forbidden", "this Origin may not open the WebSocket (see --cors-origin)");
+        return queue_error(conn, hr);
+    }
+    if (bv__ws_hub_full(s->ws_hub)) {
+        set_error(hr, 503, "transient", "too many WebSocket connections; try again later");
+        return queue_error(conn, hr);
+    }
+    struct MHD_Response *mr = MHD_create_response_for_upgrade(ws_upgraded, s);
+    if (!mr) return MHD_NO;
+    MHD_add_response_header(mr, MHD_HTTP_HEADER_UPGRADE, "websocket");
+    MHD_add_response_header(mr, "Sec-WebSocket-Accept", accept);
+    enum MHD_Result rc = MHD_queue_response(conn, MHD_HTTP_SWITCHING_PROTOCOLS, mr);
+    MHD_destroy_response(mr);
+    if (rc == MHD_YES) hr->queued = true;
+    return rc;
+}
+
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                  const char *version, const char *upload_data, size_t *upload_data_size,
                                  void **con_cls)
@@ -502,21 +559,27 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         return send_response(conn, hr, &hr->resp);
     }
     if (hr->offload == 1) return MHD_YES;
+    if (s->ws_hub && strcmp(hr->req.path, s->ws_path) == 0) return ws_upgrade(s, conn, hr);
     bv_request *r = &hr->req;
     r->body = bv_buf_cstr(&hr->body);
     r->body_len = hr->body.len;
     if (s->n_workers && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
-        hr->offload = 1;
-        hr->job.conn = conn;
-        hr->job.hr = hr;
-        hr->job.next = NULL;
-        MHD_suspend_connection(conn);
         pthread_mutex_lock(&s->mu);
-        if (s->tail) s->tail->next = &hr->job; else s->head = &hr->job;
-        s->tail = &hr->job;
-        pthread_cond_signal(&s->cv);
+        /* Once the workers are stopping nobody would resume a suspended connection (and MHD aborts
+         * when it stops with one): a request on a kept-alive connection is answered here instead. */
+        if (!s->stopping) {
+            hr->offload = 1;
+            hr->job.conn = conn;
+            hr->job.hr = hr;
+            hr->job.next = NULL;
+            MHD_suspend_connection(conn);
+            if (s->tail) s->tail->next = &hr->job; else s->head = &hr->job;
+            s->tail = &hr->job;
+            pthread_cond_signal(&s->cv);
+            pthread_mutex_unlock(&s->mu);
+            return MHD_YES;
+        }
         pthread_mutex_unlock(&s->mu);
-        return MHD_YES;
     }
     bv_response resp;
     response_init(&resp, hr->arena);
@@ -614,6 +677,8 @@ static void server_free(bv_http_server *s)
     bv__ratelimit_free(s->rl);
     free(s->tls_cert);
     free(s->tls_key);
+    bv__ws_hub_free(s->ws_hub);
+    free(s->ws_path);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     free(s);
@@ -679,6 +744,15 @@ int bv_http_start(const bv_http_options *opt, bv_http_handler handler, void *ctx
 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     if (s->tls) flags |= MHD_USE_TLS;
+    if (opt->ws) {
+        if (MHD_is_feature_supported(MHD_FEATURE_UPGRADE) != MHD_YES) {
+            snprintf(err, errlen, "this libmicrohttpd cannot upgrade connections (WebSocket)");
+            goto fail_early;
+        }
+        flags |= MHD_ALLOW_UPGRADE;
+        s->ws_path = bv_strdup(opt->ws->path);
+        s->ws_hub = bv__ws_hub_new(opt->ws, ws_close_handle);
+    }
     flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_POLL;
     if (v6) flags |= MHD_USE_IPv6;
     /* MHD warns about a pool of 1: give the option only for 2+ threads */
@@ -748,6 +822,9 @@ void bv_http_stop(bv_http_server *s)
     if (!s) return;
     if (s->daemon) {
         MHD_socket fd = MHD_quiesce_daemon(s->daemon);   /* stop accepting */
+        /* WebSocket connections end now (1001 going away): MHD must not hold upgraded sockets
+         * when it stops. */
+        bv__ws_hub_stop(s->ws_hub);
         /* Let requests in progress be answered (bounded), then close everything. */
         for (int i = 0; i < HTTP_STOP_WAIT_MS / 5 && atomic_load(&s->in_flight) > 0; i++) {
             struct timespec ts = {0, 5 * 1000 * 1000};

@@ -108,3 +108,25 @@ test('prefixes with implicit ranges, and Period overlap', async () => {
   assertOutcome(await c.get('/Observation?date=xx2020'), 400, 'bad prefix');
   assertOutcome(await c.get('/Observation?date=2020-02-30'), 400, 'bad date');
 });
+
+// Found by the search oracle: ne is a per-value prefix like the others ("any value is not equal"),
+// so a resource without the element never matches and one with several values matches when one
+// of them differs. It used to be "no value equals", which returned resources with no value at all.
+test('ne matches per value: not resources without one, yes when one of several values differs', async () => {
+  const mk = async (res) => { const r = await cu.post(`/${res.resourceType}`, res); assert.equal(r.status, 201, r.text); return r.json.id; };
+  const tag = { system: 'http://example.org/ne', code: 'ne' };
+  const none = await mk({ resourceType: 'Patient', meta: { tag: [tag] }, name: [{ family: 'NoBirthDate' }] });
+  const born = await mk({ resourceType: 'Patient', meta: { tag: [tag] }, birthDate: '1985-05-20' });
+  const two = await mk({ resourceType: 'RiskAssessment', status: 'final', subject: { reference: `Patient/${born}` }, meta: { tag: [tag] },
+    prediction: [{ probabilityDecimal: 0.25 }, { probabilityDecimal: 0.6 }] });
+  const one = await mk({ resourceType: 'RiskAssessment', status: 'final', subject: { reference: `Patient/${born}` }, meta: { tag: [tag] },
+    prediction: [{ probabilityDecimal: 0.25 }] });
+  const noval = await mk({ resourceType: 'RiskAssessment', status: 'final', subject: { reference: `Patient/${born}` }, meta: { tag: [tag] } });
+  const t = `_tag=${enc('http://example.org/ne|ne')}`;
+  assert.deepEqual(await q(cu, `/Patient?${t}&birthdate=ne1985-05`), []);
+  assert.deepEqual(await q(cu, `/Patient?${t}&birthdate=ne1990`), [born]);
+  await has(cu, `/Patient?${t}&birthdate=ne1990`, none, false);
+  assert.deepEqual(await q(cu, `/RiskAssessment?${t}&probability=ne0.25`), [two]);
+  assert.deepEqual(await q(cu, `/RiskAssessment?${t}&probability=ne0.6`), [one, two].sort());
+  assert.ok(!(await q(cu, `/RiskAssessment?${t}&probability=ne0.3`)).includes(noval));
+});

@@ -110,6 +110,15 @@ test('token :text, :not, :of-type; :in/:not-in/:above/:below answer 400 until te
   }
 });
 
+test('token on a bound code uses its implied system: system|code, code, system|', async () => {
+  const gender = encodeURIComponent('http://hl7.org/fhir/administrative-gender|female');
+  await same(`/Patient?gender=${gender}`, [ids.smith]);
+  await same('/Patient?gender=female', [ids.smith]);
+  await same(`/Patient?gender=${encodeURIComponent('http://hl7.org/fhir/administrative-gender|')}`, [ids.smith]);
+  await same(`/Patient?gender=${encodeURIComponent('http://other.example/gender|female')}`, []);
+  await same(`/Observation?status=${encodeURIComponent('http://hl7.org/fhir/observation-status|cancelled')}`, [ids.o3]);
+});
+
 test('string: case- and accent-insensitive starts-with, :exact, :contains', async () => {
   await same('/Patient?given=zoe', [ids.smith]);
   await same('/Patient?given=ZOË', [ids.smith]);

@@ -47,7 +47,7 @@ export async function serve(data, extraArgs = [], env = process.env) {
   const portDir = mkdtempSync(join(tmpdir(), 'bevan-crash-port-'));
   const portFile = join(portDir, 'port');
   const t0 = performance.now();
-  const child = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--port-file', portFile, '--data', data,
+  const child = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--port-file', portFile, '--data', data, '--auth', 'off',
     '--rate-limit', '0', ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'], env });
   let stderr = '';
   child.stderr.on('data', (d) => { stderr += d; if (stderr.length > 2e6) stderr = stderr.slice(-1e6); });

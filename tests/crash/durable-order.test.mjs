@@ -67,7 +67,7 @@ test('WAL fdatasync precedes the response for create, update and transaction (st
   const trace = join(data, 'trace.txt');
   const child = spawn('strace', ['-f', '-y', '-s', '65536', '-o', trace,
     '-e', 'trace=pwrite64,write,writev,sendto,sendmsg,fdatasync,fsync,recvfrom,recvmsg,read',
-    BIN, 'serve', '--listen', '127.0.0.1:0', '--port-file', portFile, '--data', join(data, 'db'), '--rate-limit', '0'],
+    BIN, 'serve', '--listen', '127.0.0.1:0', '--port-file', portFile, '--data', join(data, 'db'), '--rate-limit', '0', '--auth', 'off'],
   { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => { stderr += d; });

@@ -256,9 +256,24 @@ static void test_reference(void **state)
     assert_null(p->text);
     assert_null(p->chain);
 
+    /* a bare id: one typed pred per target type, ORed, so the (param, ref_type, ref_id) index
+     * answers it (Observation.subject: Patient, Group, Device, Location) */
     p = one("Observation", "subject=123", &r);
-    assert_null(p->ref_type);
+    assert_int_equal(r.search.ands[0].n, 4);
+    bool patient = false;
+    for (size_t i = 0; i < r.search.ands[0].n; i++) {
+        const bv_pred *q = &r.search.ands[0].preds[i];
+        assert_non_null(q->ref_type);
+        assert_string_equal(q->ref_id, "123");
+        assert_int_equal(q->op, BV_OP_REF);
+        patient |= strcmp(q->ref_type, "Patient") == 0;
+    }
+    assert_true(patient);
+    p = one("Observation", "patient=123,456", &r);   /* targets Group and Patient: 2 x 2 */
+    assert_int_equal(r.search.ands[0].n, 4);
     assert_string_equal(p->ref_id, "123");
+    assert_string_equal(r.search.ands[0].preds[3].ref_id, "456");
+    assert_string_not_equal(r.search.ands[0].preds[2].ref_type, r.search.ands[0].preds[3].ref_type);
 
     p = one("Observation", "subject:Patient=123", &r);
     assert_string_equal(p->ref_type, "Patient");

@@ -37,6 +37,18 @@ bool fhir_is_resource_type(const char *name)
     return i < fhir_resource_names_count && strcmp(fhir_resource_names[i], name) == 0;
 }
 
+#define VALUESET(a, i) ((a)[i].valueset)
+
+const char *fhir_binding_system_of(const char *valueset)
+{
+    if (!valueset) return NULL;
+    size_t i;
+    LOWER_BOUND(fhir_binding_systems, fhir_binding_systems_count, VALUESET, valueset, i);
+    if (i < fhir_binding_systems_count && strcmp(fhir_binding_systems[i].valueset, valueset) == 0)
+        return fhir_binding_systems[i].system;
+    return NULL;
+}
+
 /* Does json_name name element e? For a choice element, *type_out gets the matching type code. */
 static bool element_matches(const fhir_element *e, const char *json_name, const char **type_out)
 {

@@ -49,13 +49,15 @@ function waitExit(child, ms) {
 
 /**
  * Start `bevan serve` on 127.0.0.1:0. Options: data (existing folder to reuse), args (extra
- * arguments), keepData (do not delete the folder on stop).
+ * arguments), keepData (do not delete the folder on stop), auth (true: bearer tokens required,
+ * as in production; otherwise the server runs with --auth off, which is allowed on loopback).
  */
 export async function startServer(opts = {}) {
   const data = opts.data || tempDir();
   const ownData = !opts.data && !opts.keepData;
   const portFile = join(mkdtempSync(join(tmpdir(), 'bevan-port-')), 'port');
-  const args = ['serve', '--listen', '127.0.0.1:0', '--port-file', portFile, '--data', data, ...(opts.args || [])];
+  const args = ['serve', '--listen', '127.0.0.1:0', '--port-file', portFile, '--data', data,
+    ...(opts.auth ? [] : ['--auth', 'off']), ...(opts.args || [])];
   const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
   live.add(child);
   let stderr = '';
