@@ -607,7 +607,11 @@ static void do_transaction(api_ctx *c, json_value *bundle, json_value *entries)
     bv_log(BV_LOG_DEBUG, "transaction: %zu entries, prepare %lld ms, write %lld ms", tx.n,
            (long long)(t_prepared - t_start), (long long)(bv_now_ms() - t_prepared));
     if (rc == BV_EIO || (rc && !tx.status)) {
-        api_error(c, 500, "exception", NULL, "the transaction could not be made durable; nothing was stored");
+        api_error(c, 500, "exception", NULL, "%s",
+                  bv_store_healthy(c->api->store)
+                      ? "the transaction could not be made durable; nothing was stored"
+                      : "storage failure: the transaction was not acknowledged; whether it is stored is known only "
+                        "after the server restarts (all or nothing either way)");
         return;
     }
     if (rc) {

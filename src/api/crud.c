@@ -216,7 +216,12 @@ static void run_unit(api_ctx *c, api_unit *u)
     bv_outcome_init(&u->oo, c->a);
     int rc = bv_store_write(c->api->store, api_unit_run, u);
     if (rc == BV_EIO || (rc && u->status == 0)) {
-        api_error(c, 500, "exception", NULL, "the write could not be made durable; nothing was stored");
+        /* Poisoned (a failed sync or I/O error): a commit may still survive the restart. */
+        api_error(c, 500, "exception", NULL, "%s",
+                  bv_store_healthy(c->api->store)
+                      ? "the write could not be made durable; nothing was stored"
+                      : "storage failure: the write was not acknowledged; whether it is stored is known only after "
+                        "the server restarts (retry with a conditional create or If-Match)");
         return;
     }
     respond_written(c, u);

@@ -38,6 +38,7 @@ typedef struct {
     size_t n_cors;
     double rate_per_s, rate_burst;
     bool rate_loopback;
+    unsigned max_connections;   /* serve: 0 = BV_MAX_CONNECTIONS */
     /* virtual wards (docs/ward.md) */
     bool no_ward;
     unsigned ward_patients;   /* demo: virtual-ward patients */
@@ -122,6 +123,10 @@ static int parse_options(int argc, char **argv, options *o, const char *help)
             if (parse_rate(next, o)) goto bad;
             i++;
         } else if (strcmp(a, "--rate-limit-loopback") == 0) o->rate_loopback = true;
+        else if (strcmp(a, "--max-connections") == 0 && next) {
+            if (parse_uint(next, &o->max_connections) || o->max_connections == 0) goto bad;
+            i++;
+        }
         else if (strcmp(a, "--no-ward") == 0) o->no_ward = true;
         else if (strcmp(a, "--ward") == 0 && next) { if (parse_uint(next, &o->ward_patients)) goto bad; i++; }
         else if (strcmp(a, "--news2-window") == 0 && next) { if (parse_minutes(next, &o->ward_window_ms)) goto bad; i++; }
@@ -252,6 +257,7 @@ static const char serve_help[] =
     "                   [--overdue-grace MIN] [--overdue-escalate MIN] [--plausible CODE[:UNIT]=LO..HI]\n"
     "                   [--rate-limit-loopback] [--auth on|off] [--base-url URL] [--jwks FILE]...\n"
     "                   [--trust-issuer ISS=JWKSFILE]... [--policy FILE]\n"
+    "                   [--max-connections N]\n"
     "Serves the FHIR R4 API at http://HOST:PORT/fhir (default 127.0.0.1:8080, data ./data).\n"
     "  --port-file F  write the bound port to F (use with --listen 127.0.0.1:0)\n"
     "  --sync normal  faster commits that may lose the last transactions on power loss (default full)\n"
@@ -264,6 +270,8 @@ static const char serve_help[] =
     "  --rate-limit N[/B]         per-client requests per second (burst B, default 2N); 0 = off\n"
     "                             (default 1000/2000; loopback clients exempt unless\n"
     "  --rate-limit-loopback      is given)\n"
+    "  --max-connections N        open connections served (default 1024); past it a request gets\n"
+    "                             503 + Retry-After and its connection is closed\n"
     "  --no-ward                  do not run the virtual-ward service (NEWS2, alerts, overdue)\n"
     "  --news2-window MIN         a NEWS2 needs all parameters within MIN minutes (default 60)\n"
     "  --overdue-grace MIN        a scheduled reading is overdue after MIN minutes (default 60)\n"
@@ -411,7 +419,8 @@ int bv_cmd_serve(int argc, char **argv)
                           .n_cors_origins = o.n_cors,
                           .rate_per_s = o.rate_per_s,
                           .rate_burst = o.rate_burst,
-                          .rate_loopback = o.rate_loopback};
+                          .rate_loopback = o.rate_loopback,
+                          .max_connections = o.max_connections};
     bv_http_server *srv;
     char err[256];
     if (bv_http_start(&ho, serve_handle, &sc, &srv, err, sizeof err)) {

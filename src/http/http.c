@@ -51,6 +51,8 @@ struct bv_http_server {
     size_t max_body;
     int port;
     atomic_int in_flight;     /* requests between uri_log_cb and completed_cb */
+    atomic_int open_conns;    /* connections accepted and not yet closed (notify_conn_cb) */
+    unsigned max_conn;        /* past this many open connections a request is answered 503 */
     char fallback_base[96];   /* "http://HOST:PORT" from the listen address */
     /* write offload (see the top comment) */
     pthread_mutex_t mu;
@@ -301,6 +303,7 @@ static enum MHD_Result queue_error(struct MHD_Connection *conn, http_req *hr)
         snprintf(ra, sizeof ra, "%u", hr->retry_after);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
     }
+    if (hr->error_status == 503) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close"); /* free the slot */
     enum MHD_Result rc = MHD_queue_response(conn, (unsigned)hr->error_status, resp);
     MHD_destroy_response(resp);
     if (rc == MHD_YES) hr->queued = true;
@@ -391,6 +394,24 @@ static void first_call(bv_http_server *s, struct MHD_Connection *conn, http_req 
             hr->retry_after = wait;
         }
     }
+    /* Past --max-connections (MHD itself allows some headroom above it, then closes new
+     * connections): answer 503 with Retry-After and close, instead of a silent close. */
+    if ((unsigned)atomic_load(&s->open_conns) > s->max_conn) {
+        hr->error_status = 0;
+        set_error(hr, 503, "transient", "too many open connections: retry after the Retry-After delay");
+        hr->retry_after = 1;
+    }
+}
+
+/* Counts open connections for the 503 above. */
+static void notify_conn_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
+                           enum MHD_ConnectionNotificationCode toe)
+{
+    (void)conn;
+    (void)socket_context;
+    bv_http_server *s = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) atomic_fetch_add(&s->open_conns, 1);
+    else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) atomic_fetch_sub(&s->open_conns, 1);
 }
 
 static enum MHD_Result send_response(struct MHD_Connection *conn, const http_req *hr, bv_response *resp)
@@ -684,6 +705,10 @@ int bv_http_start(const bv_http_options *opt, bv_http_handler handler, void *ctx
 
     bv_http_server *s = bv_calloc(1, sizeof *s);
     atomic_init(&s->in_flight, 0);
+    atomic_init(&s->open_conns, 0);
+    s->max_conn = max_conn;
+    /* MHD's own hard limit is higher, so that connections past max_conn still get a 503 */
+    unsigned mhd_max_conn = max_conn + (max_conn / 8 > 64 ? max_conn / 8 : 64);
     s->handler = handler;
     s->ctx = ctx;
     s->max_body = opt->max_body ? opt->max_body : BV_MAX_BODY_BYTES;
@@ -748,7 +773,8 @@ int bv_http_start(const bv_http_options *opt, bv_http_handler handler, void *ctx
                                  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                                  MHD_OPTION_ARRAY, pool,
                                  MHD_OPTION_ARRAY, tls_opts,
-                                 MHD_OPTION_CONNECTION_LIMIT, max_conn,
+                                 MHD_OPTION_CONNECTION_LIMIT, mhd_max_conn,
+                                 MHD_OPTION_NOTIFY_CONNECTION, notify_conn_cb, s,
                                  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY_LIMIT,
                                  MHD_OPTION_CONNECTION_TIMEOUT, timeout,
                                  MHD_OPTION_URI_LOG_CALLBACK, uri_log_cb, s,

@@ -771,6 +771,7 @@ static void commit_group(bv_store *s, group_state *st, bv__synced *g)
             /* e.g. a deferred constraint or an I/O error: nothing of this transaction is stored
              * (poisoned: the syncer answers BV_EIO to every unit of the group). */
             if (!sqlite3_get_autocommit(c->db)) bv__step_simple(c, ST_ROLLBACK);
+            (void)store_io_check(s, "COMMIT"); /* an I/O error poisons now, before anyone is answered */
             units_lost(st->first, NULL);
             st->failures++;
         }

@@ -54,7 +54,9 @@ test('bevan backup while writes continue: the restored copy holds every write ac
         }
       }
     });
+    // Writes flowing: at least 0.8 s and 10 acknowledged versions (bounded: a loaded machine is slow).
     await sleep(800);
+    for (let i = 0; i < 600 && acked.size < 10; i++) await sleep(50);
     const before = new Map(acked);
     const out = join(dir, 'copy.db');
     const b = await run(['backup', '--data', data, out]);

@@ -269,6 +269,10 @@ export async function crashRounds({ rounds = 5, writers = 8, minRunMs = 200, max
       const ws = Array.from({ length: writers }, (_, w) => writer(L, srv.base, w, round, isStopped));
       const failures = [];
       const all = Promise.all(ws.map((p) => p.catch((e) => { failures.push(e); stopped = true; })));
+      // The random kill moment counts from the round's first acknowledgement, so that every round
+      // kills the server with writes flowing (a loaded machine can take a while to answer the first).
+      const acked0 = L.acked;
+      for (let w = 0; w < 2000 && L.acked === acked0 && !stopped; w++) await sleep(5);
       await Promise.race([sleep(runMs), all]);
       stopped = true;
       srv.child.kill('SIGKILL');

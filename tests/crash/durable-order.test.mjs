@@ -47,7 +47,19 @@ function parseTrace(txt) {
 
 function checkOrder(ev, marker) {
   const isSock = (e) => e.path.startsWith('socket:');
-  const recv = ev.find((e) => isSock(e) && /^(recvfrom|read|recvmsg)$/.test(e.call) && e.text.includes(marker));
+  // The request may arrive in several reads, split anywhere (even inside the marker): search the
+  // concatenated data read from each socket and take the read that completes the marker.
+  const streams = new Map(); // fdpath -> {data, events: [{e, end}]}
+  let recv = null;
+  for (const e of ev) {
+    if (!isSock(e) || !/^(recvfrom|read|recvmsg)$/.test(e.call)) continue;
+    const m = /^\w+\(\d+<[^>]*>, (?:\{[^"]*)?"((?:[^"\\]|\\.)*)"/.exec(e.text);
+    if (!m) continue;
+    const st = streams.get(e.fdpath) || { data: '' };
+    st.data += m[1];
+    streams.set(e.fdpath, st);
+    if (st.data.includes(marker)) { recv = e; break; }
+  }
   assert.ok(recv, `${marker}: request not found in the trace`);
   const send = ev.find((e) => e.start > recv.start && e.fdpath === recv.fdpath && /^(sendmsg|sendto|write|writev|send)$/.test(e.call));
   assert.ok(send, `${marker}: no response sent`);

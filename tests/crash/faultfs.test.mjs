@@ -59,6 +59,9 @@ async function scenario(t, { ops, errno, kind }) {
       : kind === 'update' ? await http('PUT', `${srv.base}/${first}`, { ...patient('during'), id: first.split('/')[1] }, { 'If-Match': 'W/"1"' })
         : await http('POST', srv.base, txBundle('during'));
     assert5xxOutcome(failing, `${kind} while ${ops} fails with ${errno}`);
+    // The store is poisoned: the answer must not claim that nothing was stored (a commit whose
+    // sync failed may survive the restart).
+    assert.match(failing.json.issue[0].diagnostics, /not acknowledged/, failing.text);
     const faults = Number(readFileSync(`${trigger}.count`, 'utf8').trim());
     t.diagnostic(`${ops}/${errno}/${kind}: ${faults} injected failures, answer ${failing.status}`);
     rmSync(trigger);
