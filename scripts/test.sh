@@ -19,22 +19,28 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBEVAN_WERROR=ON >/dev/nu
 cmake --build build -j"$JOBS"
 ctest --test-dir build --output-on-failure --no-tests=error -j"$JOBS"
 
-echo "== fuzz corpus replay (clang, libFuzzer, ASan+UBSan)"
+echo "== fuzz dictionary is fresh"
+python3 tools/gen_fuzz_dict.py --check
+
+echo "== fuzz corpus replay + ${FUZZ_SECONDS:-60}s per target, two at a time (clang, libFuzzer, ASan+UBSan)"
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DBEVAN_FUZZ=ON \
   -DBEVAN_SANITIZE=address,undefined >/dev/null
 cmake --build build-fuzz -j"$JOBS"
-for f in build-fuzz/fuzz_*; do
-  case "$f" in *.log) continue;; esac
+fuzz_one() {
+  local f=$1 name corpus
   name=$(basename "$f"); corpus="fuzz/corpus/${name#fuzz_}"
-  [ -d "$corpus" ] || continue
-  "$f" -runs=0 "$corpus" >/dev/null 2>build-fuzz/"$name".log || { cat build-fuzz/"$name".log; exit 1; }
+  [ -d "$corpus" ] || { echo "fuzz $name: no corpus folder $corpus"; return 1; }
+  "$f" -runs=0 "$corpus" >/dev/null 2>build-fuzz/"$name".log || { cat build-fuzz/"$name".log; return 1; }
   # New inputs go to a scratch folder, so the in-tree corpus stays the curated, merged one.
   mkdir -p build-fuzz/new-"$name"
-  "$f" -max_total_time="${FUZZ_SECONDS:-20}" -max_len=65536 build-fuzz/new-"$name" "$corpus" >/dev/null \
-    2>build-fuzz/"$name".run.log \
-    || { tail -50 build-fuzz/"$name".run.log; exit 1; }
-  echo "fuzz $name: corpus replayed, fuzzed ${FUZZ_SECONDS:-20}s, no crash"
-done
+  "$f" -max_total_time="${FUZZ_SECONDS:-60}" -max_len=65536 -dict=fuzz/fhir.dict -artifact_prefix=build-fuzz/crash-"$name"- \
+    build-fuzz/new-"$name" "$corpus" >/dev/null 2>build-fuzz/"$name".run.log \
+    || { tail -50 build-fuzz/"$name".run.log; return 1; }
+  echo "fuzz $name: corpus replayed, fuzzed ${FUZZ_SECONDS:-60}s, no crash"
+}
+export -f fuzz_one
+export FUZZ_SECONDS
+ls build-fuzz/fuzz_* | grep -v '\.log$' | xargs -P "${FUZZ_JOBS:-2}" -I{} bash -c 'fuzz_one {}'
 
 echo "== clang ASan+UBSan build + all tests (unit and API)"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

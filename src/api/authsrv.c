@@ -30,6 +30,9 @@ static const char *origin_of(api_ctx *c)
 
 static void oauth_error(api_ctx *c, int status, const char *err, const char *desc)
 {
+    /* failed client authentication and refused grants are authentication failures: audited */
+    if (status == 401 || strcmp(err, "invalid_grant") == 0 || strcmp(err, "invalid_client") == 0)
+        audit_auth_failure(c, bv_arena_printf(c->a, "%s: %s", err, desc));
     c->resp->status = status;
     c->resp->content_type = "application/json";
     bv_buf_reset(&c->resp->body);
@@ -501,6 +504,7 @@ static void authorize_endpoint(api_ctx *c, bool post)
     bool ok = bv_password_verify(user ? json_get_str(user, "password") : DUMMY, pw ? pw : "");
     if (!user || !ok) {
         bv_log(BV_LOG_WARN, "auth: failed sign-in");
+        audit_auth_failure(c, "failed sign-in to a local account");
         login_page(c, ps, n, "The user name or password is wrong.");
         return;
     }

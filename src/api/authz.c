@@ -143,6 +143,9 @@ int az_policy_load(az_policy *p, const char *path, char *err, size_t errlen)
 
 const char *az_default_policy(void) { return DEFAULT_POLICY; }
 
+static void deny(api_ctx *c, int status, const char *code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void add_and(bv_arena *a, bv_search *s, bv_pred *preds, size_t n);
+
 /* ------------------------------------------------------------------ store access (outside or inside a unit) */
 typedef struct {
     bv_store *s;
@@ -160,21 +163,118 @@ static int rd_kv(az_rd *r, const char *key, const char **v)
     return r->t ? bv_txn_kv_get(r->t, r->a, key, v) : bv_store_kv_get(r->s, r->a, key, v);
 }
 
-/* Does any resource of type match these two parameters? */
-static bool rd_any(az_rd *r, const char *type, const char *p1, const char *v1, const char *p2, const char *v2)
+/* Does any resource of type match these parameters? */
+static bool rd_anyn(az_rd *r, const char *type, const bv_param *ps, size_t np)
 {
-    bv_param ps[2] = {{p1, v1}, {p2, v2}};
     bv_search_request sr;
     memset(&sr, 0, sizeof sr);
     bv_outcome oo;
     bv_outcome_init(&oo, r->a);
-    if (bv_fhir_parse_search(r->a, type, ps, 2, true, &sr, &oo)) return false;
+    if (bv_fhir_parse_search(r->a, type, ps, np, true, &sr, &oo)) return false;
     sr.search.count = 1;
     bv_record *recs;
     size_t n = 0;
     int rc = r->t ? bv_txn_search(r->t, r->a, &sr.search, &recs, &n, NULL)
                   : bv_store_search(r->s, r->a, &sr.search, &recs, &n, NULL);
     return rc == BV_OK && n > 0;
+}
+
+static bool rd_any(az_rd *r, const char *type, const char *p1, const char *v1, const char *p2, const char *v2)
+{
+    bv_param ps[2] = {{p1, v1}, {p2, v2}};
+    return rd_anyn(r, type, ps, 2);
+}
+
+/* ------------------------------------------------------------------ national data opt-out */
+/* A system client whose token states a secondary-use purpose (research, planning, ...) never sees
+ * patients with an active opt-out Consent (domain.md §5.4); direct care is never filtered. */
+#define OPTOUT_PURPOSES "HRESCH,CLINTRCH,HOPERAT,PUBHLTH,HMARKT"
+
+static bool is_secondary(const char *code)
+{
+    static const char *const sec[] = {"HRESCH", "CLINTRCH", "HOPERAT", "PUBHLTH", "HMARKT", "research", "planning"};
+    for (size_t i = 0; code && i < sizeof sec / sizeof *sec; i++)
+        if (strcmp(code, sec[i]) == 0) return true;
+    return false;
+}
+
+static bool secondary_use(const api_az *z)
+{
+    const json_value *pu = json_get(z->p.claims, "purpose_of_use");
+    if (json_is(pu, JSON_STRING)) return is_secondary(json_str(pu));
+    for (size_t i = 0; i < json_count(pu) && i < 16; i++)
+        if (is_secondary(json_str(json_at(pu, i)))) return true;
+    return false;
+}
+
+static const bv_param OPTOUT_PARAMS[] = {
+    {"status", "active"},
+    {"scope", "http://terminology.hl7.org/CodeSystem/consentscope|patient-privacy"},
+    {"purpose", OPTOUT_PURPOSES},
+};
+
+/* Patient?_has:Consent:patient:(opt-out) as a nested search, for a negated predicate. */
+static bv_search *optout_patients(api_ctx *c)
+{
+    bv_search_request cs;
+    memset(&cs, 0, sizeof cs);
+    bv_outcome oo;
+    bv_outcome_init(&oo, c->a);
+    if (bv_fhir_parse_search(c->a, "Consent", OPTOUT_PARAMS, 3, true, &cs, &oo)) return NULL;
+    bv_search *consents = bv_arena_calloc(c->a, 1, sizeof *consents);
+    *consents = cs.search;
+    bv_pred *hp = bv_arena_calloc(c->a, 1, sizeof *hp);
+    hp->kind = BV_IX_REFERENCE;
+    hp->op = BV_OP_REF;
+    hp->param = "patient";
+    hp->has = consents;
+    bv_or *ands = bv_arena_calloc(c->a, 1, sizeof *ands);
+    ands[0].preds = hp;
+    ands[0].n = 1;
+    bv_search *pats = bv_arena_calloc(c->a, 1, sizeof *pats);
+    pats->type = "Patient";
+    pats->ands = ands;
+    pats->n_ands = 1;
+    return pats;
+}
+
+static int restrict_optout(api_ctx *c, bv_search *s, const char *type)
+{
+    if (!type) {
+        deny(c, 403, "forbidden", "secondary-use searches must name one resource type");
+        return -1;
+    }
+    bv_search *pats = optout_patients(c);
+    if (!pats) {
+        deny(c, 500, "exception", "opt-out filter unavailable");
+        return -1;
+    }
+    if (strcmp(type, "Patient") == 0) {
+        bv_pred *p = bv_arena_calloc(c->a, 1, sizeof *p);
+        *p = pats->ands[0].preds[0];
+        p->negate = true;
+        add_and(c->a, s, p, 1);
+        return 0;
+    }
+    const fhir_compartment_entry *e = fhir_patient_compartment_find(type);
+    for (size_t j = 0; e && j < e->n_params; j++) {
+        bv_pred *p = bv_arena_calloc(c->a, 1, sizeof *p);
+        p->kind = BV_IX_REFERENCE;
+        p->op = BV_OP_REF;
+        p->param = e->params[j];
+        p->ref_type = "Patient";
+        p->chain = pats;
+        p->negate = true;
+        add_and(c->a, s, p, 1);
+    }
+    return 0;
+}
+
+static bool opted_out(az_rd *rd, api_ctx *c, const char *pid)
+{
+    bv_param ps[4] = {OPTOUT_PARAMS[0], OPTOUT_PARAMS[1], OPTOUT_PARAMS[2],
+                      {"patient", bv_arena_printf(c->a, "Patient/%s", pid)}};
+    return rd_anyn(rd, "Consent", ps, 4);
 }
 
 /* ------------------------------------------------------------------ grants */
@@ -239,7 +339,6 @@ static bool role_allows_type(const api_az *z, const char *type)
     return false;
 }
 
-static void deny(api_ctx *c, int status, const char *code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static void deny(api_ctx *c, int status, const char *code, const char *fmt, ...)
 {
     char msg[400];
@@ -523,9 +622,17 @@ static int record_check(api_ctx *c, az_rd *rd, const char *type, const char *id,
             return hide ? 404 : 403;
         }
     }
-    if (g.mode == AZ_SYSTEM) return 0;
     patient_set ps;
     patients_of(type, id, rows, nrows, &ps);
+    if (g.mode == AZ_SYSTEM) {
+        if (!secondary_use(z)) return 0;
+        for (size_t i = 0; i < ps.n; i++)
+            if (opted_out(rd, c, ps.ids[i])) {
+                snprintf(msg, ml, "%s/%s is not known", type, id);
+                return 404;
+            }
+        return 0;
+    }
     if (g.mode == AZ_PATIENT) {
         if (!type_in_compartment(type) && !bv_streq(type, "Patient")) {
             if (perm == BV_PERM_R) return 0;
@@ -732,14 +839,24 @@ static const char *named_patient(const bv_search *s, const char *type)
                 return s->ands[i].preds[0].code;
         return NULL;
     }
+    /* one group: one id, as Patient/ID or bare (a bare id is one typed pred per target type) */
     for (size_t i = 0; i < s->n_ands; i++) {
-        if (s->ands[i].n != 1) continue;
-        const bv_pred *p = &s->ands[i].preds[0];
-        if (p->kind != BV_IX_REFERENCE || p->op != BV_OP_REF || p->negate || p->chain || !p->ref_id) continue;
-        if (p->ref_type && strcmp(p->ref_type, "Patient") != 0) continue;
+        const bv_or *g = &s->ands[i];
+        const char *id = NULL;
+        bool ok = g->n > 0, patient = false;
+        for (size_t k = 0; k < g->n && ok; k++) {
+            const bv_pred *p = &g->preds[k];
+            ok = p->kind == BV_IX_REFERENCE && p->op == BV_OP_REF && !p->negate && !p->chain && !p->has && p->ref_id &&
+                 (!id || strcmp(id, p->ref_id) == 0) && strcmp(p->param, g->preds[0].param) == 0;
+            if (!ok) break;
+            id = p->ref_id;
+            patient |= !p->ref_type || strcmp(p->ref_type, "Patient") == 0;
+        }
+        if (!ok || !patient) continue;
+        const char *param = g->preds[0].param;
         bool pp = false;
-        for (size_t k = 0; k < 2; k++) pp |= strcmp(p->param, PATIENT_PARAMS[k]) == 0;
-        if (pp || is_compartment_param(type, p->param)) return p->ref_id;
+        for (size_t k = 0; k < 2; k++) pp |= strcmp(param, PATIENT_PARAMS[k]) == 0;
+        if (pp || is_compartment_param(type, param)) return id;
     }
     return NULL;
 }
@@ -771,7 +888,7 @@ static int restrict_one(api_ctx *c, bv_search *s, const char *type, unsigned per
     az_grant g;
     if (need(c, type, perm, &g)) return -1;
     if (restrict_queries(c, s, type, &g)) return -1;
-    if (g.mode == AZ_SYSTEM) return 0;
+    if (g.mode == AZ_SYSTEM) return secondary_use(z) ? restrict_optout(c, s, type) : 0;
     if (g.mode == AZ_PATIENT) {
         restrict_compartment(c->a, s, type, z->self_patient);
         restrict_nested(c, s, z->self_patient, 0);
@@ -853,7 +970,13 @@ int authz_search(api_ctx *c, bv_search_request *sr)
         sys |= z->p.scopes[i].ctx == BV_SCOPE_SYSTEM;
         usr |= z->p.scopes[i].ctx == BV_SCOPE_USER;
     }
-    if (sys) return 0;
+    if (sys) {
+        if (secondary_use(z)) {
+            deny(c, 403, "forbidden", "secondary-use searches must name one resource type");
+            return -1;
+        }
+        return 0;
+    }
     if (z->self_patient) {
         restrict_compartment(c->a, s, NULL, z->self_patient);
         restrict_nested(c, s, z->self_patient, 0);
@@ -953,7 +1076,7 @@ int authz_gate(api_ctx *c, az_op op, const char *type, const char *id)
     case AZ_VREAD:
     case AZ_HISTORY_INSTANCE: {
         if (need(c, type, BV_PERM_R, &g)) return -1;
-        if (g.mode == AZ_SYSTEM && g.free) {
+        if (g.mode == AZ_SYSTEM && g.free && !secondary_use(z)) {
             /* a backend service with the whole type: no record check (its audit names the
              * resource; the patient entity only for Patient itself) */
             if (bv_streq(type, "Patient")) z->audit_patient = id;
@@ -981,6 +1104,10 @@ int authz_gate(api_ctx *c, az_op op, const char *type, const char *id)
     case AZ_HISTORY_TYPE:
     case AZ_HISTORY_SYSTEM:
         if (need(c, type, BV_PERM_S, &g)) return -1;
+        if (secondary_use(z)) {
+            deny(c, 403, "forbidden", "history is not available for secondary use (the opt-out cannot be applied)");
+            return -1;
+        }
         if (g.mode != AZ_SYSTEM && !(g.mode == AZ_STAFF && z->role && !z->role->relationship && !z->role->n_hidden)) {
             deny(c, 403, "forbidden", "type and system history need a system/ scope; use instance history");
             return -1;
@@ -997,7 +1124,20 @@ int authz_gate(api_ctx *c, az_op op, const char *type, const char *id)
         z->audit_patient = id;
         z->audit_what = bv_arena_printf(c->a, "Patient/%s", id);
         if (!bv_streq(type, "Patient")) return 0; /* the handler refuses other compartments */
-        if (need(c, "Patient", BV_PERM_R | BV_PERM_S, &g)) return -1;
+        /* the mode of the caller's search scopes (each member type is checked by the search) */
+        grant_for(z, NULL, BV_PERM_S, &g);
+        if (g.mode == AZ_DENY) {
+            for (size_t i = 0; i < z->p.n_scopes && g.mode == AZ_DENY; i++) {
+                const bv_scope *sc = &z->p.scopes[i];
+                if (!(sc->perms & (BV_PERM_S | BV_PERM_R))) continue;
+                g.mode = sc->ctx == BV_SCOPE_SYSTEM ? AZ_SYSTEM
+                       : sc->ctx == BV_SCOPE_USER ? (z->self_patient ? AZ_PATIENT : AZ_STAFF) : AZ_PATIENT;
+            }
+        }
+        if (g.mode == AZ_DENY) {
+            deny(c, 403, "forbidden", "the token's scopes allow no search");
+            return -1;
+        }
         if (g.mode == AZ_PATIENT && strcmp(id, z->self_patient) != 0) {
             deny(c, 404, "not-found", "Patient/%s is not known", id);
             return -1;

@@ -139,7 +139,6 @@ int bv_care_reading(const json_value *obs, bv_reading *out)
         }
         break;
     }
-    if (k == BV_RD_SBP) out->kind = BV_RD_SBP;
     return 0;
 }
 

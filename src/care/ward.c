@@ -12,27 +12,26 @@
  *   ward.overdue.{planId}       "slotMs level" of the last overdue alert raised */
 #include "bevan/care.h"
 
-#include <errno.h>
 #include <stdatomic.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #define BATCH 32
 
 struct bv_ward {
     bv_ward_options o;
-    pthread_t thread;
-    bool running;
+    pthread_t changes, timer;
+    bool changes_running, timer_running;
 };
 
 /* The commit listener cannot be unregistered from the store, so what it touches is static. */
 static pthread_mutex_t sig_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t sig_cv;
+static pthread_cond_t sig_cv;     /* the change thread: new commits */
+static pthread_cond_t timer_cv;   /* the timer thread: stop only */
 static bool sig_init;
 static bool sig_stop;
 static uint64_t sig_gen;
@@ -73,8 +72,12 @@ int64_t bv_ward_now_ms(void)
     }
     const char *fixed = getenv("BEVAN_TEST_NOW");
     if (fixed && *fixed && bv_fhir_date_range(fixed, &lo, &hi) == BV_OK) {
+        static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+        pthread_mutex_lock(&mu);
         if (!test_start_wall) { test_start_wall = bv_now_ms(); test_start_now = lo; }
-        return test_start_now + (bv_now_ms() - test_start_wall);
+        int64_t r = test_start_now + (bv_now_ms() - test_start_wall);
+        pthread_mutex_unlock(&mu);
+        return r;
     }
     return bv_now_ms();
 }
@@ -428,11 +431,10 @@ static int evaluate_news2(wctx *c, const bv_care_plan *p, int64_t at)
     bv_buf_free(&key);
     if (same || rc) return rc;
 
-    bv_news2_input in = {.rr = (int)got[BV_N2_RR].value, .spo2 = (int)(got[BV_N2_SPO2].value + 0.5),
+    bv_news2_input in = {.rr = (int)(got[BV_N2_RR].value + 0.5), .spo2 = (int)(got[BV_N2_SPO2].value + 0.5),
                          .sbp = (int)(got[BV_N2_SBP].value + 0.5), .pulse = (int)(got[BV_N2_PULSE].value + 0.5),
                          .on_oxygen = got[BV_N2_AIR_O2].on_oxygen, .acvpu = got[BV_N2_ACVPU].acvpu,
                          .temp_c = got[BV_N2_TEMP].value, .scale = p->scale};
-    in.rr = (int)(got[BV_N2_RR].value + 0.5);
     bv_news2_result res;
     bv_news2_score(&in, &res);
 
@@ -555,7 +557,10 @@ static int on_observation(wctx *c, const bv_record *r, news2_queue *q)
     int64_t t = rd.effective_ms ? rd.effective_ms : r->last_updated_ms;
     const char *lkey = bv_arena_printf(c->a, "ward.last.%s", p.id);
     int rc = 0;
-    if (t > kv_int(c, lkey, 0)) rc = kv_set_int(c, lkey, t);
+    /* a device clock ahead of ours must not make later readings look already taken: for the
+     * overdue schedule a reading counts at most from when it reached the server */
+    int64_t t_last = t < r->last_updated_ms ? t : r->last_updated_ms;
+    if (t_last > kv_int(c, lkey, 0)) rc = kv_set_int(c, lkey, t_last);
     if (!rc) rc = close_alert(c, p.id, BV_FAMILY_OVERDUE, "completed",
                               bv_arena_printf(c->a, "Reading received: Observation/%s", r->id));
     if (rc) return rc;
@@ -685,6 +690,18 @@ static void process_changes(bv_ward *w, bv_arena *a)
     }
 }
 
+/* Waits on cv for at most wait_ms or until signalled; sig_mu held. */
+static void timed_wait(pthread_cond_t *cv, int64_t wait_ms)
+{
+    if (wait_ms <= 0) return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t ns = (int64_t)ts.tv_nsec + (wait_ms % 1000) * 1000000;
+    ts.tv_sec += (time_t)(wait_ms / 1000 + ns / 1000000000);
+    ts.tv_nsec = (long)(ns % 1000000000);
+    pthread_cond_timedwait(cv, &sig_mu, &ts);
+}
+
 /* ---- overdue readings (the timer) ---- */
 static int level_of(const char *s)
 {
@@ -761,8 +778,31 @@ static int overdue_unit(bv_store_txn *t, void *ctxp)
     return rc;
 }
 
+/* True once the change thread has processed every change committed before this call (so the
+ * overdue checks see every reading already stored); false if stopping or still behind after 10 s. */
+static bool changes_caught_up(bv_ward *w, bv_arena *a)
+{
+    int64_t target = bv_store_last_seq(w->o.store);
+    for (int i = 0; i < 200; i++) {
+        bv_arena_reset(a);
+        const char *cur = NULL;
+        int64_t cursor = 0;
+        if (bv_store_kv_get(w->o.store, a, "ward.cursor", &cur) == BV_OK && cur)
+            (void)bv_str_to_i64(cur, strlen(cur), &cursor);
+        if (cursor >= target) return true;
+        pthread_mutex_lock(&sig_mu);
+        if (!sig_stop) timed_wait(&timer_cv, 50);
+        bool stop = sig_stop;
+        pthread_mutex_unlock(&sig_mu);
+        if (stop) return false;
+    }
+    bv_log(BV_LOG_WARN, "ward: the change feed is more than 10 s behind; overdue checks wait");
+    return false;
+}
+
 static void tick(bv_ward *w, bv_arena *a)
 {
+    if (!changes_caught_up(w, a)) return;
     bv_arena_reset(a);
     bv_param q[] = {{"category", BV_CARE_SYS_CP_CATEGORY "|" BV_CARE_VIRTUAL_WARD}, {"status", "active"},
                     {"_count", "1000"}};
@@ -800,11 +840,12 @@ static void tick(bv_ward *w, bv_arena *a)
 }
 
 /* ---- the thread ---- */
-static void *ward_main(void *arg)
+
+/* The change thread: woken by the commit listener (and every second, as a safety net). */
+static void *changes_main(void *arg)
 {
     bv_ward *w = arg;
     bv_arena *a = bv_arena_new(1 << 16);
-    int64_t next_tick = 0;
     uint64_t seen = (uint64_t)-1;
     for (;;) {
         pthread_mutex_lock(&sig_mu);
@@ -816,23 +857,29 @@ static void *ward_main(void *arg)
             seen = gen;
             process_changes(w, a);
         }
-        int64_t mono = bv_now_ms();
-        if (mono >= next_tick) {
-            tick(w, a);
-            next_tick = bv_now_ms() + w->o.tick_ms;
-        }
         pthread_mutex_lock(&sig_mu);
-        if (!sig_stop && sig_gen == seen) {
-            int64_t wait = next_tick - bv_now_ms();
-            if (wait > 0) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                int64_t ns = (int64_t)ts.tv_nsec + (wait % 1000) * 1000000;
-                ts.tv_sec += (time_t)(wait / 1000 + ns / 1000000000);
-                ts.tv_nsec = (long)(ns % 1000000000);
-                pthread_cond_timedwait(&sig_cv, &sig_mu, &ts);
-            }
-        }
+        if (!sig_stop && sig_gen == seen) timed_wait(&sig_cv, 1000);
+        pthread_mutex_unlock(&sig_mu);
+    }
+    bv_arena_free(a);
+    return NULL;
+}
+
+/* The timer thread (overdue readings): its own thread, so a long pass over many plans never
+ * delays the alerts of new readings. */
+static void *timer_main(void *arg)
+{
+    bv_ward *w = arg;
+    bv_arena *a = bv_arena_new(1 << 16);
+    for (;;) {
+        pthread_mutex_lock(&sig_mu);
+        bool stop = sig_stop;
+        pthread_mutex_unlock(&sig_mu);
+        if (stop) break;
+        int64_t next = bv_now_ms() + w->o.tick_ms;
+        tick(w, a);
+        pthread_mutex_lock(&sig_mu);
+        if (!sig_stop) timed_wait(&timer_cv, next - bv_now_ms());
         pthread_mutex_unlock(&sig_mu);
     }
     bv_arena_free(a);
@@ -866,6 +913,7 @@ int bv_ward_start(const bv_ward_options *opt, bv_ward **out)
         pthread_condattr_t ca;
         pthread_condattr_init(&ca);
         pthread_cond_init(&sig_cv, &ca);
+        pthread_cond_init(&timer_cv, &ca);
         pthread_condattr_destroy(&ca);
         sig_init = true;
     }
@@ -887,14 +935,19 @@ int bv_ward_start(const bv_ward_options *opt, bv_ward **out)
         }
         if (n_registered < 8) registered[n_registered++] = opt->store;
     }
-    if (pthread_create(&w->thread, NULL, ward_main, w) != 0) {
+    if (pthread_create(&w->changes, NULL, changes_main, w) != 0) {
         pthread_mutex_lock(&sig_mu);
         sig_store = NULL;
         pthread_mutex_unlock(&sig_mu);
         free(w);
         return BV_EIO;
     }
-    w->running = true;
+    w->changes_running = true;
+    if (pthread_create(&w->timer, NULL, timer_main, w) != 0) {
+        bv_ward_stop(w);
+        return BV_EIO;
+    }
+    w->timer_running = true;
     *out = w;
     bv_log(BV_LOG_INFO, "ward service started (NEWS2 window %" PRId64 " min, overdue after %" PRId64
                         " min, escalated after %" PRId64 " min)",
@@ -908,8 +961,10 @@ void bv_ward_stop(bv_ward *w)
     pthread_mutex_lock(&sig_mu);
     sig_stop = true;
     pthread_cond_broadcast(&sig_cv);
+    pthread_cond_broadcast(&timer_cv);
     pthread_mutex_unlock(&sig_mu);
-    if (w->running) pthread_join(w->thread, NULL);
+    if (w->changes_running) pthread_join(w->changes, NULL);
+    if (w->timer_running) pthread_join(w->timer, NULL);
     pthread_mutex_lock(&sig_mu);
     sig_store = NULL;
     pthread_mutex_unlock(&sig_mu);

@@ -425,6 +425,12 @@ int bv_cmd_serve(int argc, char **argv)
         return 1;
     }
     int port = bv_http_port(srv);
+    char host[256];
+    snprintf(host, sizeof host, "%s", o.listen);
+    char *colon = strrchr(host, ':');
+    if (colon) *colon = '\0';
+    /* the audience is known now: set it before the port file tells anyone the server is up */
+    cli_auth_ready(&o.auth, auth, o.data, host, port, o.tls_cert != NULL);
     if (o.port_file) {
         char tmp[4096];
         snprintf(tmp, sizeof tmp, "%s.tmp", o.port_file);
@@ -441,11 +447,6 @@ int bv_cmd_serve(int argc, char **argv)
             return 1;
         }
     }
-    char host[256];
-    snprintf(host, sizeof host, "%s", o.listen);
-    char *colon = strrchr(host, ':');
-    if (colon) *colon = '\0';
-    cli_auth_ready(&o.auth, auth, o.data, host, port, o.tls_cert != NULL);
     bv_log(BV_LOG_INFO, "Bevan serving FHIR R4 at %s://%s:%d/fhir (data %s)", o.tls_cert ? "https" : "http", host,
            port, o.data);
     int sig = 0;

@@ -543,17 +543,22 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     r->body = bv_buf_cstr(&hr->body);
     r->body_len = hr->body.len;
     if (s->n_workers && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
-        hr->offload = 1;
-        hr->job.conn = conn;
-        hr->job.hr = hr;
-        hr->job.next = NULL;
-        MHD_suspend_connection(conn);
         pthread_mutex_lock(&s->mu);
-        if (s->tail) s->tail->next = &hr->job; else s->head = &hr->job;
-        s->tail = &hr->job;
-        pthread_cond_signal(&s->cv);
+        /* Once the workers are stopping nobody would resume a suspended connection (and MHD aborts
+         * when it stops with one): a request on a kept-alive connection is answered here instead. */
+        if (!s->stopping) {
+            hr->offload = 1;
+            hr->job.conn = conn;
+            hr->job.hr = hr;
+            hr->job.next = NULL;
+            MHD_suspend_connection(conn);
+            if (s->tail) s->tail->next = &hr->job; else s->head = &hr->job;
+            s->tail = &hr->job;
+            pthread_cond_signal(&s->cv);
+            pthread_mutex_unlock(&s->mu);
+            return MHD_YES;
+        }
         pthread_mutex_unlock(&s->mu);
-        return MHD_YES;
     }
     bv_response resp;
     response_init(&resp, hr->arena);

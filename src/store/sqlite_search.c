@@ -4,10 +4,14 @@
  * Shape: r.deleted = 0 AND r.type = ? AND (group 1) AND (group 2) ...
  * An index predicate is a set of rids: "SELECT x.rid FROM ix_<kind> x WHERE x.param = ? AND ...".
  * A group (OR) tests r.rid IN (set UNION ALL set ...) for its positive predicates, and
- * r.rid NOT IN (set) for negated ones (:not, ne, :missing=true). These subqueries are not
- * correlated, so SQLite evaluates each once and can drive the scan from the most selective
- * one through the rid primary key; a correlated EXISTS per row would scan every resource of
- * the type instead. Chains and _has are nested searches of the same shape. */
+ * r.rid NOT IN (set) for negated ones (:not, :missing=true). One AND group drives: its rid set
+ * (not correlated, evaluated once) feeds the rid primary key. Every other group is tested per
+ * candidate row with correlated EXISTS / NOT EXISTS probes (x.rid = r.rid AND ...): SQLite
+ * would otherwise build each IN set in full, and "code=<heart rate>" is 100,000 rows at a
+ * million resources while the patient's own rows are 40. The driver is the group that looks
+ * most selective (drive_score: a reference or identifier before a code, before a date...);
+ * with no positive group the type is scanned and the sets are built once. Chains and _has are
+ * nested searches of the same shape. */
 #include "internal.h"
 
 #include <sqlite3.h>
@@ -27,6 +31,7 @@ typedef struct {
     bv_arena *a;
     int alias;  /* next alias number: every nested table gets its own */
     int nest;   /* chain/_has nesting depth */
+    bool plus_param; /* "+X.param": a correlated probe walks the row's own index rows (rid, ord) */
 } sctx;
 
 static int emit_where(bv__qb *w, sctx *cx, const bv_search *q, const char *R);
@@ -223,7 +228,7 @@ static int has_set(bv__qb *w, sctx *cx, const bv_pred *p)
 static int pred_cond(bv__qb *w, sctx *cx, const bv_pred *p, const char *X)
 {
     char col[32], col2[32];
-    bv__qb_sqlf(w, "%s.param = ", X);
+    bv__qb_sqlf(w, "%s%s.param = ", cx->plus_param ? "+" : "", X);
     bv__qb_text(w, p->param);
     if (p->op == BV_OP_MISSING) return BV_OK; /* any row for the parameter */
 
@@ -363,17 +368,38 @@ static int pred_cond(bv__qb *w, sctx *cx, const bv_pred *p, const char *X)
 }
 
 
-/* The set of rids with an index row matching p (before negation). */
-static int pred_set(bv__qb *w, sctx *cx, const bv_pred *p)
+/* Equality on every column of the kind's query index: a correlated probe may use that index.
+ * Any other probe walks the candidate's own rows by (rid, ord) ("+param"), never a range of the
+ * parameter's rows. */
+static bool probe_by_index(const bv_pred *p)
 {
-    if (p->has) return has_set(w, cx, p);
+    if (p->op == BV_OP_MISSING || p->n_components || p->chain) return false;
+    if (p->kind == BV_IX_TOKEN) return p->op == BV_OP_TOKEN && p->code && p->system_given;
+    if (p->kind == BV_IX_REFERENCE) return p->ref_type && p->ref_id && !p->text;
+    return false;
+}
+
+/* The set of rids with an index row matching p (before negation). corr: the candidate row's
+ * alias; then it is a correlated probe "SELECT 1 ... WHERE X.rid = corr.rid AND ..." instead. */
+static int pred_set(bv__qb *w, sctx *cx, const bv_pred *p, const char *corr)
+{
+    if (p->has) {
+        if (!corr) return has_set(w, cx, p);
+        bv__qb_sqlf(w, "SELECT 1 WHERE %s.rid IN (", corr);
+        int rc = has_set(w, cx, p);
+        bv__qb_sql(w, ")");
+        return rc;
+    }
     char X[16];
     int a = cx->alias++;
     snprintf(X, sizeof X, "x%d", a);
+    bool saved_plus = cx->plus_param;
+    cx->plus_param = corr && !probe_by_index(p);
     if (p->n_components) {
         /* composite: one row per component, all of one value (same rid, same group) */
         if (!p->components || p->n_components > 8) return BV_EINVAL;
         bv__qb_sqlf(w, "SELECT %s_0.rid FROM ", X);
+        cx->plus_param = false; /* composite rows: the first component's index, checked below */
         for (size_t i = 0; i < p->n_components; i++) {
             const bv_pred *k = &p->components[i];
             if (!k->param || (unsigned)k->kind >= BV__N_KINDS || k->has || k->chain || k->n_components)
@@ -385,16 +411,19 @@ static int pred_set(bv__qb *w, sctx *cx, const bv_pred *p)
             char Xi[48];
             snprintf(Xi, sizeof Xi, "%s_%zu", X, i);
             if (i) bv__qb_sqlf(w, " AND %s.rid = %s_0.rid AND %s.grp = %s_0.grp AND ", Xi, X, Xi, X);
+            else if (corr) bv__qb_sqlf(w, "%s.rid = %s.rid AND %s.grp <> 0 AND ", Xi, corr, Xi);
             else bv__qb_sqlf(w, "%s.grp <> 0 AND ", Xi);
             int rc = pred_cond(w, cx, &p->components[i], Xi);
-            if (rc) return rc;
+            if (rc) { cx->plus_param = saved_plus; return rc; }
         }
     } else {
         if (!p->param || (unsigned)p->kind >= BV__N_KINDS) return BV_EINVAL;
         bv__qb_sqlf(w, "SELECT %s.rid FROM %s %s WHERE ", X, ix_table[p->kind], X);
+        if (corr) bv__qb_sqlf(w, "%s.rid = %s.rid AND ", X, corr);
         int rc = pred_cond(w, cx, p, X);
-        if (rc) return rc;
+        if (rc) { cx->plus_param = saved_plus; return rc; }
     }
+    cx->plus_param = saved_plus;
     if (p->res_type) {
         int t = cx->alias++;
         bv__qb_sqlf(w, " AND EXISTS (SELECT 1 FROM resources rt%d WHERE rt%d.rid = %s%s.rid AND rt%d.type = ", t, t, X,
@@ -425,7 +454,8 @@ static bool simple_id(const bv_pred *p)
            p->code;
 }
 
-static int emit_group(bv__qb *w, sctx *cx, const bv_or *g, const char *R)
+/* One AND group. corr: test it per candidate row with correlated probes (not the driver). */
+static int emit_group(bv__qb *w, sctx *cx, const bv_or *g, const char *R, bool corr)
 {
     if (!g->n || !g->preds) { /* an OR of nothing is false */
         bv__qb_sql(w, "0");
@@ -437,7 +467,41 @@ static int emit_group(bv__qb *w, sctx *cx, const bv_or *g, const char *R)
         if (!is_direct(&g->preds[i]) && !is_negative(&g->preds[i])) npos++;
     bv__qb_sql(w, "(");
     bool first = true;
-    if (npos) {
+    if (npos && corr) {
+        /* EXISTS per value (a run of plain codes is one probe with an IN list) */
+        size_t k = 0;
+        for (size_t i = 0; i < g->n && !rc; i++) {
+            const bv_pred *p = &g->preds[i];
+            if (is_direct(p) || is_negative(p)) continue;
+            bv__qb_sql(w, k++ ? " OR EXISTS (" : "EXISTS (");
+            size_t run = 1;
+            while (simple_token(p) && i + run < g->n && simple_token(&g->preds[i + run]) &&
+                   same_token_key(p, &g->preds[i + run]))
+                run++;
+            if (run > 1) {
+                int a = cx->alias++;
+                bv__qb_sqlf(w, "SELECT 1 FROM ix_token x%d WHERE x%d.rid = %s.rid AND x%d.param = ", a, a, R, a);
+                bv__qb_text(w, p->param);
+                if (p->system_given && p->system) {
+                    bv__qb_sqlf(w, " AND x%d.system = ", a);
+                    bv__qb_text(w, p->system);
+                } else if (p->system_given) {
+                    bv__qb_sqlf(w, " AND x%d.system IS NULL", a);
+                }
+                bv__qb_sqlf(w, " AND x%d.code IN (", a);
+                for (size_t j = 0; j < run; j++) {
+                    if (j) bv__qb_sql(w, ", ");
+                    bv__qb_text(w, g->preds[i + j].code);
+                }
+                bv__qb_sql(w, ")");
+                i += run - 1;
+            } else {
+                rc = pred_set(w, cx, p, R);
+            }
+            bv__qb_sql(w, ")");
+        }
+        first = false;
+    } else if (npos) {
         size_t k = 0;
         for (size_t i = 0; i < g->n && !rc; i++) {
             const bv_pred *p = &g->preds[i];
@@ -470,7 +534,7 @@ static int emit_group(bv__qb *w, sctx *cx, const bv_or *g, const char *R)
                 i += run - 1;
                 continue;
             }
-            rc = pred_set(w, cx, p);
+            rc = pred_set(w, cx, p, NULL);
         }
         bv__qb_sql(w, ")");
         first = false;
@@ -498,9 +562,13 @@ static int emit_group(bv__qb *w, sctx *cx, const bv_or *g, const char *R)
         first = false;
         if (direct) {
             rc = pred_direct(w, p, R);
+        } else if (corr) {
+            bv__qb_sql(w, "NOT EXISTS (");
+            rc = pred_set(w, cx, p, R);
+            bv__qb_sql(w, ")");
         } else {
             bv__qb_sqlf(w, "%s.rid NOT IN (", R);
-            rc = pred_set(w, cx, p);
+            rc = pred_set(w, cx, p, NULL);
             bv__qb_sql(w, ")");
         }
     }
@@ -508,17 +576,74 @@ static int emit_group(bv__qb *w, sctx *cx, const bv_or *g, const char *R)
     return rc;
 }
 
-/* Whether some AND group is a plain "rid IN (positive sets)", able to drive the scan. */
-static bool has_driver(const bv_search *q)
+/* How many rows a predicate's set may hold, as a rough rank (lower = more selective). There are
+ * no statistics; this orders the usual clinical queries: a reference to one resource or an
+ * identifier first, then names, codes, dates, and open conditions last. */
+static unsigned long search_score(const bv_search *q, int depth);
+
+static unsigned drive_score(const bv_pred *p)
 {
+    /* a chain or _has is as selective as its nested search, times a fan-out */
+    if (p->has) return (unsigned)(10 + 2 * search_score(p->has, 1));
+    if (p->chain) return (unsigned)(5 + search_score(p->chain, 1));
+    if (p->n_components) return 60;
+    if (p->op == BV_OP_MISSING) return 1000;
+    switch (p->kind) {
+    case BV_IX_REFERENCE: return p->ref_id ? 2 : 20;
+    case BV_IX_TOKEN:
+        if (p->op == BV_OP_TOKEN_TEXT) return 200;
+        if (!p->code) return 500;                                   /* system| */
+        return strstr(p->param, "identifier") ? 3 : 50;
+    case BV_IX_STRING: return p->op == BV_OP_STR_EXACT ? 10 : p->op == BV_OP_STR_CONTAINS ? 250 : 15;
+    case BV_IX_URI: return p->op == BV_OP_URI_EQ ? 10 : 100;
+    case BV_IX_DATE: return p->op == BV_OP_EQ ? 80 : p->op == BV_OP_NE ? 900 : 150;
+    case BV_IX_NUMBER:
+    case BV_IX_QUANTITY: return p->op == BV_OP_EQ ? 80 : p->op == BV_OP_NE ? 900 : 150;
+    default: return 800;
+    }
+}
+
+/* The score of a nested search: its best driving group's (capped), or "broad" when it has none. */
+static unsigned long search_score(const bv_search *q, int depth)
+{
+    unsigned long best = 1000;
+    if (!q || depth > BV__MAX_NEST) return best;
     for (size_t i = 0; i < q->n_ands; i++) {
         const bv_or *g = &q->ands[i];
         bool all = g->n > 0 && g->preds;
-        for (size_t j = 0; all && j < g->n; j++)
-            all = !is_direct(&g->preds[j]) && !is_negative(&g->preds[j]);
-        if (all) return true;
+        unsigned long score = 0;
+        for (size_t j = 0; all && j < g->n && score < 100000; j++) {
+            const bv_pred *p = &g->preds[j];
+            all = !is_direct(p) && !is_negative(p);
+            score += p->chain ? 5 + search_score(p->chain, depth + 1)
+                   : p->has   ? 10 + 2 * search_score(p->has, depth + 1)
+                              : drive_score(p);
+        }
+        if (all && score < best) best = score;
     }
-    return false;
+    return best;
+}
+
+/* The AND group that drives the scan: a plain "rid IN (positive sets)" with the lowest summed
+ * score (an OR of n values holds n sets), or -1 when none can. */
+static long driver_group(const bv_search *q)
+{
+    long best = -1;
+    unsigned long best_score = 0;
+    for (size_t i = 0; i < q->n_ands; i++) {
+        const bv_or *g = &q->ands[i];
+        bool all = g->n > 0 && g->preds;
+        unsigned long score = 0;
+        for (size_t j = 0; all && j < g->n; j++) {
+            all = !is_direct(&g->preds[j]) && !is_negative(&g->preds[j]);
+            score += drive_score(&g->preds[j]);
+        }
+        if (all && (best < 0 || score < best_score)) {
+            best = (long)i;
+            best_score = score;
+        }
+    }
+    return best;
 }
 
 static int emit_where(bv__qb *w, sctx *cx, const bv_search *q, const char *R)
@@ -528,7 +653,8 @@ static int emit_where(bv__qb *w, sctx *cx, const bv_search *q, const char *R)
     /* Without statistics SQLite would walk every resource of the type through the type index
      * and probe the rid sets; the unary + takes the type term out of index selection, so the
      * rid set drives through the primary key instead. */
-    const char *plus = has_driver(q) ? "+" : "";
+    long driver = driver_group(q);
+    const char *plus = driver >= 0 ? "+" : "";
     bv__qb_sqlf(w, "%s.deleted = 0", R);
     if (q->type) {
         bv__qb_sqlf(w, " AND %s%s.type = ", plus, R);
@@ -547,7 +673,7 @@ static int emit_where(bv__qb *w, sctx *cx, const bv_search *q, const char *R)
     }
     for (size_t i = 0; i < q->n_ands; i++) {
         bv__qb_sql(w, " AND ");
-        int rc = emit_group(w, cx, &q->ands[i], R);
+        int rc = emit_group(w, cx, &q->ands[i], R, driver >= 0 && (long)i != driver);
         if (rc) return rc;
     }
     return w->err;

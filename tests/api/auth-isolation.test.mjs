@@ -240,7 +240,11 @@ test('scopes: resource types, c r u d s separately, granular v2 category', async
   assert.equal((await cond.get(`/Condition/${A}-cond`)).status, 200);
   assert.equal((await cond.get(`/Observation/${A}-vital`)).status, 403);
   assert.equal((await cond.get('/Observation')).status, 403);
-  assert.equal((await cond.get(`/Patient/${A}/$everything`)).status, 403, '$everything needs Patient access');
+  const ev = await cond.get(`/Patient/${A}/$everything`);
+  assert.equal(ev.status, 200, ev.text);
+  assert.ok(ev.json.entry.every((e) => e.resource.resourceType === 'Condition'), '$everything keeps to the scopes');
+  assert.equal((await cond.get(`/Patient/${A}/Observation`)).status, 403);
+  assert.equal((await cond.get(`/Patient/${A}/Condition`)).status, 200);
   const r = only('patient/Observation.r');
   assert.equal((await r.get(`/Observation/${A}-vital`)).status, 200);
   assert.equal((await r.get('/Observation')).status, 403);

@@ -235,6 +235,15 @@ test('backend services: client_credentials with private_key_jwt; replay, lifetim
   const bad = await req('POST', tokenUrl, { headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: 'grant_type=password' });
   assert.equal(bad.status, 400);
   assert.equal((await req('POST', tokenUrl, { body: { grant_type: 'client_credentials' } })).status, 400);
+  // refused client authentications are audited too
+  const po = kit.as(kit.system('system/AuditEvent.rs'));
+  let found = null;
+  for (let i = 0; i < 40 && !found; i++) {
+    const a = await po.get('/AuditEvent?type=110114&_count=200');
+    found = (a.json.entry || []).find((e) => /replay/.test(e.resource.outcomeDesc || ''));
+    if (!found) await sleep(100 * SLOW);
+  }
+  assert.ok(found, 'the replayed assertion is audited');
 });
 
 test('authorization_code with PKCE S256 for bevan-web and a local account; revocation', async () => {

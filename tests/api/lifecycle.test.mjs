@@ -4,6 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync, readFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import http from 'node:http';
 import { startServer, client, runBevan, tempDir, TEST_SYSTEM, req } from './lib/server.mjs';
 
 let root;
@@ -89,6 +90,34 @@ test('SIGTERM during a burst of writes: exit 0, and every acknowledged write sur
   } finally {
     await s2.stop();
     s2.kill();
+  }
+});
+
+test('SIGTERM while kept-alive connections keep writing: exit 0 every time (no request left suspended)', async () => {
+  // Regression: a write arriving on a kept-alive connection after the workers stopped was suspended
+  // and never resumed, and libmicrohttpd aborted in MHD_stop_daemon.
+  for (let round = 0; round < 8; round++) {
+    const s = await startServer();
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+    const port = new URL(s.base).port;
+    const post = () => new Promise((res) => {
+      const rq = http.request({ host: '127.0.0.1', port, path: '/fhir/Patient', method: 'POST', agent,
+        headers: { 'content-type': 'application/fhir+json' }, timeout: 20_000 }, (r) => { r.resume(); r.on('end', res); });
+      rq.on('error', res);
+      rq.on('timeout', () => rq.destroy());
+      rq.end('{"resourceType":"Patient"}');
+    });
+    let stop = false;
+    const loops = Array.from({ length: 8 }, async () => { for (let i = 0; i < 2000 && !stop; i++) await post(); });
+    await new Promise((r) => setTimeout(r, 40 + round * 15));
+    try {
+      await s.stop(); // asserts exit 0, no signal, no sanitizer report
+    } finally {
+      stop = true;
+      await Promise.all(loops);
+      agent.destroy();
+      s.kill();
+    }
   }
 });
 

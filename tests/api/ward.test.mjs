@@ -259,6 +259,19 @@ test('readings of a patient who is not enrolled, or not within the window, give 
   assert.equal((await news2(c, p)).length, 0);
 });
 
+test('a patient who is not enrolled gets no alerts and no NEWS2', async () => {
+  const p = await makePatient(c, 'NotEnrolled');
+  assert.equal((await c.post('/Observation', reading.spo2(p, 85))).status, 201);
+  assert.equal((await c.post('', sitting(p, { rr: 26, spo2: 88, oxygen: true, sbp: 86, pulse: 132, acvpu: 'V', temp: 39.5 }))).status, 200);
+  const s = await makePatient(c, 'Sentinel3');
+  await enrol(c, s, ward);
+  assert.equal((await c.post('/Observation', reading.spo2(s, 85))).status, 201);
+  await until(async () => (await tasks(c, s)).length, 'the sentinel alert');
+  assert.equal((await tasks(c, p)).length, 0);
+  assert.equal((await flags(c, p)).length, 0);
+  assert.equal((await news2(c, p)).length, 0);
+});
+
 test('discharge (CarePlan completed) closes open alerts and stops alerting', async () => {
   const p = await makePatient(c, 'Discharge');
   const plan = await enrol(c, p, ward);

@@ -137,6 +137,78 @@ static void test_worked_examples(void **state)
     assert_null(bv_news2_param_code(BV_N2_SPO2, 2));
 }
 
+/* Every boundary of the scale-independent parameters, through bv_news2_score in both scales (the
+ * other parameters held at 0-scoring values), and the SpO2 boundaries of each scale in context. */
+static void test_boundaries_in_both_scales(void **state)
+{
+    (void)state;
+    static const vec rr[] = {{8, 3}, {9, 1}, {11, 1}, {12, 0}, {20, 0}, {21, 2}, {24, 2}, {25, 3}};
+    static const vec sbp[] = {{90, 3}, {91, 2}, {100, 2}, {101, 1}, {110, 1}, {111, 0}, {219, 0}, {220, 3}};
+    static const vec hr[] = {{40, 3}, {41, 1}, {50, 1}, {51, 0}, {90, 0}, {91, 1}, {110, 1}, {111, 2}, {130, 2}, {131, 3}};
+    static const vec temp[] = {{35.0, 3}, {35.1, 1}, {36.0, 1}, {36.1, 0}, {38.0, 0}, {38.1, 1}, {39.0, 1}, {39.1, 2}};
+    for (int scale = 1; scale <= 2; scale++) {
+        const bv_news2_input base = {.rr = 16, .spo2 = scale == 1 ? 97 : 90, .sbp = 120, .pulse = 70,
+                                     .on_oxygen = false, .acvpu = BV_ACVPU_A, .temp_c = 37.0, .scale = scale};
+        bv_news2_result r;
+        bv_news2_score(&base, &r);
+        assert_int_equal(r.total, 0);
+        assert_int_equal(r.band, BV_BAND_LOW);
+        for (size_t i = 0; i < N(rr); i++) {
+            bv_news2_input in = base;
+            in.rr = (int)rr[i].v;
+            bv_news2_score(&in, &r);
+            if (r.sub[BV_N2_RR] != rr[i].want || r.total != rr[i].want) fail_msg("scale %d RR %g", scale, rr[i].v);
+            assert_int_equal(r.band, rr[i].want == 3 ? BV_BAND_LOW_MEDIUM : BV_BAND_LOW);
+        }
+        for (size_t i = 0; i < N(sbp); i++) {
+            bv_news2_input in = base;
+            in.sbp = (int)sbp[i].v;
+            bv_news2_score(&in, &r);
+            if (r.sub[BV_N2_SBP] != sbp[i].want || r.total != sbp[i].want) fail_msg("scale %d SBP %g", scale, sbp[i].v);
+        }
+        for (size_t i = 0; i < N(hr); i++) {
+            bv_news2_input in = base;
+            in.pulse = (int)hr[i].v;
+            bv_news2_score(&in, &r);
+            if (r.sub[BV_N2_PULSE] != hr[i].want || r.total != hr[i].want) fail_msg("scale %d pulse %g", scale, hr[i].v);
+        }
+        for (size_t i = 0; i < N(temp); i++) {
+            bv_news2_input in = base;
+            in.temp_c = temp[i].v;
+            bv_news2_score(&in, &r);
+            if (r.sub[BV_N2_TEMP] != temp[i].want || r.total != temp[i].want) fail_msg("scale %d temp %g", scale, temp[i].v);
+        }
+        for (int c = BV_ACVPU_A; c <= BV_ACVPU_U; c++) {
+            bv_news2_input in = base;
+            in.acvpu = (bv_acvpu)c;
+            bv_news2_score(&in, &r);
+            assert_int_equal(r.sub[BV_N2_ACVPU], c == BV_ACVPU_A ? 0 : 3);
+            assert_int_equal(r.band, c == BV_ACVPU_A ? BV_BAND_LOW : BV_BAND_LOW_MEDIUM);
+        }
+        /* oxygen: +2 for air/O2 in both scales; in Scale 2 it also changes the SpO2 score at >= 93 */
+        bv_news2_input o2 = base;
+        o2.on_oxygen = true;
+        bv_news2_score(&o2, &r);
+        assert_int_equal(r.sub[BV_N2_AIR_O2], 2);
+        assert_int_equal(r.total, 2);
+    }
+    /* Scale 2 at 93: 0 on air, 1 on oxygen (plus 2 for oxygen) */
+    bv_news2_input s2 = {.rr = 16, .spo2 = 93, .sbp = 120, .pulse = 70, .acvpu = BV_ACVPU_A, .temp_c = 37.0, .scale = 2};
+    bv_news2_result r;
+    bv_news2_score(&s2, &r);
+    assert_int_equal(r.total, 0);
+    s2.on_oxygen = true;
+    bv_news2_score(&s2, &r);
+    assert_int_equal(r.sub[BV_N2_SPO2], 1);
+    assert_int_equal(r.total, 3);
+    assert_int_equal(r.band, BV_BAND_LOW);
+    /* ... and Scale 1 at 93 scores 2 whether on air or oxygen */
+    s2.scale = 1;
+    bv_news2_score(&s2, &r);
+    assert_int_equal(r.sub[BV_N2_SPO2], 2);
+    assert_int_equal(r.total, 4);
+}
+
 static bv_care_plan default_plan(void)
 {
     bv_care_plan p;
@@ -386,7 +458,8 @@ int main(void)
         cmocka_unit_test(test_rr),           cmocka_unit_test(test_spo2_scale1),
         cmocka_unit_test(test_spo2_scale2),  cmocka_unit_test(test_air_sbp_pulse_acvpu),
         cmocka_unit_test(test_temperature),  cmocka_unit_test(test_bands),
-        cmocka_unit_test(test_worked_examples), cmocka_unit_test(test_oximetry),
+        cmocka_unit_test(test_worked_examples), cmocka_unit_test(test_boundaries_in_both_scales),
+        cmocka_unit_test(test_oximetry),
         cmocka_unit_test(test_plausibility), cmocka_unit_test(test_readings),
         cmocka_unit_test(test_plans),        cmocka_unit_test(test_schedule),
         cmocka_unit_test(test_alert_kinds),

@@ -14,6 +14,7 @@
 #include "bevan/demo.h"
 #include "bevan/json.h"
 #include "bevan/fhir.h"
+#include "bevan/care.h"
 
 /* ---- hashing emitter ---- */
 
@@ -337,6 +338,74 @@ static void test_emit_stop_and_args(void **state)
     assert_int_equal(bv_demo_generate(&big, never_emit, NULL), BV_EINVAL);
 }
 
+/* ---- the demo virtual ward (docs/ward.md) ---- */
+typedef struct {
+    unsigned bundles, careplans, careteams, ward_obs;
+    char nhs[64][11];
+    unsigned n_nhs;
+} ward_ctx;
+
+static int ward_emit(void *ctx, const char *json, size_t len)
+{
+    ward_ctx *w = ctx;
+    bv_arena *a = bv_arena_new(1 << 16);
+    json_value *doc;
+    json_error err;
+    assert_int_equal(json_parse(a, json, len, NULL, &doc, &err), BV_OK);
+    const json_value *entries = json_get(doc, "entry");
+    bool ward_bundle = false;
+    for (size_t i = 0; i < json_count(entries); i++) {
+        const json_value *res = json_get(json_at(entries, i), "resource");
+        const char *type = json_get_str(res, "resourceType");
+        bv_outcome oo;
+        bv_outcome_init(&oo, a);
+        bv_validate_opts vo = {.allow_missing_id = true, .check_nhs_number = true};
+        if (bv_fhir_validate(res, type, &vo, &oo) || bv_care_check_write(a, res, &oo))
+            fail_with_outcome(&oo, type, w->bundles, i);
+        if (strcmp(type, "CareTeam") == 0) w->careteams++;
+        if (strcmp(type, "CarePlan") == 0) {
+            bv_care_plan p;
+            assert_int_equal(bv_care_plan_parse(a, res, &p, NULL), 0);
+            assert_true(p.virtual_ward);
+            assert_string_equal(p.ward_id, "demo-ward-1");
+            w->careplans++;
+            ward_bundle = true;
+        }
+        if (strcmp(type, "Patient") == 0 && w->n_nhs < 64)
+            memcpy(w->nhs[w->n_nhs++], json_get_str(json_at(json_get(res, "identifier"), 0), "value"), 11);
+        bv_reading r;
+        if (ward_bundle && strcmp(type, "Observation") == 0 && bv_care_reading(res, &r) == 0) w->ward_obs++;
+    }
+    w->bundles++;
+    bv_arena_free(a);
+    return 0;
+}
+
+static void test_ward(void **state)
+{
+    (void)state;
+    const int64_t now = 1773176400000LL;   /* 2026-03-10T21:00:00Z */
+    ward_ctx w;
+    memset(&w, 0, sizeof w);
+    bv_demo_options o = {.seed = 9, .patients = 5, .ward_patients = 12, .ward_now_ms = now};
+    assert_int_equal(bv_demo_generate(&o, ward_emit, &w), 0);
+    assert_int_equal(w.bundles, 1 + 5 + 12);
+    assert_int_equal(w.careteams, 1);
+    assert_int_equal(w.careplans, 12);
+    /* 14 days x 3 sittings x SpO2 + pulse, plus 5 more each morning, except those who stopped */
+    assert_in_range(w.ward_obs, 9 * 14 * 11, 12 * 14 * 11);
+    assert_int_equal(w.n_nhs, 17);
+    qsort(w.nhs, w.n_nhs, sizeof w.nhs[0], cmp_nhs);
+    for (unsigned i = 1; i < w.n_nhs; i++) assert_memory_not_equal(w.nhs[i - 1], w.nhs[i], 10);
+    /* deterministic for the same options */
+    hash_ctx h1 = {0, 0, 1469598103934665603ull}, h2 = h1;
+    assert_int_equal(bv_demo_generate(&o, hash_emit, &h1), 0);
+    assert_int_equal(bv_demo_generate(&o, hash_emit, &h2), 0);
+    assert_true(h1.hash == h2.hash);
+    bv_demo_options too_many = {.seed = 1, .ward_patients = BV_DEMO_MAX_WARD + 1};
+    assert_int_equal(bv_demo_generate(&too_many, hash_emit, &h1), BV_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -345,6 +414,7 @@ int main(void)
         cmocka_unit_test(test_practices),
         cmocka_unit_test(test_nhs_numbers_unique),
         cmocka_unit_test(test_emit_stop_and_args),
+        cmocka_unit_test(test_ward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
