@@ -32,7 +32,7 @@ rss_mb() { awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 
 start_bevan() {
   rm -rf "$tmp/bevan-data" "$tmp/port"
-  "$BEVAN_BIN" serve --listen 127.0.0.1:0 --port-file "$tmp/port" --data "$tmp/bevan-data" --rate-limit 0 >"$tmp/bevan.log" 2>&1 &
+  "$BEVAN_BIN" serve --listen 127.0.0.1:0 --port-file "$tmp/port" --data "$tmp/bevan-data" --rate-limit 0 --auth off >"$tmp/bevan.log" 2>&1 &
   pid=$!
 }
 start_medplum() {
@@ -72,7 +72,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; el
   echo "Machine: $(nproc) vCPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(awk '/MemTotal/ {printf "%.1f GB", $2/1e6}' /proc/meminfo) RAM;"
   echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg). **The machine was shared with other engineers' builds, tests and"
   echo "fuzzers during this run: absolute figures are depressed and noisy (±20 % or worse); compare within the run.**"
-  echo "Commit $(git rev-parse --short HEAD); Bevan: \`$BEVAN_BIN serve --rate-limit 0\` (synchronous=FULL, every write synced before"
+  echo "Commit $(git rev-parse --short HEAD); Bevan: \`$BEVAN_BIN serve --rate-limit 0 --auth off\` (synchronous=FULL, every write synced before"
   echo "the answer); Medplum: \`node --experimental-websocket bench/compare/medplum-server.mjs\` (@medplum/fhir-router 5.2.13, MemoryRepository)."
   echo
   echo "Workload: seed $SEED patients × (1 Patient + 2 Observations) by transaction; then each for ${DUR} s:"

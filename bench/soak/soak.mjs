@@ -19,7 +19,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 export async function soak({ seconds = 1800, rate = 200, warmup = Number(process.env.SOAK_WARMUP || 0.3), sampleMs = 2000, log = console.log } = {}) {
   const data = mkdtempSync(join(tmpdir(), 'bevan-soak-'));
   const portFile = join(data, 'port');
-  const child = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--port-file', portFile, '--data', join(data, 'db'), '--rate-limit', '0'],
+  const child = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--port-file', portFile, '--data', join(data, 'db'), '--rate-limit', '0', '--auth', 'off'],
     { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => { stderr += d; if (stderr.length > 1e6) stderr = stderr.slice(-5e5); });
