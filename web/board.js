@@ -232,14 +232,14 @@
     if (state.open && (!changed || changed.has(state.open))) renderPatient();
   }
 
+  const drafts = new Map();   // task id -> note being typed (kept across live re-renders)
   function renderAlerts() {
     const ul = $('alerts');
+    for (const k of drafts.keys()) if (!state.tasks.some((t) => t.id === k)) drafts.delete(k);
     const order = (t) => -(PRIORITY_RANK[t.priority] || 0);
     const tasks = [...state.tasks].sort((a, b) => order(a) - order(b) || String(b.authoredOn || '').localeCompare(String(a.authoredOn || '')));
     $('alert-count').textContent = `(${tasks.length})`;
-    // Live updates re-render the list: keep what a clinician is typing (and where) across them.
-    const typed = new Map([...ul.querySelectorAll('input[id^="note-"]')].map((i) => [i.id, i.value]));
-    const focused = document.activeElement && document.activeElement.id;
+    const focused = document.activeElement && ul.contains(document.activeElement) ? document.activeElement.id : null;
     ul.replaceChildren(...tasks.map((t) => {
       const pid = ((t.for || {}).reference || '').split('/')[1];
       const p = state.patients.get(pid);
@@ -255,11 +255,14 @@
         notes.length ? el('ul', { class: 'notes' }, notes) : null,
         el('form', { class: 'inline', onsubmit: (ev) => ev.preventDefault() },
           el('label', { for: noteId, class: 'sr-only', text: 'Note' }),
-          el('input', { id: noteId, type: 'text', placeholder: 'note (optional)', autocomplete: 'off', value: typed.get(noteId) || '' }),
+          el('input', { id: noteId, type: 'text', placeholder: 'note (optional)', autocomplete: 'off',
+            value: drafts.get(t.id) || '', oninput: (ev) => drafts.set(t.id, ev.target.value) }),
           t.status === 'requested' ? el('button', { type: 'button', class: 'ack', onclick: () => updateTask(t, 'accepted', $(noteId).value), text: 'Acknowledge' }) : null,
           el('button', { type: 'button', class: 'close', onclick: () => updateTask(t, 'completed', $(noteId).value), text: 'Close' })));
     }));
-    if (focused && focused.startsWith('note-') && $(focused)) $(focused).focus();
+    // a live update must not take the cursor away from a note being typed
+    const again = focused && document.getElementById(focused);
+    if (again) { again.focus(); if (again.setSelectionRange) again.setSelectionRange(again.value.length, again.value.length); }
   }
 
   function openPatient(pid) {
@@ -302,6 +305,7 @@
       cur.note = [...(cur.note || []), { text, time: new Date().toISOString(), ...(who ? { authorReference: who } : {}) }];
       cur.lastModified = new Date().toISOString();
       await B.api('PUT', `Task/${t.id}`, cur, { 'If-Match': `W/"${cur.meta.versionId}"` });
+      drafts.delete(t.id);
       await loadAlerts();
       render(new Set());
       message(`Alert ${status === 'accepted' ? 'acknowledged' : 'closed'}.`, 'info');
