@@ -950,15 +950,55 @@ static int restrict_related(api_ctx *c, bv_search *s, const char *type)
         deny(c, 403, "forbidden", "this token names no user or organisation with relationships to patients");
         return -1;
     }
-    bv_pred *preds = bv_arena_calloc(c->a, e->n_params + 1, sizeof *preds);
-    for (size_t j = 0; j < e->n_params; j++) {
-        preds[j].kind = BV_IX_REFERENCE;
-        preds[j].op = BV_OP_REF;
-        preds[j].param = e->params[j];
-        preds[j].ref_type = "Patient";
-        preds[j].chain = pats;
+    /* The related patients are resolved first and named (one OR list): chaining every compartment
+     * parameter to the relationship search nests too deep for SQLite's parser. */
+    enum { MAX_RELATED = 1000 };
+    pats->count = MAX_RELATED + 1;
+    bv_record *recs = NULL;
+    size_t nr = 0;
+    if (bv_store_search(c->api->store, c->a, pats, &recs, &nr, NULL) != BV_OK) {
+        deny(c, 503, "transient", "the patients this user cares for could not be listed; try again");
+        return -1;
     }
-    add_and(c->a, s, preds, e->n_params);
+    if (nr > MAX_RELATED) {
+        deny(c, 403, "forbidden", "this user has a relationship with more than 1,000 patients: name one patient "
+                                  "(e.g. patient=...) in searches of %s", type);
+        return -1;
+    }
+    api_az *z = c->az;
+    bool team = strcmp(type, "CareTeam") == 0;   /* the teams (wards) the user is a member of */
+    const char *who[2] = {z->p.fhir_user, z->p.org};
+    bv_pred *preds = bv_arena_calloc(c->a, e->n_params * nr + 3, sizeof *preds);
+    size_t k = 0;
+    for (size_t j = 0; j < e->n_params; j++)
+        for (size_t i = 0; i < nr; i++) {
+            preds[k].kind = BV_IX_REFERENCE;
+            preds[k].op = BV_OP_REF;
+            preds[k].param = e->params[j];
+            preds[k].ref_type = "Patient";
+            preds[k].ref_id = recs[i].id;
+            k++;
+        }
+    for (int i = 0; team && i < 2; i++) {
+        const char *slash = who[i] ? strchr(who[i], '/') : NULL;
+        if (!slash || !slash[1]) continue;
+        preds[k].kind = BV_IX_REFERENCE;
+        preds[k].op = BV_OP_REF;
+        preds[k].param = "participant";
+        preds[k].ref_type = bv_arena_strndup(c->a, who[i], (size_t)(slash - who[i]));
+        preds[k].ref_id = slash + 1;
+        k++;
+    }
+    if (k == 0) {
+        /* no related patient: nothing matches (an impossible id keeps the query well-formed) */
+        preds[k].kind = BV_IX_REFERENCE;
+        preds[k].op = BV_OP_REF;
+        preds[k].param = e->params[0];
+        preds[k].ref_type = "Patient";
+        preds[k].ref_id = "..";
+        k++;
+    }
+    add_and(c->a, s, preds, k);
     return 0;
 }
 

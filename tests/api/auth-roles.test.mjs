@@ -103,6 +103,17 @@ test('relationship through a care plan\'s team (virtual ward): reads and filtere
   assert.equal(cp.status, 200, cp.text);
   assert.ok(cp.json.entry.some((e) => e.resource.id === P2));
   assert.equal((await staff('none').get('/Observation?_summary=count')).json.total, 0, 'no relationship, nothing');
+  // the board's ward-level searches, with a user and an organisation (regression: a 500 "parser stack
+  // overflow" when every compartment parameter was chained to the relationship search)
+  const wo = staff('ward', { org: `Organization/${ORG2}` });
+  for (const q of ['/Observation?_count=200', '/Observation?_lastUpdated=gt2000-01-01&_sort=_lastUpdated&_count=500',
+    '/Task?_count=50', '/Condition?_summary=count']) {
+    const r = await wo.get(q);
+    assert.equal(r.status, 200, `${q}: ${r.text.slice(0, 300)}`);
+  }
+  const teams = await w.get('/CareTeam?_count=50');
+  assert.equal(teams.status, 200, teams.text);
+  assert.ok(teams.json.entry.some((e) => e.resource.id === `${U}-ward`), 'a member finds the ward team it belongs to');
 });
 
 test('relationship through a CareTeam, an EpisodeOfCare and a referral; none without', async () => {
