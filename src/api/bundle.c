@@ -286,6 +286,10 @@ static int tx_run(bv_store_txn *t, void *ctx)
         if (n > 1) return tx_fail(tx, i, 412, "duplicate", "entry %zu: the condition matches more than one resource", i);
         if (strcmp(e->method, "POST") == 0) {
             if (n == 1) {
+                /* the existing match is returned: the caller must be allowed to read it */
+                int zst = authz_unit_read(c, t, &found[0]);
+                if (zst) return tx_fail(tx, i, zst, zst == 404 ? "not-found" : "forbidden",
+                                        "entry %zu: the resource matching If-None-Exist is not accessible", i);
                 e->unit.status = 200;       /* exists: no create */
                 e->unit.rec = found[0];
                 e->id = found[0].id;

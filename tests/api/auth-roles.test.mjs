@@ -116,6 +116,19 @@ test('relationship through a care plan\'s team (virtual ward): reads and filtere
   assert.ok(teams.json.entry.some((e) => e.resource.id === `${U}-ward`), 'a member finds the ward team it belongs to');
 });
 
+test('a conditional create in a transaction never hands back a match the user may not read', async () => {
+  const bundle = (who) => ({ resourceType: 'Bundle', type: 'transaction', entry: [{
+    fullUrl: 'urn:uuid:6a1c2f3e-0000-4000-8000-000000000001',
+    resource: { resourceType: 'Observation', status: 'final', code: { text: 'pulse' }, subject: { reference: `Patient/${P1}` } },
+    request: { method: 'POST', url: 'Observation', ifNoneExist: `_id=${P1}-obs` } }] });
+  const denied = await staff('none').post('/', bundle());
+  assert.ok([403, 404].includes(denied.status), `${denied.status} ${denied.text.slice(0, 300)}`);
+  assert.ok(!denied.text.includes(`"id":"${P1}-obs"`), 'the existing resource leaked');
+  const allowed = await staff('ct').post('/', bundle());
+  assert.equal(allowed.status, 200, allowed.text.slice(0, 300));
+  assert.equal(allowed.json.entry[0].response.status.split(' ')[0], '200');
+});
+
 test('relationship through a CareTeam, an EpisodeOfCare and a referral; none without', async () => {
   assert.equal((await staff('ct').get(`/Observation/${P1}-obs`)).status, 200);
   assert.equal((await staff('eoc').get(`/Observation/${P1}-obs`)).status, 200);
@@ -178,7 +191,8 @@ test('audit: every access allowed or denied, writes in their transaction, the pa
     const r = await po.get(`/AuditEvent?patient=${P1}&_count=500`);
     const evs = r.json.entry.map((e) => e.resource);
     const read = evs.find((e) => e.action === 'R' && e.outcome === '0' && e.agent[0].who?.reference === `Practitioner/${DR.gp}`);
-    const denied = evs.find((e) => e.outcome === '4' && e.agent[0].who?.reference === `Practitioner/${DR.none}`);
+    const denied = evs.find((e) => e.outcome === '4' && e.agent[0].who?.reference === `Practitioner/${DR.none}` &&
+      e.entity?.some((x) => x.what?.reference === `Observation/${P1}-obs`) && /relationship/.test(e.outcomeDesc || ''));
     if (read && denied) found = { read, denied };
     else await sleep(100 * SLOW);
   }
