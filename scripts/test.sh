@@ -9,6 +9,9 @@ JOBS=$(nproc)
 echo "== generated definitions are fresh"
 python3 tools/gen_fhir_defs.py --package node_modules/hl7.fhir.r4.examples --out src/fhir/gen --check
 
+echo "== fuzz dictionary is fresh"
+python3 tools/gen_fuzz_dict.py --check
+
 echo "== no banned functions in src/"
 if git grep -nE '\b(strcpy|sprintf|vsprintf|strcat|atoi|atol|strtok|gets|sscanf)\s*\(' -- src include; then
   echo "banned function used (see docs/craft in shared: use the bv_ helpers)"; exit 1
@@ -18,9 +21,6 @@ echo "== gcc strict build + all tests"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBEVAN_WERROR=ON >/dev/null
 cmake --build build -j"$JOBS"
 ctest --test-dir build --output-on-failure --no-tests=error -j"$JOBS"
-
-echo "== fuzz dictionary is fresh"
-python3 tools/gen_fuzz_dict.py --check
 
 echo "== fuzz corpus replay + ${FUZZ_SECONDS:-60}s per target, two at a time (clang, libFuzzer, ASan+UBSan)"
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DBEVAN_FUZZ=ON \
