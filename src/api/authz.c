@@ -146,6 +146,21 @@ const char *az_default_policy(void) { return DEFAULT_POLICY; }
 static void deny(api_ctx *c, int status, const char *code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static void add_and(bv_arena *a, bv_search *s, bv_pred *preds, size_t n);
 
+/* The Patient compartment as access control sees it: R4's CompartmentDefinition plus resources it
+ * leaves out that carry one patient's clinical data here (a ward alert Task describes a reading:
+ * docs/ward.md). Without this a patient token could read every patient's Tasks. */
+static const char *const TASK_PARAMS[] = {"patient"};
+static const fhir_compartment_entry EXTRA_COMPARTMENT[] = {{"Task", 1, TASK_PARAMS}};
+
+static const fhir_compartment_entry *az_compartment_find(const char *type)
+{
+    const fhir_compartment_entry *e = fhir_patient_compartment_find(type);
+    if (e || !type) return e;
+    for (size_t i = 0; i < sizeof EXTRA_COMPARTMENT / sizeof EXTRA_COMPARTMENT[0]; i++)
+        if (strcmp(EXTRA_COMPARTMENT[i].resource, type) == 0) return &EXTRA_COMPARTMENT[i];
+    return NULL;
+}
+
 /* ------------------------------------------------------------------ store access (outside or inside a unit) */
 typedef struct {
     bv_store *s;
@@ -256,7 +271,7 @@ static int restrict_optout(api_ctx *c, bv_search *s, const char *type)
         add_and(c->a, s, p, 1);
         return 0;
     }
-    const fhir_compartment_entry *e = fhir_patient_compartment_find(type);
+    const fhir_compartment_entry *e = az_compartment_find(type);
     for (size_t j = 0; e && j < e->n_params; j++) {
         bv_pred *p = bv_arena_calloc(c->a, 1, sizeof *p);
         p->kind = BV_IX_REFERENCE;
@@ -282,7 +297,7 @@ static const char *const PATIENT_PARAMS[] = {"patient", "subject"};
 
 static bool type_in_compartment(const char *type)
 {
-    return fhir_patient_compartment_find(type) != NULL;
+    return az_compartment_find(type) != NULL;
 }
 
 /* The principal's decision for (type, perm): mode and granular queries of the granting scopes. */
@@ -380,7 +395,7 @@ typedef struct {
 
 static bool is_compartment_param(const char *type, const char *param)
 {
-    const fhir_compartment_entry *e = fhir_patient_compartment_find(type);
+    const fhir_compartment_entry *e = az_compartment_find(type);
     if (!e) return false;
     for (size_t j = 0; j < e->n_params; j++)
         if (strcmp(e->params[j], param) == 0) return true;
@@ -722,16 +737,20 @@ static void restrict_compartment(bv_arena *a, bv_search *s, const char *type, co
         return;
     }
     if (type && !type_in_compartment(type)) return;
+    /* one type: its entry (the extra ones included); a system search: R4's table */
+    const fhir_compartment_entry *one = type ? az_compartment_find(type) : NULL;
+    const fhir_compartment_entry *table = one ? one : fhir_patient_compartment;
+    size_t count = one ? 1 : fhir_patient_compartment_count;
     size_t np = 1;
-    for (size_t i = 0; i < fhir_patient_compartment_count; i++) {
-        const fhir_compartment_entry *e = &fhir_patient_compartment[i];
+    for (size_t i = 0; i < count; i++) {
+        const fhir_compartment_entry *e = &table[i];
         if (type && strcmp(e->resource, type) != 0) continue;
         np += e->n_params;
     }
     bv_pred *preds = bv_arena_calloc(a, np + 1, sizeof *preds);
     size_t k = 0;
-    for (size_t i = 0; i < fhir_patient_compartment_count; i++) {
-        const fhir_compartment_entry *e = &fhir_patient_compartment[i];
+    for (size_t i = 0; i < count; i++) {
+        const fhir_compartment_entry *e = &table[i];
         if (type && strcmp(e->resource, type) != 0) continue;
         for (size_t j = 0; j < e->n_params; j++) {
             bv_pred *p = &preds[k++];
@@ -944,7 +963,7 @@ static bv_search *related_patients(api_ctx *c)
  * patients match, inside the query (a filtered search, like a patient's). */
 static int restrict_related(api_ctx *c, bv_search *s, const char *type)
 {
-    const fhir_compartment_entry *e = fhir_patient_compartment_find(type);
+    const fhir_compartment_entry *e = az_compartment_find(type);
     bv_search *pats = related_patients(c);
     if (!e || !pats) {
         deny(c, 403, "forbidden", "this token names no user or organisation with relationships to patients");
@@ -1108,7 +1127,7 @@ int authz_search(api_ctx *c, bv_search_request *sr)
         size_t nt = 0;
         for (size_t i = 0; i <= fhir_patient_compartment_count; i++) {
             const char *t = i < fhir_patient_compartment_count ? fhir_patient_compartment[i].resource : "Patient";
-            if (i == fhir_patient_compartment_count && fhir_patient_compartment_find("Patient")) continue;
+            if (i == fhir_patient_compartment_count && az_compartment_find("Patient")) continue;
             if (!role_allows_type(z, t)) continue;
             bool given = s->n_types == 0;
             for (size_t k = 0; k < s->n_types; k++) given |= strcmp(s->types[k], t) == 0;
