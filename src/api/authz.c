@@ -152,6 +152,13 @@ static void add_and(bv_arena *a, bv_search *s, bv_pred *preds, size_t n);
 static const char *const TASK_PARAMS[] = {"patient"};
 static const fhir_compartment_entry EXTRA_COMPARTMENT[] = {{"Task", 1, TASK_PARAMS}};
 
+/* Types outside the compartment that may hold any patient's data whole (stored Bundles, Binary
+ * payloads, Subscription criteria): never readable with a patient-context token. */
+static bool patient_opaque(const char *type)
+{
+    return type && (strcmp(type, "Bundle") == 0 || strcmp(type, "Binary") == 0 || strcmp(type, "Subscription") == 0);
+}
+
 static const fhir_compartment_entry *az_compartment_find(const char *type)
 {
     const fhir_compartment_entry *e = fhir_patient_compartment_find(type);
@@ -651,7 +658,11 @@ static int record_check(api_ctx *c, az_rd *rd, const char *type, const char *id,
     }
     if (g.mode == AZ_PATIENT) {
         if (!type_in_compartment(type) && !bv_streq(type, "Patient")) {
-            if (perm == BV_PERM_R) return 0;
+            if (perm == BV_PERM_R && !patient_opaque(type)) return 0;
+            if (perm == BV_PERM_R) {
+                snprintf(msg, ml, "%s/%s is not known", type, id);
+                return 404;
+            }
             snprintf(msg, ml, "a patient-context token cannot write %s (outside the Patient compartment)", type);
             return 403;
         }
@@ -1029,6 +1040,10 @@ static int restrict_one(api_ctx *c, bv_search *s, const char *type, unsigned per
     if (restrict_queries(c, s, type, &g)) return -1;
     if (g.mode == AZ_SYSTEM) return secondary_use(z) ? restrict_optout(c, s, type) : 0;
     if (g.mode == AZ_PATIENT) {
+        if (patient_opaque(type)) {
+            deny(c, 403, "forbidden", "a patient-context token cannot search %s", type);
+            return -1;
+        }
         restrict_compartment(c->a, s, type, z->self_patient);
         restrict_nested(c, s, z->self_patient, 0);
         restrict_audit_tags(c, s, type);

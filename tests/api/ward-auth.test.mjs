@@ -87,3 +87,15 @@ test('a patient never sees another patient\'s readings or alerts; the ward team 
   const subjects = board.json.entry.filter((e) => e.resource.resourceType === 'Patient').map((e) => e.resource.id).sort();
   assert.deepEqual(subjects, [A, B].sort());
 });
+
+test('patient tokens never read stored Bundles, Binaries or Subscriptions (they may hold any patient\'s data)', async () => {
+  const b = await sys.post('/Bundle', { resourceType: 'Bundle', type: 'collection',
+    entry: [{ resource: { resourceType: 'Observation', status: 'final', code: { text: 'x' }, subject: { reference: `Patient/${B}` } } }] });
+  assert.equal(b.status, 201, b.text);
+  const bin = await sys.post('/Binary', { resourceType: 'Binary', contentType: 'text/plain', data: Buffer.from(`about ${B}`).toString('base64') });
+  assert.equal(bin.status, 201, bin.text);
+  const pa = kit.as(kit.patient(A, 'patient/*.rs'));
+  for (const q of [`/Bundle/${b.json.id}`, `/Binary/${bin.json.id}`]) assert.equal((await pa.get(q)).status, 404, q);
+  for (const q of ['/Bundle', '/Binary', '/Subscription']) assert.equal((await pa.get(q)).status, 403, q);
+  assert.equal((await pa.get(`/Patient/${A}`)).status, 200);
+});
