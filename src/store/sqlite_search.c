@@ -447,6 +447,26 @@ static bool same_token_key(const bv_pred *a, const bv_pred *b)
            ((!a->system && !b->system) || (a->system && b->system && strcmp(a->system, b->system) == 0));
 }
 
+/* The rest of an ix_token probe (alias a) for a run of simple tokens on one param and system:
+ * "<param> [AND system ...] AND code IN (...)"; the caller wrote up to "x<a>.param = ". */
+static void token_run_sql(bv__qb *w, int a, const bv_pred *run, size_t n)
+{
+    bv__qb_text(w, run[0].param);
+    if (run[0].system_given && run[0].system) {
+        bv__qb_sqlf(w, " AND x%d.system = ", a);
+        bv__qb_text(w, run[0].system);
+    } else if (run[0].system_given) {
+        bv__qb_sqlf(w, " AND x%d.system IS NULL", a);
+    }
+    bv__qb_sqlf(w, " AND x%d.code IN (", a);
+    for (size_t j = 0; j < n; j++) {
+        if (j) bv__qb_sql(w, ", ");
+        bv__qb_text(w, run[j].code);
+    }
+    bv__qb_sql(w, ")");
+}
+
+
 /* A positive _id match that can join one "id IN (...)" list. */
 static bool simple_id(const bv_pred *p)
 {
@@ -481,19 +501,7 @@ static int emit_group(bv__qb *w, sctx *cx, const bv_or *g, const char *R, bool c
             if (run > 1) {
                 int a = cx->alias++;
                 bv__qb_sqlf(w, "SELECT 1 FROM ix_token x%d WHERE x%d.rid = %s.rid AND x%d.param = ", a, a, R, a);
-                bv__qb_text(w, p->param);
-                if (p->system_given && p->system) {
-                    bv__qb_sqlf(w, " AND x%d.system = ", a);
-                    bv__qb_text(w, p->system);
-                } else if (p->system_given) {
-                    bv__qb_sqlf(w, " AND x%d.system IS NULL", a);
-                }
-                bv__qb_sqlf(w, " AND x%d.code IN (", a);
-                for (size_t j = 0; j < run; j++) {
-                    if (j) bv__qb_sql(w, ", ");
-                    bv__qb_text(w, g->preds[i + j].code);
-                }
-                bv__qb_sql(w, ")");
+                token_run_sql(w, a, &g->preds[i], run);
                 i += run - 1;
             } else {
                 rc = pred_set(w, cx, p, R);
@@ -518,19 +526,7 @@ static int emit_group(bv__qb *w, sctx *cx, const bv_or *g, const char *R, bool c
             if (run > 1) { /* code=a,b,c... on one system: one index probe list */
                 int a = cx->alias++;
                 bv__qb_sqlf(w, "SELECT x%d.rid FROM ix_token x%d WHERE x%d.param = ", a, a, a);
-                bv__qb_text(w, p->param);
-                if (p->system_given && p->system) {
-                    bv__qb_sqlf(w, " AND x%d.system = ", a);
-                    bv__qb_text(w, p->system);
-                } else if (p->system_given) {
-                    bv__qb_sqlf(w, " AND x%d.system IS NULL", a);
-                }
-                bv__qb_sqlf(w, " AND x%d.code IN (", a);
-                for (size_t j = 0; j < run; j++) {
-                    if (j) bv__qb_sql(w, ", ");
-                    bv__qb_text(w, g->preds[i + j].code);
-                }
-                bv__qb_sql(w, ")");
+                token_run_sql(w, a, &g->preds[i], run);
                 i += run - 1;
                 continue;
             }
