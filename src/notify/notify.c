@@ -390,6 +390,18 @@ static void ws_on_close(void *ctx, bv_ws *ws)
 
 /* Does the current version of rec match the Subscription's criteria? Only when rec is still the
  * current version (a later change is matched on its own). */
+/* A criteria search reshaped to one unsorted first page of count, no total, the newest data. */
+static void first_page(bv_search *q, size_t count)
+{
+    q->count = count;
+    q->offset = 0;
+    q->cursor = NULL;
+    q->sort = NULL;
+    q->n_sort = 0;
+    q->want_total = false;
+    q->max_seq = 0;
+}
+
 static bool matches(bv_notify *n, bv_arena *a, const bv__sub *s, const bv_record *rec)
 {
     bv_search q = *s->search;
@@ -404,13 +416,7 @@ static bool matches(bv_notify *n, bv_arena *a, const bv__sub *s, const bv_record
     ands[q.n_ands].n = 1;
     q.ands = ands;
     q.n_ands++;
-    q.count = 1;
-    q.offset = 0;
-    q.cursor = NULL;
-    q.sort = NULL;
-    q.n_sort = 0;
-    q.want_total = false;
-    q.max_seq = 0;
+    first_page(&q, 1);
     bv_record *recs = NULL;
     size_t k = 0;
     if (bv_store_search(n->o.store, a, &q, &recs, &k, NULL) != BV_OK) return false;
@@ -441,13 +447,7 @@ static void match_batch(bv_notify *n, bv_arena *a, const bv__sub *s, const bv_re
     ands[q.n_ands].n = m;
     q.ands = ands;
     q.n_ands++;
-    q.count = m;
-    q.offset = 0;
-    q.cursor = NULL;
-    q.sort = NULL;
-    q.n_sort = 0;
-    q.want_total = false;
-    q.max_seq = 0;
+    first_page(&q, m);
     bv_record *found = NULL;
     size_t k = 0;
     if (bv_store_search(n->o.store, a, &q, &found, &k, NULL) != BV_OK) {
