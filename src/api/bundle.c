@@ -332,7 +332,7 @@ static int tx_run(bv_store_txn *t, void *ctx)
             tx_entry *e = &tx->entries[i];
             if (method_order(e->method) != pass) continue;
             if (pass == 3) {
-                if (e->query) {
+                if (e->query || !e->id) {   /* "Type?query", or "Type" alone: a search */
                     bv_search *s;
                     bv_outcome oo;
                     bv_outcome_init(&oo, c->a);
@@ -340,7 +340,7 @@ static int tx_run(bv_store_txn *t, void *ctx)
                     size_t np;
                     bv_search_request sr;
                     memset(&sr, 0, sizeof sr);
-                    if (api_parse_query_string(c->a, e->query, &ps, &np) ||
+                    if (api_parse_query_string(c->a, e->query ? e->query : "", &ps, &np) ||
                         bv_fhir_parse_search(c->a, e->type, ps, np, true, &sr, &oo))
                         return tx_fail(tx, i, 400, "invalid", "entry %zu: invalid search", i);
                     s = &sr.search;

@@ -357,3 +357,15 @@ test('transaction: a conditional PUT whose body id differs from the matched reso
   assert.equal(read.json.meta.versionId, '1', 'the matched resource is untouched');
   assert.equal((await c.get('/Patient/someone-else')).status, 404);
 });
+
+test('transaction and batch: a GET or HEAD entry naming a type without a query is a search (fuzz finding: was a 500)', async () => {
+  for (const type of ['transaction', 'batch']) {
+    for (const method of ['GET', 'HEAD']) {
+      const r = await c.post('/', { resourceType: 'Bundle', type, entry: [
+        { fullUrl: `urn:uuid:${randomUUID()}`, resource: { resourceType: 'Patient' }, request: { method: 'POST', url: 'Patient' } },
+        { request: { method, url: 'Observation' } }] });
+      assert.equal(r.status, 200, `${type} ${method}: ${r.text.slice(0, 300)}`);
+      assert.equal(r.json.entry[1].response.status.split(' ')[0], '200', `${type} ${method}`);
+    }
+  }
+});
