@@ -294,3 +294,52 @@ test('the issue\'s scenario: a red reading entered on the patient page becomes a
     await board.page.close();
   }
 });
+
+test('tablet and accessibility basics: no sideways scrolling at 768 px, every control labelled, keyboard reaches the alerts', async () => {
+  const page = await browser.newPage({ viewport: { width: 768, height: 1024 }, hasTouch: true });
+  try {
+    await page.goto(`${srv.origin}/web/board.html?ward=${ward.id}`, { timeout: 10_000 * SLOW });
+    await page.waitForFunction((k) => document.querySelectorAll('#patients tbody tr').length === k, patients.length,
+      { timeout: 10_000 * SLOW });
+    await page.waitForFunction(() => document.getElementById('live-state').textContent === 'live', null, { timeout: 10_000 * SLOW });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    const wide = overflow > 1 ? await page.evaluate(() => [...document.querySelectorAll('body *')]
+      .filter((e) => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1 && !e.closest('.panel.wide'))
+      .slice(0, 5).map((e) => `${e.tagName}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`)) : [];
+    assert.ok(overflow <= 1, `the board scrolls sideways by ${overflow}px at 768px: ${wide.join(', ')}`);
+    const unlabelled = await page.$$eval('input, select, textarea, button', (els) => els.filter((e) => {
+      if (e.type === 'hidden' || e.closest('[hidden]')) return false;
+      const byFor = e.id && document.querySelector(`label[for="${e.id}"]`);
+      const name = (e.getAttribute('aria-label') || e.getAttribute('aria-labelledby') || e.textContent || '').trim();
+      return !(byFor || e.closest('label') || name);
+    }).map((e) => e.outerHTML.slice(0, 120)));
+    assert.deepEqual(unlabelled, [], 'controls without a label or name');
+    assert.ok(await page.$('table caption, table[aria-label], table[aria-labelledby]'), 'the patient table has a caption');
+    // keyboard: Tab lands on an alert's note field or button within a bounded number of presses
+    let reached = false;
+    for (let i = 0; i < 80 && !reached; i++) {
+      await page.keyboard.press('Tab');
+      reached = await page.evaluate(() => !!document.activeElement?.closest('#alerts'));
+    }
+    assert.ok(reached, 'Tab never reached the alerts');
+    await page.screenshot({ path: join(ARTIFACTS, 'board-tablet.png'), fullPage: true });
+  } finally { await page.close(); }
+});
+
+test('the patient page on a phone (390 px): no sideways scrolling, every control labelled', async () => {
+  const page = await browser.newPage({ viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true });
+  try {
+    await page.goto(`${srv.origin}/web/patient.html?patient=${patients[0].id}`, { timeout: 10_000 * SLOW });
+    await page.waitForSelector('#entry:not([hidden])', { timeout: 10_000 * SLOW });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 1, `the patient page scrolls sideways by ${overflow}px at 390px`);
+    const unlabelled = await page.$$eval('input, select, textarea, button', (els) => els.filter((e) => {
+      if (e.type === 'hidden' || e.closest('[hidden]')) return false;
+      const byFor = e.id && document.querySelector(`label[for="${e.id}"]`);
+      const name = (e.getAttribute('aria-label') || e.getAttribute('aria-labelledby') || e.textContent || '').trim();
+      return !(byFor || e.closest('label') || name);
+    }).map((e) => e.outerHTML.slice(0, 120)));
+    assert.deepEqual(unlabelled, [], 'controls without a label or name');
+    await page.screenshot({ path: join(ARTIFACTS, 'patient-phone.png'), fullPage: true });
+  } finally { await page.close(); }
+});
