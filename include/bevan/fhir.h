@@ -131,6 +131,10 @@ typedef struct {
     const char *value;        /* decoded */
 } bv_param;
 
+/* Splits and form-decodes a query string ("a=1&b=x%20y", no '?') into params (arena).
+ * BV_ETOOBIG past BV_MAX_QUERY_PARAMS pieces, BV_EINVAL for a bad %-escape. */
+int bv_fhir_parse_query_string(bv_arena *a, const char *qs, bv_param **out, size_t *n);
+
 /* One _include / _revinclude value. */
 typedef struct {
     bool rev;                 /* _revinclude */

@@ -40,34 +40,14 @@ int bv__notify_parse_criteria(bv_arena *a, const char *criteria, const char **ty
     bv_param *ps = NULL;
     size_t n = 0;
     if (q && q[1]) {
-        /* split and decode like a query string */
-        size_t cap = 1;
-        for (const char *p = q + 1; *p; p++)
-            if (*p == '&') cap++;
-        if (cap > BV_MAX_QUERY_PARAMS) {
+        int rc = bv_fhir_parse_query_string(a, q + 1, &ps, &n);
+        if (rc == BV_ETOOBIG) {
             bv_outcome_add(oo, BV_SEV_ERROR, "too-costly", "Subscription.criteria", "too many criteria parameters");
             return -1;
         }
-        ps = bv_arena_calloc(a, cap, sizeof *ps);
-        const char *p = q + 1;
-        while (*p) {
-            const char *amp = strchr(p, '&');
-            size_t len = amp ? (size_t)(amp - p) : strlen(p);
-            if (len) {
-                const char *eq = memchr(p, '=', len);
-                size_t nl = eq ? (size_t)(eq - p) : len;
-                char *name = bv_url_decode(a, p, nl, true);
-                char *val = eq ? bv_url_decode(a, eq + 1, len - nl - 1, true) : bv_arena_strdup(a, "");
-                if (!name || !val) {
-                    bv_outcome_add(oo, BV_SEV_ERROR, "value", "Subscription.criteria", "criteria has a bad %%-escape");
-                    return -1;
-                }
-                ps[n].name = name;
-                ps[n].value = val;
-                n++;
-            }
-            if (!amp) break;
-            p = amp + 1;
+        if (rc) {
+            bv_outcome_add(oo, BV_SEV_ERROR, "value", "Subscription.criteria", "criteria has a bad %%-escape");
+            return -1;
         }
     }
     for (size_t i = 0; i < n; i++) {
