@@ -36,6 +36,19 @@ typedef struct {
 
 static int emit_where(bv__qb *w, sctx *cx, const bv_search *q, const char *R);
 
+/* How the top-level search runs (plan_search); nested searches use the fixed ranking. */
+typedef struct {
+    long driver;  /* the group whose rid set (IN) drives, or -1 */
+    long stream;  /* the group read in rid order from its index as "d", joined to r, or -1 */
+    bool scan;    /* walk the type in rid order (resources_live); every group a correlated probe */
+    bool count;   /* r is read through resources_live (type, rid): a count, a _has set */
+    bool broad;   /* every estimated condition has at least BV__EST_BOUND index entries */
+} splan;
+
+static int emit_where_plan(bv__qb *w, sctx *cx, const bv_search *q, const char *R, const splan *pl);
+static bool count_by_type_index(const bv_search *q);
+static long driver_group(const bv_search *q);
+
 /* "%value%" with LIKE's metacharacters escaped by '\' (used with ESCAPE '\'). */
 static char *like_contains(bv_arena *a, const char *s)
 {
@@ -216,9 +229,14 @@ static int has_set(bv__qb *w, sctx *cx, const bv_pred *p)
                 " FROM ix_reference x%d WHERE +x%d.param = ", /* "+": drive by rid (below), not param */
                 t, t, t, t, x, x, x, x);
     bv__qb_text(w, p->param);
-    bv__qb_sqlf(w, " AND x%d.rid IN (SELECT %s.rid FROM resources %s WHERE ", x, H, H);
+    /* The matching resources' rids come from index sets (only live resources have index rows):
+     * their type is checked in resources_live (type, rid), not in the table's large rows. */
+    bool live = count_by_type_index(p->has);
+    bv__qb_sqlf(w, " AND x%d.rid IN (SELECT %s.rid FROM resources %s%s WHERE ", x, H, H,
+                live ? " INDEXED BY resources_live" : "");
     cx->nest++;
-    int rc = emit_where(w, cx, p->has, H);
+    splan hp = {.driver = driver_group(p->has), .stream = -1, .count = true};
+    int rc = live ? emit_where_plan(w, cx, p->has, H, &hp) : emit_where(w, cx, p->has, H);
     cx->nest--;
     bv__qb_sql(w, "))");
     return rc;
@@ -644,15 +662,6 @@ static long driver_group(const bv_search *q)
     }
     return best;
 }
-
-/* How the top-level search runs (plan_search); nested searches use the fixed ranking. */
-typedef struct {
-    long driver;  /* the group whose rid set (IN) drives, or -1 */
-    long stream;  /* the group read in rid order from its index as "d", joined to r, or -1 */
-    bool scan;    /* walk the type in rid order (resources_live); every group a correlated probe */
-    bool count;   /* a count statement: r is read through resources_live (type, rid) */
-    bool broad;   /* every estimated condition has at least BV__EST_BOUND index entries */
-} splan;
 
 static int emit_where_plan(bv__qb *w, sctx *cx, const bv_search *q, const char *R, const splan *pl)
 {
