@@ -641,6 +641,15 @@ static unsigned long search_score(const bv_search *q, int depth)
     return best;
 }
 
+/* Whether a group can drive: every pred a positive index set. */
+static bool driver_ok(const bv_or *g)
+{
+    if (!g->n || !g->preds) return false;
+    for (size_t j = 0; j < g->n; j++)
+        if (is_direct(&g->preds[j]) || is_negative(&g->preds[j])) return false;
+    return true;
+}
+
 /* The AND group that drives the scan: a plain "rid IN (positive sets)" with the lowest summed
  * score (an OR of n values holds n sets), or -1 when none can. */
 static long driver_group(const bv_search *q)
@@ -845,30 +854,33 @@ static void plan_search(bv__conn *c, bv_arena *a, const bv_search *q, bool paged
     }
     if (q->n_sort || !paged || q->count == 0) return;
     long s = -1;
-    for (size_t i = 0; i < q->n_ands; i++)
+    size_t npos = 0;
+    for (size_t i = 0; i < q->n_ands; i++) {
+        npos += driver_ok(&q->ands[i]);
         if (stream_group(&q->ands[i]) && (s < 0 || group_score(&q->ands[i]) < group_score(&q->ands[s]))) s = (long)i;
+    }
     if (s < 0 && !q->type) return; /* a scan walks one type in rid order */
+    /* Streaming pays when the other conditions keep a fair share of its rows: with two or more
+     * other broad conditions their product is usually sparse (a practice's patients x a code x
+     * a month), and the ranked driver's set is cheaper than a stream that does not fill. */
+    if (npos - (s >= 0) > 1) return;
     pl->driver = -1;
     if (s >= 0) pl->stream = s;
     else pl->scan = true;
 }
 
 /* A stream or scan that did not fill its page within its budget: the matches are sparse among
- * its rows. Count every group further (10x the bound) and let the smallest drive as its IN set. */
-static void plan_fallback(bv__conn *c, bv_arena *a, const bv_search *q, splan *pl)
+ * its rows. The other group drives as its IN set (plan_search streams only with at most one
+ * other positive group), else the ranked one. */
+static void plan_fallback(const bv_search *q, splan *pl)
 {
-    long best = -1;
-    int64_t best_n = 0, bound = 10 * est_bound();
-    for (size_t i = 0; i < q->n_ands; i++) {
-        int64_t n = group_estimate(c, a, &q->ands[i], bound);
-        if (n >= 0 && (best < 0 || n < best_n)) {
-            best = (long)i;
-            best_n = n;
-        }
-    }
+    long other = -1;
+    size_t n_other = 0;
+    for (size_t i = 0; i < q->n_ands; i++)
+        if ((long)i != pl->stream && driver_ok(&q->ands[i])) other = (long)i, n_other++;
+    pl->driver = n_other == 1 ? other : driver_group(q);
     pl->stream = -1;
     pl->scan = false;
-    pl->driver = best >= 0 ? best : driver_group(q);
 }
 
 /* Rows a stream or scan may read for a page that needs `need` rows before it falls back. */
@@ -877,7 +889,7 @@ static int64_t stream_budget(int64_t need)
     int64_t bound = est_bound();
     if (bound < BV__EST_BOUND) return need + bound; /* the tests' tiny bound: fall back often */
     int64_t b = 50 * need;
-    return b < 2000 ? 2000 : b > 100000 ? 100000 : b;
+    return b < 3000 ? 3000 : b > 100000 ? 100000 : b;
 }
 
 /* The rid `budget` rows on along the stream (or scan) in the page's direction, after the cursor
@@ -1263,7 +1275,10 @@ static int search_run(bv__conn *c, bool in_txn, bv_arena *a, const bv_search *q,
         bv__qb_init(&where);
         bv__qb_init(&rows);
         bv_buf_reset(&order);
-        const char *ridx = pl.stream >= 0 || pl.scan ? "d.rid" : "r.rid";
+        /* live: the IN set drives d, the type's entries in resources_live (type, rid), and the
+         * other groups probe d.rid: the table's large row r is read for matches only */
+        bool live = pl.driver >= 0 && pl.stream < 0 && !pl.scan && q->type && count_by_type_index(q);
+        const char *ridx = pl.stream >= 0 || pl.scan || live ? "d.rid" : "r.rid";
         const bv_pred *sp = pl.stream >= 0 ? &q->ands[pl.stream].preds[0] : NULL;
         if (sp) {
             /* the streamed group's index rows in rid order, the first row of each resource only */
@@ -1278,7 +1293,15 @@ static int search_run(bv__conn *c, bool in_txn, bv_arena *a, const bv_search *q,
             bv__qb_text(&where, q->type);
             bv__qb_sql(&where, " AND ");
         }
-        if ((rc = emit_where_plan(&where, &cx, q, "r", &pl))) goto out;
+        if (live) {
+            splan lp = pl;
+            lp.count = true; /* the type term usable: resources_live (type=? AND rowid IN ...) */
+            bv__qb_sql(&where, "r.rid = d.rid AND ");
+            rc = emit_where_plan(&where, &cx, q, "d", &lp);
+        } else {
+            rc = emit_where_plan(&where, &cx, q, "r", &pl);
+        }
+        if (rc) goto out;
         snapshot_cond(&where, q);
         order_by(&order, keys, q->n_sort, backward, ridx);
         if (where.err) {
@@ -1306,7 +1329,7 @@ static int search_run(bv__conn *c, bool in_txn, bv_arena *a, const bv_search *q,
         bv__qb_sql(&rows, "SELECT r.type, r.id, r.version, r.last_updated, r.deleted, r.method, r.body, r.seq");
         bv__qb_append(&rows, &sel);
         if (sp) bv__qb_sqlf(&rows, ", r.rid FROM %s d CROSS JOIN resources r WHERE ", ix_table[sp->kind]);
-        else if (pl.scan)
+        else if (pl.scan || live)
             bv__qb_sql(&rows, ", r.rid FROM resources d INDEXED BY resources_live CROSS JOIN resources r WHERE ");
         else bv__qb_sql(&rows, ", r.rid FROM resources r WHERE ");
         bv__qb_append(&rows, &where);
@@ -1319,11 +1342,13 @@ static int search_run(bv__conn *c, bool in_txn, bv_arena *a, const bv_search *q,
         bv__qb_int(&rows, q->offset > INT64_MAX ? INT64_MAX : (int64_t)q->offset);
         if ((rc = run_page(c, a, &rows, q->n_sort, paged ? limit : SIZE_MAX, pg, &firstc, &lastc, backward)))
             goto out;
+        bv_log(BV_LOG_DEBUG, "store: search plan driver %ld stream %ld scan %d broad %d bounded %d rows %zu more %d",
+               pl.driver, pl.stream, pl.scan, pl.broad, bounded, pg->n, pg->more);
         if (bounded && !pg->more && attempt == 0) {
             /* the budget ran out before the page filled: the rows beyond it are unread */
             memset(pg, 0, sizeof *pg);
             pg->total = -1;
-            plan_fallback(c, a, q, &pl);
+            plan_fallback(q, &pl);
             continue;
         }
         if (backward) { /* rows came in reverse order */
