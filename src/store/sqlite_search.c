@@ -242,6 +242,28 @@ static int has_set(bv__qb *w, sctx *cx, const bv_pred *p)
     return rc;
 }
 
+/* _has as a probe of one candidate R: its referrers through `param` (ix_reference_q: param,
+ * ref_type, ref_id, about fifty rows for a patient) that are in the nested search's set (built
+ * once per statement, then a lookup in memory: "+" keeps it out of the index seek). */
+static int has_probe(bv__qb *w, sctx *cx, const bv_pred *p, const char *R)
+{
+    if (!p->param || cx->nest >= BV__MAX_NEST) return BV_EINVAL;
+    int x = cx->alias++, h = cx->alias++;
+    char H[16];
+    snprintf(H, sizeof H, "h%d", h);
+    bv__qb_sqlf(w, "SELECT 1 FROM ix_reference x%d WHERE x%d.param = ", x, x);
+    bv__qb_text(w, p->param);
+    bool live = count_by_type_index(p->has);
+    bv__qb_sqlf(w, " AND x%d.ref_type = %s.type AND x%d.ref_id = %s.id AND +x%d.rid IN (SELECT %s.rid FROM resources %s%s WHERE ",
+                x, R, x, R, x, H, H, live ? " INDEXED BY resources_live" : "");
+    cx->nest++;
+    splan hp = {.driver = driver_group(p->has), .stream = -1, .count = true};
+    int rc = live ? emit_where_plan(w, cx, p->has, H, &hp) : emit_where(w, cx, p->has, H);
+    cx->nest--;
+    bv__qb_sql(w, ")");
+    return rc;
+}
+
 /* The conditions on index row X (of table ix_table[p->kind]) for p: "X.param = ? AND ...". */
 static int pred_cond(bv__qb *w, sctx *cx, const bv_pred *p, const char *X)
 {
@@ -517,7 +539,9 @@ static int emit_group(bv__qb *w, sctx *cx, const bv_or *g, const char *R, bool c
             while (simple_token(p) && i + run < g->n && simple_token(&g->preds[i + run]) &&
                    same_token_key(p, &g->preds[i + run]))
                 run++;
-            if (run > 1) {
+            if (p->has) {
+                rc = has_probe(w, cx, p, R);
+            } else if (run > 1) {
                 int a = cx->alias++;
                 /* "+": the candidate's own rows by (rid, ord); through (param, code IN (...)) it
                  * would be one index seek per listed code for every candidate */
@@ -753,6 +777,15 @@ static unsigned long group_score(const bv_or *g)
 static int64_t group_estimate(bv__conn *c, bv_arena *a, const bv_or *g, int64_t bound)
 {
     if (!g->n || !g->preds) return -1;
+    if (g->n == 1 && g->preds[0].has && !is_negative(&g->preds[0])) {
+        /* a _has: its nested search's driving group, four times (each match costs a type
+         * check, its reference rows and the target's lookup) */
+        const bv_search *h = g->preds[0].has;
+        long d = driver_group(h);
+        if (d < 0) return -1;
+        int64_t n = group_estimate(c, a, &h->ands[d], bound / 4 + 1);
+        return n < 0 ? -1 : 4 * n;
+    }
     for (size_t i = 0; i < g->n; i++)
         if (is_direct(&g->preds[i]) || is_negative(&g->preds[i]) || g->preds[i].has) return -1;
     sctx cx = {.a = a, .alias = 0, .nest = 0};
@@ -825,16 +858,17 @@ static void plan_search(bv__conn *c, bv_arena *a, const bv_search *q, bool paged
         }
         return;
     }
-    if (group_score(&q->ands[pl->driver]) < 10) return; /* one referenced resource, an identifier */
-    long best = -1, has = -1;
+    /* a reference to one resource, identifiers (an OR of 1,000 NHS numbers too): no counting */
+    const bv_or *g0 = &q->ands[pl->driver];
+    bool precise = true;
+    for (size_t j = 0; j < g0->n && precise; j++) precise = drive_score(&g0->preds[j]) < 10;
+    if (precise) return;
+    long best = -1;
     int64_t best_n = 0;
     for (size_t k = 0; k < q->n_ands; k++) {
         /* the ranked driver first: when it is small the others need not be counted */
         size_t i = k == 0 ? (size_t)pl->driver : k <= (size_t)pl->driver ? k - 1 : k;
-        const bv_or *g = &q->ands[i];
-        for (size_t j = 0; j < g->n && has < 0; j++)
-            if (g->preds[j].has) has = (long)i;
-        int64_t n = group_estimate(c, a, g, bound);
+        int64_t n = group_estimate(c, a, &q->ands[i], bound);
         if (n < 0) continue;
         if (best < 0 || n < best_n) {
             best = (long)i;
@@ -848,10 +882,6 @@ static void plan_search(bv__conn *c, bv_arena *a, const bv_search *q, bool paged
         return;
     }
     pl->broad = true;
-    if (has >= 0) { /* a _has set is built once in any role: let it drive */
-        pl->driver = has;
-        return;
-    }
     if (q->n_sort || !paged || q->count == 0) return;
     long s = -1;
     size_t npos = 0;
