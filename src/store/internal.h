@@ -101,6 +101,8 @@ struct bv_store {
     pthread_t ckpt;
     bool ckpt_started;
     bool ckpt_wanted;            /* guarded by mu */
+    atomic_bool ckpt_caught_up;  /* the checkpointer backfilled nearly the whole WAL */
+    int wal_pages;               /* writer thread only: frames in the WAL after its last COMMIT */
     pthread_cond_t ccond;
     bv__conn *cconn;             /* checkpointer thread only */
     /* Durability pipeline: the writer COMMITs (no sync inside SQLite) and hands the group to the
@@ -125,6 +127,10 @@ struct bv_store {
     } listeners[BV__MAX_LISTENERS];
     size_t n_listeners;          /* guarded by mu */
 };
+
+/* ---- walbuf.c: the "bevan" VFS (one write per commit's WAL frames) ---- */
+const char *bv__vfs_register(void); /* its name, or NULL to use SQLite's default VFS */
+bool bv__vfs_failed(void);          /* frames of a published commit could not be written */
 
 /* ---- sqlite.c: connections and statements ---- */
 bv__conn *bv__reader(bv_store *s, int *err);
