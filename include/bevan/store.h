@@ -29,6 +29,7 @@ typedef struct {
     const char *dir;          /* data folder; created if missing; the database is DIR/bevan.db */
     bool sync_normal;         /* PRAGMA synchronous=NORMAL instead of FULL (documented trade-off) */
     unsigned group_max;       /* max units per group commit (0 = 512) */
+    unsigned ckpt_pages;      /* WAL frames that start a checkpoint and let the WAL wrap (0 = 4000) */
     bool read_only;           /* open for checks/export without the writer thread */
 } bv_store_options;
 

@@ -103,6 +103,7 @@ struct bv_store {
     bool ckpt_wanted;            /* guarded by mu */
     atomic_bool ckpt_caught_up;  /* the checkpointer backfilled nearly the whole WAL */
     int wal_pages;               /* writer thread only: frames in the WAL after its last COMMIT */
+    int ckpt_pages;              /* WAL frames at which a checkpoint starts (CKPT_PAGES by default) */
     pthread_cond_t ccond;
     bv__conn *cconn;             /* checkpointer thread only */
     /* Durability pipeline: the writer COMMITs (no sync inside SQLite) and hands the group to the
@@ -131,6 +132,7 @@ struct bv_store {
 /* ---- walbuf.c: the "bevan" VFS (one write per commit's WAL frames) ---- */
 const char *bv__vfs_register(void); /* its name, or NULL to use SQLite's default VFS */
 bool bv__vfs_failed(void);          /* frames of a published commit could not be written */
+unsigned long long bv__vfs_wal_writes(void); /* writes of buffered WAL frames so far (tests) */
 
 /* ---- sqlite.c: connections and statements ---- */
 bv__conn *bv__reader(bv_store *s, int *err);

@@ -545,7 +545,7 @@ static int wal_hook_cb(void *arg, sqlite3 *db, const char *name, int pages)
     (void)name;
     bv_store *s = arg;
     s->wal_pages = pages;
-    if (pages >= CKPT_PAGES) {
+    if (pages >= s->ckpt_pages) {
         pthread_mutex_lock(&s->mu);
         s->ckpt_wanted = true;
         pthread_cond_signal(&s->ccond);
@@ -592,6 +592,7 @@ int bv_store_open(const bv_store_options *opt, bv_store **out, char *err, size_t
     s->read_only = opt->read_only;
     s->sync_normal = opt->sync_normal;
     s->group_max = opt->group_max ? opt->group_max : 512;
+    s->ckpt_pages = opt->ckpt_pages ? (int)opt->ckpt_pages : CKPT_PAGES;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->wcond, NULL);
     pthread_cond_init(&s->ccond, NULL);
@@ -814,7 +815,7 @@ static bv__unit *take_queued(bv_store *s, size_t max, bv__unit **last_out)
  * then rewinds the log at the next BEGIN, and later commits overwrite blocks already on disk. */
 static void wal_wrap(bv_store *s)
 {
-    if (s->wal_pages < CKPT_PAGES || !atomic_exchange(&s->ckpt_caught_up, false)) return;
+    if (s->wal_pages < s->ckpt_pages || !atomic_exchange(&s->ckpt_caught_up, false)) return;
     int log = 0, done = 0;
     int rc = sqlite3_wal_checkpoint_v2(s->wconn->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
     if (rc != SQLITE_OK && rc != SQLITE_BUSY)

@@ -52,6 +52,7 @@ static sqlite3_vfs *real_vfs;
 #define WB_HEAD ((sizeof(wb_file) + 15) & ~(size_t)15)
 static sqlite3_vfs bevan_vfs;
 static atomic_bool failed_in_barrier;
+static atomic_ullong wal_writes; /* calls into the platform VFS that wrote WAL bytes (tests) */
 
 /* Hands the buffer to the kernel. On failure the frames are dropped: the caller returns the error
  * to SQLite, whose transaction then fails (its frames beyond the published header are ignored). */
@@ -64,6 +65,7 @@ static int wb_flush(wb_file *f)
         size_t piece = PIECE - (size_t)(at % PIECE); /* up to the next PIECE-aligned offset */
         if (piece > f->len - done) piece = f->len - done;
         rc = f->real->pMethods->xWrite(f->real, f->buf + done, (int)piece, at);
+        atomic_fetch_add(&wal_writes, 1);
         done += piece;
     }
     f->len = 0;
@@ -366,3 +368,5 @@ const char *bv__vfs_register(void)
 }
 
 bool bv__vfs_failed(void) { return atomic_load(&failed_in_barrier); }
+
+unsigned long long bv__vfs_wal_writes(void) { return atomic_load(&wal_writes); }
