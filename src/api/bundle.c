@@ -341,7 +341,7 @@ static int tx_run(bv_store_txn *t, void *ctx)
                     size_t np;
                     bv_search_request sr;
                     memset(&sr, 0, sizeof sr);
-                    if (api_parse_query_string(c->a, e->query ? e->query : "", &ps, &np) ||
+                    if (bv_fhir_parse_query_string(c->a, e->query ? e->query : "", &ps, &np) ||
                         bv_fhir_parse_search(c->a, e->type, ps, np, true, &sr, &oo))
                         return tx_fail(tx, i, 400, "invalid", "entry %zu: invalid search", i);
                     s = &sr.search;
@@ -686,7 +686,7 @@ static void do_batch(api_ctx *c, json_value *entries)
         sub.raw_query = qm ? qm + 1 : "";
         bv_param *ps = NULL;
         size_t np = 0;
-        if (qm) api_parse_query_string(c->a, qm + 1, &ps, &np);
+        if (qm) bv_fhir_parse_query_string(c->a, qm + 1, &ps, &np);
         sub.query = bv_arena_calloc(c->a, np + 1, sizeof *sub.query);
         for (size_t k = 0; k < np; k++) { sub.query[k].name = ps[k].name; sub.query[k].value = ps[k].value; }
         sub.n_query = np;
