@@ -179,6 +179,7 @@ void bv__await_durable(bv_store *s);
 /* Columns from col0: type, id, version, last_updated, deleted, method, body, seq. */
 void bv__record_from(bv_arena *a, struct sqlite3_stmt *st, int col0, bv_record *out);
 int bv__read(bv__conn *c, bv_arena *a, const char *type, const char *id, bv_record *out);
+int bv__vread(bv__conn *c, bv_arena *a, const char *type, const char *id, int64_t version, bv_record *out);
 /* Run generated SQL (from the connection's cache) built by q. Records are REC columns from col0. */
 int bv__query_count(bv__conn *c, bv__qb *q, int64_t *out);
 int bv__query_records(bv__conn *c, bv_arena *a, bv__qb *q, int col0, bv_record **out, size_t *n);

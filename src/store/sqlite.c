@@ -925,6 +925,12 @@ int bv_txn_read(bv_store_txn *t, bv_arena *a, const char *type, const char *id, 
     return bv__read(t->c, a, type, id, out);
 }
 
+int bv_txn_vread(bv_store_txn *t, bv_arena *a, const char *type, const char *id, int64_t version, bv_record *out)
+{
+    if (txn_gone(t)) return BV_EIO;
+    return bv__vread(t->c, a, type, id, version, out);
+}
+
 int bv_txn_search(bv_store_txn *t, bv_arena *a, const bv_search *q, bv_record **out, size_t *n, int64_t *total)
 {
     if (txn_gone(t)) return BV_EIO;
