@@ -29,6 +29,7 @@ typedef struct {
     const char *dir;          /* data folder; created if missing; the database is DIR/bevan.db */
     bool sync_normal;         /* PRAGMA synchronous=NORMAL instead of FULL (documented trade-off) */
     unsigned group_max;       /* max units per group commit (0 = 512) */
+    unsigned ckpt_pages;      /* WAL frames that start a checkpoint and let the WAL wrap (0 = 4000) */
     bool read_only;           /* open for checks/export without the writer thread */
 } bv_store_options;
 
@@ -243,6 +244,7 @@ int bv_store_write(bv_store *s, bv_store_write_fn fn, void *ctx);
 
 /* Inside a unit: reads and searches see the unit's own changes. */
 int bv_txn_read(bv_store_txn *t, bv_arena *a, const char *type, const char *id, bv_record *out);
+int bv_txn_vread(bv_store_txn *t, bv_arena *a, const char *type, const char *id, int64_t version, bv_record *out);
 int bv_txn_search(bv_store_txn *t, bv_arena *a, const bv_search *q, bv_record **out, size_t *n, int64_t *total);
 /* Timestamp for this unit's versions: strictly greater than any earlier unit's. */
 int64_t bv_txn_now_ms(bv_store_txn *t);

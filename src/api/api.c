@@ -110,11 +110,6 @@ int api_parse_etag(const char *s, int64_t *version)
     return BV_OK;
 }
 
-int api_parse_query_string(bv_arena *a, const char *qs, bv_param **out, size_t *n)
-{
-    return bv_fhir_parse_query_string(a, qs, out, n);
-}
-
 static bool is_format_param(const char *name)
 {
     return strcmp(name, "_format") == 0 || strcmp(name, "_pretty") == 0;
@@ -189,7 +184,7 @@ static bool content_type_ok(api_ctx *c, bool patch)
 static void search_by_post(api_ctx *c, const char *type)
 {
     bv_param *ps; size_t n;
-    if (api_parse_query_string(c->a, c->req->body, &ps, &n)) {
+    if (bv_fhir_parse_query_string(c->a, c->req->body, &ps, &n)) {
         api_error(c, 400, "invalid", NULL, "malformed form body");
         return;
     }
@@ -377,7 +372,7 @@ static void route(api_ctx *c)
             api_request_params(c, &ps, &n);
         } else if (ns == 4 && post) {
             bv_param *fp; size_t fn;
-            if (api_parse_query_string(c->a, c->req->body, &fp, &fn)) {
+            if (bv_fhir_parse_query_string(c->a, c->req->body, &fp, &fn)) {
                 api_error(c, 400, "invalid", NULL, "malformed form body");
                 return;
             }

@@ -403,7 +403,7 @@ static void token_endpoint(api_ctx *c)
     }
     bv_param *ps;
     size_t n;
-    if (api_parse_query_string(c->a, c->req->body, &ps, &n) || dup_param(ps, n)) {
+    if (bv_fhir_parse_query_string(c->a, c->req->body, &ps, &n) || dup_param(ps, n)) {
         oauth_error(c, 400, "invalid_request", "malformed or repeated form parameters");
         return;
     }
@@ -468,7 +468,7 @@ static void authorize_endpoint(api_ctx *c, bool post)
     bv_param *ps;
     size_t n;
     if (post) {
-        if (api_parse_query_string(c->a, c->req->body, &ps, &n)) {
+        if (bv_fhir_parse_query_string(c->a, c->req->body, &ps, &n)) {
             oauth_error(c, 400, "invalid_request", "malformed form");
             return;
         }
@@ -560,7 +560,7 @@ static void revoke_endpoint(api_ctx *c)
 {
     bv_param *ps;
     size_t n;
-    if (api_parse_query_string(c->a, c->req->body, &ps, &n)) {
+    if (bv_fhir_parse_query_string(c->a, c->req->body, &ps, &n)) {
         oauth_error(c, 400, "invalid_request", "malformed form");
         return;
     }

@@ -144,7 +144,6 @@ int az_policy_load(az_policy *p, const char *path, char *err, size_t errlen)
 const char *az_default_policy(void) { return DEFAULT_POLICY; }
 
 static void deny(api_ctx *c, int status, const char *code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static void add_and(bv_arena *a, bv_search *s, bv_pred *preds, size_t n);
 
 /* The Patient compartment as access control sees it: R4's CompartmentDefinition plus resources it
  * leaves out that carry one patient's clinical data here (a ward alert Task describes a reading:
@@ -275,7 +274,7 @@ static int restrict_optout(api_ctx *c, bv_search *s, const char *type)
         bv_pred *p = bv_arena_calloc(c->a, 1, sizeof *p);
         *p = pats->ands[0].preds[0];
         p->negate = true;
-        add_and(c->a, s, p, 1);
+        api_search_add_and(c->a, s, p, 1);
         return 0;
     }
     const fhir_compartment_entry *e = az_compartment_find(type);
@@ -287,7 +286,7 @@ static int restrict_optout(api_ctx *c, bv_search *s, const char *type)
         p->ref_type = "Patient";
         p->chain = pats;
         p->negate = true;
-        add_and(c->a, s, p, 1);
+        api_search_add_and(c->a, s, p, 1);
     }
     return 0;
 }
@@ -446,7 +445,7 @@ static bool query_matches(bv_arena *a, const char *type, const char *query, cons
 {
     bv_param *ps;
     size_t np;
-    if (api_parse_query_string(a, query, &ps, &np) || np == 0) return false;
+    if (bv_fhir_parse_query_string(a, query, &ps, &np) || np == 0) return false;
     for (size_t i = 0; i < np; i++) {
         const fhir_search_param *sp = fhir_search_param_find(type, ps[i].name);
         if (!sp || (sp->type != FHIR_SP_TOKEN && sp->type != FHIR_SP_REFERENCE)) return false;
@@ -723,16 +722,6 @@ static int record_check_body(api_ctx *c, az_rd *rd, const bv_record *r, unsigned
 }
 
 /* ------------------------------------------------------------------ search restriction */
-static void add_and(bv_arena *a, bv_search *s, bv_pred *preds, size_t n)
-{
-    bv_or *ands = bv_arena_calloc(a, s->n_ands + 1, sizeof *ands);
-    if (s->n_ands) memcpy(ands, s->ands, s->n_ands * sizeof *ands);
-    ands[s->n_ands].preds = preds;
-    ands[s->n_ands].n = n;
-    s->ands = ands;
-    s->n_ands++;
-}
-
 /* The patient's compartment as one AND group on s (type NULL = every member type and the
  * Patient itself). Non-member types: nothing (readable reference data). Returns false when a
  * typed search cannot hold any of the patient's data (never happens for members). */
@@ -744,44 +733,16 @@ static void restrict_compartment(bv_arena *a, bv_search *s, const char *type, co
         p->op = BV_OP_TOKEN;
         p->param = "_id";
         p->code = pid;
-        add_and(a, s, p, 1);
+        api_search_add_and(a, s, p, 1);
         return;
     }
     if (type && !type_in_compartment(type)) return;
-    /* one type: its entry (the extra ones included); a system search: R4's table */
+    /* one type: its entry (the extra ones included); a system search: R4's table and the Patient */
     const fhir_compartment_entry *one = type ? az_compartment_find(type) : NULL;
-    const fhir_compartment_entry *table = one ? one : fhir_patient_compartment;
-    size_t count = one ? 1 : fhir_patient_compartment_count;
-    size_t np = 1;
-    for (size_t i = 0; i < count; i++) {
-        const fhir_compartment_entry *e = &table[i];
-        if (type && strcmp(e->resource, type) != 0) continue;
-        np += e->n_params;
-    }
-    bv_pred *preds = bv_arena_calloc(a, np + 1, sizeof *preds);
-    size_t k = 0;
-    for (size_t i = 0; i < count; i++) {
-        const fhir_compartment_entry *e = &table[i];
-        if (type && strcmp(e->resource, type) != 0) continue;
-        for (size_t j = 0; j < e->n_params; j++) {
-            bv_pred *p = &preds[k++];
-            p->kind = BV_IX_REFERENCE;
-            p->op = BV_OP_REF;
-            p->param = e->params[j];
-            p->ref_type = "Patient";
-            p->ref_id = pid;
-            if (!type) p->res_type = e->resource;
-        }
-    }
-    if (!type) {
-        bv_pred *p = &preds[k++];
-        p->kind = BV_IX_TOKEN;
-        p->op = BV_OP_TOKEN;
-        p->param = "_id";
-        p->code = pid;
-        p->res_type = "Patient";
-    }
-    add_and(a, s, preds, k);
+    bv_pred *preds;
+    size_t k = api_compartment_preds(a, one ? one : fhir_patient_compartment, one ? 1 : fhir_patient_compartment_count,
+                                     type, "Patient", pid, !type, &preds);
+    api_search_add_and(a, s, preds, k);
 }
 
 /* Negated _security predicates: resources carrying any of the labels are left out. */
@@ -794,7 +755,7 @@ static void restrict_labels(bv_arena *a, bv_search *s, char *const *labels, size
         p->param = "_security";
         p->negate = true;
         p->code = labels[i];
-        add_and(a, s, p, 1);
+        api_search_add_and(a, s, p, 1);
     }
 }
 
@@ -812,7 +773,7 @@ static int restrict_queries(api_ctx *c, bv_search *s, const char *type, const az
         bv_outcome oo;
         bv_outcome_init(&oo, c->a);
         memset(&qs[i], 0, sizeof qs[i]);
-        if (api_parse_query_string(c->a, g->queries[i], &ps, &np) ||
+        if (bv_fhir_parse_query_string(c->a, g->queries[i], &ps, &np) ||
             bv_fhir_parse_search(c->a, type, ps, np, true, &qs[i], &oo) || qs[i].search.n_ands == 0) {
             deny(c, 403, "forbidden", "the token's granular scope for %s cannot be applied", type);
             return -1;
@@ -826,11 +787,11 @@ static int restrict_queries(api_ctx *c, bv_search *s, const char *type, const az
         size_t k = 0;
         for (size_t i = 0; i < g->nq; i++)
             for (size_t j = 0; j < qs[i].search.ands[0].n; j++) preds[k++] = qs[i].search.ands[0].preds[j];
-        add_and(c->a, s, preds, k);
+        api_search_add_and(c->a, s, preds, k);
     } else {
         for (size_t i = 0; i < g->nq; i++)
             for (size_t j = 0; j < qs[i].search.n_ands; j++)
-                add_and(c->a, s, (bv_pred *)qs[i].search.ands[j].preds, qs[i].search.ands[j].n);
+                api_search_add_and(c->a, s, (bv_pred *)qs[i].search.ands[j].preds, qs[i].search.ands[j].n);
     }
     return 0;
 }
@@ -909,7 +870,7 @@ static void restrict_audit_tags(api_ctx *c, bv_search *s, const char *type)
         p->system_given = true;
         p->system = AZ_AUDIT_TAG_SYSTEM;
         p->code = tags[i];
-        add_and(c->a, s, p, 1);
+        api_search_add_and(c->a, s, p, 1);
     }
 }
 
@@ -1028,7 +989,7 @@ static int restrict_related(api_ctx *c, bv_search *s, const char *type)
         preds[k].ref_id = "..";
         k++;
     }
-    add_and(c->a, s, preds, k);
+    api_search_add_and(c->a, s, preds, k);
     return 0;
 }
 

@@ -84,6 +84,8 @@ typedef struct {
     char msg[400];
     const char *code;
     bv_outcome oo;
+    bool prepared_outside;      /* no conditional entries: references and index rows were done
+                                   before the unit, except entries marked needs_writer_rewrite */
 } tx_ctx;
 
 static int tx_fail(tx_ctx *tx, size_t i, int status, const char *code, const char *fmt, ...)
@@ -305,14 +307,13 @@ static int tx_run(bv_store_txn *t, void *ctx)
         if (e->full_url && e->id) map_put(&tx->map, e->full_url, bv_arena_printf(c->a, "%s/%s", e->type, e->id));
         e->needs_writer_rewrite = true;
     }
-    /* 2. references that depended on step 1, and conditional references. */
-    bool any_conditional = false;
-    for (size_t k = 0; k < tx->n && !any_conditional; k++)
-        any_conditional = tx->entries[k].needs_writer_rewrite;
+    /* 2. references that depended on step 1, and conditional references. Without step 1 only
+     * the entries holding conditional references are left: the rest were prepared outside the
+     * writer, which is the one thread every write waits for. */
     for (size_t i = 0; i < tx->n; i++) {
         tx_entry *e = &tx->entries[i];
         if (!e->res) continue;
-        if (!e->needs_writer_rewrite && !any_conditional) continue;
+        if (tx->prepared_outside && !e->needs_writer_rewrite) continue;
         const char *bad = NULL;
         int pending = rewrite_refs(e->res, &tx->map, full_url_base(c->a, e->full_url), true, &bad);
         if (pending < 0) return tx_fail(tx, i, 400, "invalid", "entry %zu: unresolved reference '%.200s'", i, bad);
@@ -340,7 +341,7 @@ static int tx_run(bv_store_txn *t, void *ctx)
                     size_t np;
                     bv_search_request sr;
                     memset(&sr, 0, sizeof sr);
-                    if (api_parse_query_string(c->a, e->query ? e->query : "", &ps, &np) ||
+                    if (bv_fhir_parse_query_string(c->a, e->query ? e->query : "", &ps, &np) ||
                         bv_fhir_parse_search(c->a, e->type, ps, np, true, &sr, &oo))
                         return tx_fail(tx, i, 400, "invalid", "entry %zu: invalid search", i);
                     s = &sr.search;
@@ -590,6 +591,7 @@ static void do_transaction(api_ctx *c, json_value *bundle, json_value *entries)
         if ((tx.entries[i].if_none_exist && strcmp(tx.entries[i].method, "POST") == 0) ||
             (tx.entries[i].query && method_order(tx.entries[i].method) != 3))
             any_conditional = true;
+    tx.prepared_outside = !any_conditional;
     for (size_t i = 0; i < tx.n && !any_conditional; i++) {
         tx_entry *e = &tx.entries[i];
         if (!e->res) continue;
@@ -684,7 +686,7 @@ static void do_batch(api_ctx *c, json_value *entries)
         sub.raw_query = qm ? qm + 1 : "";
         bv_param *ps = NULL;
         size_t np = 0;
-        if (qm) api_parse_query_string(c->a, qm + 1, &ps, &np);
+        if (qm) bv_fhir_parse_query_string(c->a, qm + 1, &ps, &np);
         sub.query = bv_arena_calloc(c->a, np + 1, sizeof *sub.query);
         for (size_t k = 0; k < np; k++) { sub.query[k].name = ps[k].name; sub.query[k].value = ps[k].value; }
         sub.n_query = np;

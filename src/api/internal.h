@@ -44,8 +44,6 @@ const char *api_header(const api_ctx *c, const char *name);
 /* An ETag / If-Match value (W/"3", "3" or 3) -> version. NULL gives 0 (none); malformed or 0 is
  * BV_EINVAL. */
 int api_parse_etag(const char *s, int64_t *version);
-/* Parse a query string "a=1&b=2" (percent-encoded) into params. */
-int api_parse_query_string(bv_arena *a, const char *qs, bv_param **out, size_t *n);
 /* Parse request query parameters (excluding _format/_pretty) into params. */
 void api_request_params(api_ctx *c, bv_param **out, size_t *n);
 
@@ -113,6 +111,13 @@ void api_patch(api_ctx *c, const char *type, const char *id);
 void api_history(api_ctx *c, const char *type, const char *id);
 void api_search(api_ctx *c, const char *type, const bv_param *params, size_t n);
 /* [ctype]/[cid]/[type]?... (type "*" = every member type) and [ctype]/[cid]/$everything. */
+/* Appends one AND group (an OR of preds) to s. */
+void api_search_add_and(bv_arena *a, bv_search *s, bv_pred *preds, size_t n);
+/* The predicates "a compartment parameter of a member type (from table) refers to ref_type/ref_id":
+ * for one type its parameters; for a system search (type NULL) every member's, each restricted to
+ * its type; with self, also the compartment's own resource. Returns how many (0: not a member). */
+size_t api_compartment_preds(bv_arena *a, const fhir_compartment_entry *table, size_t count, const char *type,
+                             const char *ref_type, const char *ref_id, bool self, bv_pred **out);
 void api_compartment_search(api_ctx *c, const char *ctype, const char *cid, const char *type, const bv_param *params,
                             size_t n);
 void api_everything(api_ctx *c, const char *ctype, const char *cid, const bv_param *params, size_t n);

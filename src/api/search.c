@@ -9,7 +9,7 @@ int api_conditional_search(api_ctx *c, const char *type, const char *query, bv_s
 {
     bv_param *ps;
     size_t n;
-    if (api_parse_query_string(c->a, query, &ps, &n)) {
+    if (bv_fhir_parse_query_string(c->a, query, &ps, &n)) {
         bv_outcome_add(oo, BV_SEV_ERROR, "invalid", NULL, "malformed conditional criteria '%.200s'", query);
         return -1;
     }
@@ -271,6 +271,49 @@ static void entry(api_ctx *c, bv_buf *b, const bv_record *r, const bv_search_req
     bv_buf_printf(b, ",\"search\":{\"mode\":\"%s\"}}", mode);
 }
 
+void api_search_add_and(bv_arena *a, bv_search *s, bv_pred *preds, size_t n)
+{
+    bv_or *ands = bv_arena_calloc(a, s->n_ands + 1, sizeof *ands);
+    if (s->n_ands) memcpy(ands, s->ands, s->n_ands * sizeof *ands);
+    ands[s->n_ands].preds = preds;
+    ands[s->n_ands].n = n;
+    s->ands = ands;
+    s->n_ands++;
+}
+
+size_t api_compartment_preds(bv_arena *a, const fhir_compartment_entry *table, size_t count, const char *type,
+                             const char *ref_type, const char *ref_id, bool self, bv_pred **out)
+{
+    size_t np = 0;
+    for (size_t i = 0; i < count; i++)
+        if (!type || strcmp(table[i].resource, type) == 0) np += table[i].n_params;
+    bv_pred *preds = bv_arena_calloc(a, np + 1, sizeof *preds);
+    size_t k = 0;
+    for (size_t i = 0; i < count; i++) {
+        const fhir_compartment_entry *e = &table[i];
+        if (type && strcmp(e->resource, type) != 0) continue;
+        for (size_t j = 0; j < e->n_params; j++) {
+            bv_pred *p = &preds[k++];
+            p->kind = BV_IX_REFERENCE;
+            p->op = BV_OP_REF;
+            p->param = e->params[j];
+            p->ref_type = ref_type;
+            p->ref_id = ref_id;
+            if (!type) p->res_type = e->resource;
+        }
+    }
+    if (self) {
+        bv_pred *p = &preds[k++];
+        p->kind = BV_IX_TOKEN;
+        p->op = BV_OP_TOKEN;
+        p->param = "_id";
+        p->code = ref_id;
+        p->res_type = ref_type;
+    }
+    *out = preds;
+    return k;
+}
+
 /* Adds the Patient compartment of (ctype, cid) to s as one more AND group: for a search on type,
  * "type's compartment parameters refer to ctype/cid"; for a system search, the same for every
  * member type (each pred restricted to its type), plus the compartment's own resource when
@@ -281,45 +324,14 @@ static int add_compartment(api_ctx *c, bv_search *s, const char *ctype, const ch
         api_error(c, 400, "not-supported", NULL, "only the Patient compartment is supported, not %s", ctype);
         return -1;
     }
-    size_t np = 0;
-    for (size_t i = 0; i < fhir_patient_compartment_count; i++) {
-        const fhir_compartment_entry *e = &fhir_patient_compartment[i];
-        if (type && strcmp(e->resource, type) != 0) continue;
-        np += e->n_params;
-    }
-    if (type && np == 0) {
+    bv_pred *preds;
+    size_t k = api_compartment_preds(c->a, fhir_patient_compartment, fhir_patient_compartment_count, type, ctype, cid,
+                                     self, &preds);
+    if (type && k == 0) {
         api_error(c, 400, "invalid", NULL, "%s is not in the Patient compartment", type);
         return -1;
     }
-    bv_pred *preds = bv_arena_calloc(c->a, np + 1, sizeof *preds);
-    size_t k = 0;
-    for (size_t i = 0; i < fhir_patient_compartment_count; i++) {
-        const fhir_compartment_entry *e = &fhir_patient_compartment[i];
-        if (type && strcmp(e->resource, type) != 0) continue;
-        for (size_t j = 0; j < e->n_params; j++) {
-            bv_pred *p = &preds[k++];
-            p->kind = BV_IX_REFERENCE;
-            p->op = BV_OP_REF;
-            p->param = e->params[j];
-            p->ref_type = ctype;
-            p->ref_id = cid;
-            if (!type) p->res_type = e->resource;
-        }
-    }
-    if (self) {
-        bv_pred *p = &preds[k++];
-        p->kind = BV_IX_TOKEN;
-        p->op = BV_OP_TOKEN;
-        p->param = "_id";
-        p->code = cid;
-        p->res_type = ctype;
-    }
-    bv_or *ands = bv_arena_calloc(c->a, s->n_ands + 1, sizeof *ands);
-    if (s->n_ands) memcpy(ands, s->ands, s->n_ands * sizeof *ands);
-    ands[s->n_ands].preds = preds;
-    ands[s->n_ands].n = k;
-    s->ands = ands;
-    s->n_ands++;
+    api_search_add_and(c->a, s, preds, k);
     return 0;
 }
 
@@ -481,12 +493,7 @@ void api_everything(api_ctx *c, const char *ctype, const char *cid, const bv_par
         p->op = BV_OP_GE;
         p->lo = lo;
         p->hi = lo;
-        bv_or *ands = bv_arena_calloc(c->a, sr.search.n_ands + 1, sizeof *ands);
-        if (sr.search.n_ands) memcpy(ands, sr.search.ands, sr.search.n_ands * sizeof *ands);
-        ands[sr.search.n_ands].preds = p;
-        ands[sr.search.n_ands].n = 1;
-        sr.search.ands = ands;
-        sr.search.n_ands++;
+        api_search_add_and(c->a, &sr.search, p, 1);
         bv_param *ap = bv_arena_calloc(c->a, sr.n_applied + 1, sizeof *ap);
         memcpy(ap, sr.applied, sr.n_applied * sizeof *ap);
         ap[sr.n_applied].name = "_since";

@@ -557,13 +557,23 @@ static int on_careplan(wctx *c, const bv_record *r)
 
 static int on_task(wctx *c, const bv_record *r)
 {
-    if (r->deleted) return 0;
-    int64_t ver;
-    json_value *task = read_current(c, "Task", r->id, &ver);
+    json_value *task;
+    if (r->deleted) {
+        /* an alert Task deleted instead of closed: its Flag must not stay active (the board and
+         * the patient's record would show an alert nobody owns); the version before the deletion
+         * names it */
+        bv_record prev;
+        if (r->version < 2 || bv_txn_vread(c->t, c->a, "Task", r->id, r->version - 1, &prev) != BV_OK || prev.deleted)
+            return 0;
+        task = parse_text(c->a, prev.body, prev.body_len);
+    } else {
+        int64_t ver;
+        task = read_current(c, "Task", r->id, &ver);
+    }
     if (!task) return 0;
     const json_value *cd = json_at(json_get(json_get(task, "code"), "coding"), 0);
     if (!bv_streq(json_get_str(cd, "system"), BV_CARE_SYS_ALERT)) return 0;
-    if (task_open(json_get_str(task, "status"))) return 0;
+    if (!r->deleted && task_open(json_get_str(task, "status"))) return 0;
     const char *fid = ref_local(json_get(task, "focus"), "Flag");
     return fid ? set_flag_inactive(c, fid) : 0;
 }

@@ -103,6 +103,9 @@ struct bv_store {
     pthread_t ckpt;
     bool ckpt_started;
     bool ckpt_wanted;            /* guarded by mu */
+    atomic_bool ckpt_caught_up;  /* the checkpointer backfilled nearly the whole WAL */
+    int wal_pages;               /* writer thread only: frames in the WAL after its last COMMIT */
+    int ckpt_pages;              /* WAL frames at which a checkpoint starts (CKPT_PAGES by default) */
     pthread_cond_t ccond;
     bv__conn *cconn;             /* checkpointer thread only */
     /* Durability pipeline: the writer COMMITs (no sync inside SQLite) and hands the group to the
@@ -127,6 +130,11 @@ struct bv_store {
     } listeners[BV__MAX_LISTENERS];
     size_t n_listeners;          /* guarded by mu */
 };
+
+/* ---- walbuf.c: the "bevan" VFS (one write per commit's WAL frames) ---- */
+const char *bv__vfs_register(void); /* its name, or NULL to use SQLite's default VFS */
+bool bv__vfs_failed(void);          /* frames of a published commit could not be written */
+unsigned long long bv__vfs_wal_writes(void); /* writes of buffered WAL frames so far (tests) */
 
 /* ---- sqlite.c: connections and statements ---- */
 bv__conn *bv__reader(bv_store *s, int *err);
@@ -173,6 +181,7 @@ void bv__await_durable(bv_store *s);
 /* Columns from col0: type, id, version, last_updated, deleted, method, body, seq. */
 void bv__record_from(bv_arena *a, struct sqlite3_stmt *st, int col0, bv_record *out);
 int bv__read(bv__conn *c, bv_arena *a, const char *type, const char *id, bv_record *out);
+int bv__vread(bv__conn *c, bv_arena *a, const char *type, const char *id, int64_t version, bv_record *out);
 /* Run generated SQL (from the connection's cache) built by q. Records are REC columns from col0. */
 int bv__query_count(bv__conn *c, bv__qb *q, int64_t *out);
 int bv__query_records(bv__conn *c, bv_arena *a, bv__qb *q, int col0, bv_record **out, size_t *n);

@@ -54,6 +54,11 @@ int bv__read(bv__conn *c, bv_arena *a, const char *type, const char *id, bv_reco
     return read_one(c, ST_READ, a, type, id, 0, out);
 }
 
+int bv__vread(bv__conn *c, bv_arena *a, const char *type, const char *id, int64_t version, bv_record *out)
+{
+    return read_one(c, ST_VREAD, a, type, id, version, out);
+}
+
 /* Every public read ends with bv__await_durable: what it saw may come from a group whose sync is
  * still running, and nothing is served before it is durable. */
 int bv_store_read(bv_store *s, bv_arena *a, const char *type, const char *id, bv_record *out)

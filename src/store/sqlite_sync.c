@@ -61,6 +61,10 @@ static int wal_sync(bv_store *s)
         bv_log(BV_LOG_ERROR, "store: fdatasync of the WAL failed: injected by a test");
         return BV_EIO;
     }
+    if (bv__vfs_failed()) {
+        bv_log(BV_LOG_ERROR, "store: writing WAL frames failed after their commit");
+        return BV_EIO;
+    }
     if (fdatasync(s->wal_fd) != 0) {
         bv_log(BV_LOG_ERROR, "store: fdatasync of the WAL failed: %s", strerror(errno));
         return BV_EIO;

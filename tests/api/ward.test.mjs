@@ -156,6 +156,28 @@ test('an amber SpO2 raises one Flag + Task; repeats update it; red escalates it;
   assert.equal(open.length, 2);
 });
 
+test('deleting an alert Task instead of closing it makes its Flag inactive; a new reading raises a new alert', async () => {
+  const p = await makePatient(c, 'Deleted');
+  await enrol(c, p, ward);
+  assert.equal((await c.post('/Observation', reading.spo2(p, 97))).status, 201);
+  assert.equal((await c.post('/Observation', reading.spo2(p, 94))).status, 201);
+  const [t1] = await until(async () => { const t = await tasks(c, p); return t.length ? t : null; }, 'an alert Task');
+  const flagId = t1.focus.reference.replace('Flag/', '');
+  assert.equal((await c.get(`/Flag/${flagId}`)).json.status, 'active');
+  assert.equal((await c.del(`/Task/${t1.id}`)).status, 204);
+  const f = await until(async () => {
+    const r = (await c.get(`/Flag/${flagId}`)).json;
+    return r.status === 'inactive' ? r : null;
+  }, 'the Flag inactive after its Task was deleted');
+  assert.ok(f.period.end);
+  assert.equal((await c.post('/Observation', reading.spo2(p, 93))).status, 201);
+  const open = await until(async () => {
+    const fl = await flags(c, p);
+    return fl.some((x) => x.status === 'active' && x.id !== flagId) ? fl : null;
+  }, 'a new active Flag for the new reading');
+  assert.equal(open.filter((x) => x.status === 'active').length, 1);
+});
+
 test('a sustained drop of 3 against the baseline alerts; a drop of 2 does not', async () => {
   const p = await makePatient(c, 'Baseline');
   await enrol(c, p, ward, { subs: [{ url: 'spo2Baseline', valueInteger: 99 }] });
