@@ -43,10 +43,7 @@ typedef struct {
     bool scan;    /* walk the type in rid order (resources_live); every group a correlated probe */
     bool count;   /* r is read through resources_live (type, rid): a count, a _has set */
     bool broad;   /* every estimated condition has at least BV__EST_BOUND index entries */
-    bool push;    /* the other groups' probes go inside the driver's set (sparse matches, counts) */
 } splan;
-
-static int group_set_sql(bv__qb *w, sctx *cx, const bv_or *g);
 
 static int emit_where_plan(bv__qb *w, sctx *cx, const bv_search *q, const char *R, const splan *pl);
 static bool count_by_type_index(const bv_search *q);
@@ -699,21 +696,6 @@ static long driver_group(const bv_search *q)
     return best;
 }
 
-/* Whether the other groups can be probed inside the driver's set: no condition on the row
- * itself (_id, _lastUpdated) and no _has (its probe needs the candidate's type and id), and the
- * driver's sets fit in one compound SELECT. */
-static bool pushable(const bv_search *q, long driver)
-{
-    const bv_or *d = &q->ands[driver];
-    if (d->n > BV__MAX_UNION || q->n_ands < 2) return false;
-    for (size_t i = 0; i < q->n_ands; i++)
-        for (size_t j = 0; j < q->ands[i].n; j++) {
-            const bv_pred *p = &q->ands[i].preds[j];
-            if (is_direct(p) || ((long)i != driver && p->has) || ((long)i == driver && is_negative(p))) return false;
-        }
-    return true;
-}
-
 static int emit_where_plan(bv__qb *w, sctx *cx, const bv_search *q, const char *R, const splan *pl)
 {
     if (!q) return BV_EINVAL;
@@ -740,22 +722,6 @@ static int emit_where_plan(bv__qb *w, sctx *cx, const bv_search *q, const char *
             }
             bv__qb_sql(w, ")");
         }
-    }
-    if (pl && pl->push && driver >= 0 && !probe_all && pushable(q, driver)) {
-        /* The driver's set holds only the rids that pass every other group's probes
-         * ("u.rid"): a candidate that fails is never looked up in resources_live or the
-         * table. Worth it when most candidates fail (and for a count, which probes them all). */
-        bv__qb_sqlf(w, " AND %s.rid IN (SELECT u.rid FROM (", R);
-        int rc = group_set_sql(w, cx, &q->ands[driver]);
-        if (rc) return rc;
-        bv__qb_sql(w, ") u WHERE 1");
-        for (size_t i = 0; i < q->n_ands; i++) {
-            if ((long)i == driver) continue;
-            bv__qb_sql(w, " AND ");
-            if ((rc = emit_group(w, cx, &q->ands[i], R, true, "u"))) return rc;
-        }
-        bv__qb_sql(w, ")");
-        return w->err;
     }
     for (size_t i = 0; i < q->n_ands; i++) {
         if (stream && (long)i == pl->stream) continue; /* the join's own condition */
@@ -806,33 +772,6 @@ static unsigned long group_score(const bv_or *g)
     return score;
 }
 
-/* "SELECT x.rid FROM ... UNION ALL ..." for a group of positive index conditions (a run of codes
- * on one parameter and system is one IN list). */
-static int group_set_sql(bv__qb *w, sctx *cx, const bv_or *g)
-{
-    size_t k = 0;
-    int rc = BV_OK;
-    for (size_t i = 0; i < g->n && !rc; i++) {
-        const bv_pred *p = &g->preds[i];
-        if (is_direct(p) || is_negative(p)) return BV_EINVAL;
-        if (k == BV__MAX_UNION) return BV_ETOOBIG;
-        if (k++) bv__qb_sql(w, " UNION ALL ");
-        size_t run = 1;
-        while (simple_token(p) && i + run < g->n && simple_token(&g->preds[i + run]) &&
-               same_token_key(p, &g->preds[i + run]))
-            run++;
-        if (run > 1) {
-            int al = cx->alias++;
-            bv__qb_sqlf(w, "SELECT x%d.rid FROM ix_token x%d WHERE x%d.param = ", al, al, al);
-            token_run_sql(w, al, p, run);
-            i += run - 1;
-            continue;
-        }
-        rc = pred_set(w, cx, p, NULL);
-    }
-    return rc ? rc : w->err;
-}
-
 /* The group's index sets, counted up to bound; -1 when it cannot be (a _has, a condition on
  * the resource row, a negation, too many sets). */
 static int64_t group_estimate(bv__conn *c, bv_arena *a, const bv_or *g, int64_t bound)
@@ -853,7 +792,28 @@ static int64_t group_estimate(bv__conn *c, bv_arena *a, const bv_or *g, int64_t 
     bv__qb w;
     bv__qb_init(&w);
     bv__qb_sql(&w, "SELECT count(*) FROM (");
-    int rc = group_set_sql(&w, &cx, g);
+    size_t k = 0;
+    int rc = BV_OK;
+    for (size_t i = 0; i < g->n && !rc; i++) {
+        const bv_pred *p = &g->preds[i];
+        if (k == BV__MAX_UNION) {
+            rc = BV_ETOOBIG;
+            break;
+        }
+        if (k++) bv__qb_sql(&w, " UNION ALL ");
+        size_t run = 1;
+        while (simple_token(p) && i + run < g->n && simple_token(&g->preds[i + run]) &&
+               same_token_key(p, &g->preds[i + run]))
+            run++;
+        if (run > 1) {
+            int al = cx.alias++;
+            bv__qb_sqlf(&w, "SELECT x%d.rid FROM ix_token x%d WHERE x%d.param = ", al, al, al);
+            token_run_sql(&w, al, p, run);
+            i += run - 1;
+            continue;
+        }
+        rc = pred_set(&w, &cx, p, NULL);
+    }
     bv__qb_sql(&w, " LIMIT ");
     bv__qb_int(&w, bound);
     bv__qb_sql(&w, ")");
@@ -922,7 +882,6 @@ static void plan_search(bv__conn *c, bv_arena *a, const bv_search *q, bool paged
         return;
     }
     pl->broad = true;
-    pl->push = true; /* several broad conditions: sparse; or sorted: every candidate is probed anyway */
     if (q->n_sort || !paged || q->count == 0) return;
     long s = -1;
     size_t npos = 0;
@@ -952,7 +911,6 @@ static void plan_fallback(const bv_search *q, splan *pl)
     pl->driver = n_other == 1 ? other : driver_group(q);
     pl->stream = -1;
     pl->scan = false;
-    pl->push = true;
 }
 
 /* Rows a stream or scan may read for a page that needs `need` rows before it falls back. */
@@ -1294,7 +1252,6 @@ static int count_matches(bv__conn *c, bv_arena *a, const bv_search *q, const spl
     else if (cp.scan) cp.driver = driver_group(q);
     cp.stream = -1;
     cp.scan = false;
-    cp.push = true; /* a count probes every candidate anyway */
     sctx cx = {.a = a, .alias = 0, .nest = 0};
     bv__qb w;
     bv__qb_init(&w);
