@@ -137,6 +137,8 @@ struct bv_search {
     int64_t max_seq;          /* > 0: ignore versions with seq > max_seq (stable paging snapshot) — best effort */
     bool want_total;
     int64_t total_cap;        /* > 0: count at most this many matches; beyond it the total is -1 (unknown) */
+    bool total_narrow_only;   /* with total_cap > 0: no count (total -1) when the search is broad, i.e. each of
+                               * its conditions has thousands of index entries (docs/search.md) */
     /* Keyset paging (bv_store_search_page): continue after this position, from a previous page's
      * next/prev cursor (opaque text; a malformed one is BV_EINVAL). The position is the sort keys'
      * values and the row id, so pages never repeat or skip a resource whose sort values did not

@@ -348,6 +348,8 @@ static void run_search(api_ctx *c, const char *path, bv_search_request *sr)
     s->want_total = !bv_streq(sr->total, "none") || count_only;
     s->total_cap = count_only || bv_streq(sr->total, "accurate") ? 0
                  : bv_streq(sr->total, "estimate") ? BV_TOTAL_ESTIMATE_CAP : BV_TOTAL_DEFAULT_CAP;
+    /* without _total, a broad search (every condition matching thousands) is not counted */
+    s->total_narrow_only = !sr->total && !count_only;
     size_t count = s->count;
     if (count_only) s->count = 0;
     bv_search_page pg;

@@ -18,6 +18,8 @@ struct sqlite3_stmt;
 #define BV__MAX_SQL (4u * 1024u * 1024u) /* cap on one generated statement */
 #define BV__MAX_UNION 100             /* rid sets per IN (...): SQLite allows 500 compound terms */
 #define BV__MAX_NEST 4                /* chain / _has nesting depth */
+#define BV__EST_BOUND 5000            /* search: index entries counted per condition to judge it (sqlite_search.c) */
+#define BV__EST_SMALL 200             /* search: a driver this small is taken without counting the others */
 
 /* Fixed statements, prepared lazily once per connection (SQLITE_PREPARE_PERSISTENT). The
  * per-kind ones follow bv_index_kind order, so ST_IX_DEL_STRING + kind is the right one. */

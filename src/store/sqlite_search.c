@@ -36,6 +36,19 @@ typedef struct {
 
 static int emit_where(bv__qb *w, sctx *cx, const bv_search *q, const char *R);
 
+/* How the top-level search runs (plan_search); nested searches use the fixed ranking. */
+typedef struct {
+    long driver;  /* the group whose rid set (IN) drives, or -1 */
+    long stream;  /* the group read in rid order from its index as "d", joined to r, or -1 */
+    bool scan;    /* walk the type in rid order (resources_live); every group a correlated probe */
+    bool count;   /* r is read through resources_live (type, rid): a count, a _has set */
+    bool broad;   /* every estimated condition has at least BV__EST_BOUND index entries */
+} splan;
+
+static int emit_where_plan(bv__qb *w, sctx *cx, const bv_search *q, const char *R, const splan *pl);
+static bool count_by_type_index(const bv_search *q);
+static long driver_group(const bv_search *q);
+
 /* "%value%" with LIKE's metacharacters escaped by '\' (used with ESCAPE '\'). */
 static char *like_contains(bv_arena *a, const char *s)
 {
@@ -216,11 +229,38 @@ static int has_set(bv__qb *w, sctx *cx, const bv_pred *p)
                 " FROM ix_reference x%d WHERE +x%d.param = ", /* "+": drive by rid (below), not param */
                 t, t, t, t, x, x, x, x);
     bv__qb_text(w, p->param);
-    bv__qb_sqlf(w, " AND x%d.rid IN (SELECT %s.rid FROM resources %s WHERE ", x, H, H);
+    /* The matching resources' rids come from index sets (only live resources have index rows):
+     * their type is checked in resources_live (type, rid), not in the table's large rows. */
+    bool live = count_by_type_index(p->has);
+    bv__qb_sqlf(w, " AND x%d.rid IN (SELECT %s.rid FROM resources %s%s WHERE ", x, H, H,
+                live ? " INDEXED BY resources_live" : "");
     cx->nest++;
-    int rc = emit_where(w, cx, p->has, H);
+    splan hp = {.driver = driver_group(p->has), .stream = -1, .count = true};
+    int rc = live ? emit_where_plan(w, cx, p->has, H, &hp) : emit_where(w, cx, p->has, H);
     cx->nest--;
     bv__qb_sql(w, "))");
+    return rc;
+}
+
+/* _has as a probe of one candidate R: its referrers through `param` (ix_reference_q: param,
+ * ref_type, ref_id, about fifty rows for a patient) that are in the nested search's set (built
+ * once per statement, then a lookup in memory: "+" keeps it out of the index seek). */
+static int has_probe(bv__qb *w, sctx *cx, const bv_pred *p, const char *R)
+{
+    if (!p->param || cx->nest >= BV__MAX_NEST) return BV_EINVAL;
+    int x = cx->alias++, h = cx->alias++;
+    char H[16];
+    snprintf(H, sizeof H, "h%d", h);
+    bv__qb_sqlf(w, "SELECT 1 FROM ix_reference x%d WHERE x%d.param = ", x, x);
+    bv__qb_text(w, p->param);
+    bool live = count_by_type_index(p->has);
+    bv__qb_sqlf(w, " AND x%d.ref_type = %s.type AND x%d.ref_id = %s.id AND +x%d.rid IN (SELECT %s.rid FROM resources %s%s WHERE ",
+                x, R, x, R, x, H, H, live ? " INDEXED BY resources_live" : "");
+    cx->nest++;
+    splan hp = {.driver = driver_group(p->has), .stream = -1, .count = true};
+    int rc = live ? emit_where_plan(w, cx, p->has, H, &hp) : emit_where(w, cx, p->has, H);
+    cx->nest--;
+    bv__qb_sql(w, ")");
     return rc;
 }
 
@@ -474,8 +514,9 @@ static bool simple_id(const bv_pred *p)
            p->code;
 }
 
-/* One AND group. corr: test it per candidate row with correlated probes (not the driver). */
-static int emit_group(bv__qb *w, sctx *cx, const bv_or *g, const char *R, bool corr)
+/* One AND group. corr: test it per candidate row with correlated probes on P.rid (not the
+ * driver); R is the resource row (_id, _lastUpdated). */
+static int emit_group(bv__qb *w, sctx *cx, const bv_or *g, const char *R, bool corr, const char *P)
 {
     if (!g->n || !g->preds) { /* an OR of nothing is false */
         bv__qb_sql(w, "0");
@@ -498,13 +539,17 @@ static int emit_group(bv__qb *w, sctx *cx, const bv_or *g, const char *R, bool c
             while (simple_token(p) && i + run < g->n && simple_token(&g->preds[i + run]) &&
                    same_token_key(p, &g->preds[i + run]))
                 run++;
-            if (run > 1) {
+            if (p->has) {
+                rc = has_probe(w, cx, p, R);
+            } else if (run > 1) {
                 int a = cx->alias++;
-                bv__qb_sqlf(w, "SELECT 1 FROM ix_token x%d WHERE x%d.rid = %s.rid AND x%d.param = ", a, a, R, a);
+                /* "+": the candidate's own rows by (rid, ord); through (param, code IN (...)) it
+                 * would be one index seek per listed code for every candidate */
+                bv__qb_sqlf(w, "SELECT 1 FROM ix_token x%d WHERE x%d.rid = %s.rid AND +x%d.param = ", a, a, P, a);
                 token_run_sql(w, a, &g->preds[i], run);
                 i += run - 1;
             } else {
-                rc = pred_set(w, cx, p, R);
+                rc = pred_set(w, cx, p, P);
             }
             bv__qb_sql(w, ")");
         }
@@ -560,7 +605,7 @@ static int emit_group(bv__qb *w, sctx *cx, const bv_or *g, const char *R, bool c
             rc = pred_direct(w, p, R);
         } else if (corr) {
             bv__qb_sql(w, "NOT EXISTS (");
-            rc = pred_set(w, cx, p, R);
+            rc = pred_set(w, cx, p, P);
             bv__qb_sql(w, ")");
         } else {
             bv__qb_sqlf(w, "%s.rid NOT IN (", R);
@@ -620,6 +665,15 @@ static unsigned long search_score(const bv_search *q, int depth)
     return best;
 }
 
+/* Whether a group can drive: every pred a positive index set. */
+static bool driver_ok(const bv_or *g)
+{
+    if (!g->n || !g->preds) return false;
+    for (size_t j = 0; j < g->n; j++)
+        if (is_direct(&g->preds[j]) || is_negative(&g->preds[j])) return false;
+    return true;
+}
+
 /* The AND group that drives the scan: a plain "rid IN (positive sets)" with the lowest summed
  * score (an OR of n values holds n sets), or -1 when none can. */
 static long driver_group(const bv_search *q)
@@ -642,15 +696,17 @@ static long driver_group(const bv_search *q)
     return best;
 }
 
-static int emit_where(bv__qb *w, sctx *cx, const bv_search *q, const char *R)
+static int emit_where_plan(bv__qb *w, sctx *cx, const bv_search *q, const char *R, const splan *pl)
 {
     if (!q) return BV_EINVAL;
     if (q->n_ands && !q->ands) return BV_EINVAL;
     /* Without statistics SQLite would walk every resource of the type through the type index
      * and probe the rid sets; the unary + takes the type term out of index selection, so the
-     * rid set drives through the primary key instead. */
-    long driver = driver_group(q);
-    const char *plus = driver >= 0 ? "+" : "";
+     * rid set drives through the primary key instead. A scan, and a count (which reads r
+     * through resources_live), keep the type term usable. */
+    long driver = pl ? pl->driver : driver_group(q);
+    bool stream = pl && pl->stream >= 0, probe_all = pl && (pl->scan || stream);
+    const char *plus = (driver >= 0 || probe_all) && !(pl && pl->count) ? "+" : "";
     bv__qb_sqlf(w, "%s.deleted = 0", R);
     if (q->type) {
         bv__qb_sqlf(w, " AND %s%s.type = ", plus, R);
@@ -668,11 +724,248 @@ static int emit_where(bv__qb *w, sctx *cx, const bv_search *q, const char *R)
         }
     }
     for (size_t i = 0; i < q->n_ands; i++) {
+        if (stream && (long)i == pl->stream) continue; /* the join's own condition */
         bv__qb_sql(w, " AND ");
-        int rc = emit_group(w, cx, &q->ands[i], R, driver >= 0 && (long)i != driver);
+        /* a stream or scan probes on d.rid: tested before the resource row is read */
+        int rc = emit_group(w, cx, &q->ands[i], R, probe_all || (driver >= 0 && (long)i != driver), probe_all ? "d" : R);
         if (rc) return rc;
     }
     return w->err;
+}
+
+static int emit_where(bv__qb *w, sctx *cx, const bv_search *q, const char *R)
+{
+    return emit_where_plan(w, cx, q, R, NULL);
+}
+
+/* ---------------------------------------------------------------- choosing the plan
+ *
+ * The fixed ranking (driver_group) knows the shape of a condition, not how many resources it
+ * matches: "code=<heart rate>" is 111,000 rows at a million resources, a one-month date range
+ * 3,000. So the top-level search counts the index entries of each candidate group up to
+ * BV__EST_BOUND ("SELECT count(*) FROM (<the group's rid sets> LIMIT bound)": at most that many
+ * index entries read, about a millisecond) and
+ *  - a group below the bound drives as its IN set (the smallest one);
+ *  - when every estimated group reaches it, the search is broad: without _sort the page is read
+ *    in rid order and stops at its LIMIT, either joined from a group whose index yields rids in
+ *    order (one token code with its system, one typed reference: "stream"), or walking the type
+ *    (resources_live) with every group as a correlated probe ("scan"); with _sort every match is
+ *    needed anyway and the ranked driver's set is built;
+ *  - a reference to one resource or an identifier (score < 10) drives without estimating: the
+ *    patient-scoped queries pay nothing.
+ * _has groups are not estimated (their set is the nested search, built once in either role). */
+
+/* BV__EST_BOUND, or BEVAN_SEARCH_BROAD from the environment (tests set a tiny bound so that
+ * the oracle runs every search through the broad plans). */
+static int64_t est_bound(void)
+{
+    const char *e = getenv("BEVAN_SEARCH_BROAD");
+    int64_t v = 0;
+    if (e && *e && bv_str_to_i64(e, strlen(e), &v) == BV_OK && v > 0 && v <= 10000000) return v;
+    return BV__EST_BOUND;
+}
+
+static unsigned long group_score(const bv_or *g)
+{
+    unsigned long score = 0;
+    for (size_t j = 0; j < g->n; j++) score += drive_score(&g->preds[j]);
+    return score;
+}
+
+/* The group's index sets, counted up to bound; -1 when it cannot be (a _has, a condition on
+ * the resource row, a negation, too many sets). */
+static int64_t group_estimate(bv__conn *c, bv_arena *a, const bv_or *g, int64_t bound)
+{
+    if (!g->n || !g->preds) return -1;
+    if (g->n == 1 && g->preds[0].has && !is_negative(&g->preds[0])) {
+        /* a _has: its nested search's driving group, four times (each match costs a type
+         * check, its reference rows and the target's lookup) */
+        const bv_search *h = g->preds[0].has;
+        long d = driver_group(h);
+        if (d < 0) return -1;
+        int64_t n = group_estimate(c, a, &h->ands[d], bound / 4 + 1);
+        return n < 0 ? -1 : 4 * n;
+    }
+    for (size_t i = 0; i < g->n; i++)
+        if (is_direct(&g->preds[i]) || is_negative(&g->preds[i]) || g->preds[i].has) return -1;
+    sctx cx = {.a = a, .alias = 0, .nest = 0};
+    bv__qb w;
+    bv__qb_init(&w);
+    bv__qb_sql(&w, "SELECT count(*) FROM (");
+    size_t k = 0;
+    int rc = BV_OK;
+    for (size_t i = 0; i < g->n && !rc; i++) {
+        const bv_pred *p = &g->preds[i];
+        if (k == BV__MAX_UNION) {
+            rc = BV_ETOOBIG;
+            break;
+        }
+        if (k++) bv__qb_sql(&w, " UNION ALL ");
+        size_t run = 1;
+        while (simple_token(p) && i + run < g->n && simple_token(&g->preds[i + run]) &&
+               same_token_key(p, &g->preds[i + run]))
+            run++;
+        if (run > 1) {
+            int al = cx.alias++;
+            bv__qb_sqlf(&w, "SELECT x%d.rid FROM ix_token x%d WHERE x%d.param = ", al, al, al);
+            token_run_sql(&w, al, p, run);
+            i += run - 1;
+            continue;
+        }
+        rc = pred_set(&w, &cx, p, NULL);
+    }
+    bv__qb_sql(&w, " LIMIT ");
+    bv__qb_int(&w, bound);
+    bv__qb_sql(&w, ")");
+    int64_t n = -1;
+    if (!rc && !w.err && bv__query_count(c, &w, &n) != BV_OK) n = -1;
+    bv__qb_free(&w);
+    return rc ? -1 : n;
+}
+
+/* A group of one plain condition whose query index holds its rows in rid order: all index
+ * columns before rid are fixed (a token code with its system, a typed reference). */
+static bool stream_group(const bv_or *g)
+{
+    if (g->n != 1 || !g->preds) return false;
+    const bv_pred *p = &g->preds[0];
+    if (p->negate || p->res_type || p->has || p->chain || p->n_components || is_direct(p) || !p->param)
+        return false;
+    if (p->kind == BV_IX_TOKEN) return p->op == BV_OP_TOKEN && p->code && p->system_given;
+    if (p->kind == BV_IX_REFERENCE) return p->op == BV_OP_REF && p->ref_type && p->ref_id && !p->text;
+    return false;
+}
+
+static void plan_search(bv__conn *c, bv_arena *a, const bv_search *q, bool paged, splan *pl)
+{
+    memset(pl, 0, sizeof *pl);
+    pl->driver = driver_group(q);
+    pl->stream = -1;
+    int64_t bound = est_bound(), small = bound < BV__EST_SMALL ? bound : BV__EST_SMALL;
+    if (pl->driver < 0) {
+        /* no positive group: the type is walked; broad when it holds many resources */
+        if (q->type && q->n_ands == 0) {
+            bv__qb w;
+            bv__qb_init(&w);
+            bv__qb_sql(&w, "SELECT count(*) FROM (SELECT 1 FROM resources r WHERE r.deleted = 0 AND r.type = ");
+            bv__qb_text(&w, q->type);
+            bv__qb_sql(&w, " LIMIT ");
+            bv__qb_int(&w, bound);
+            bv__qb_sql(&w, ")");
+            int64_t n = 0;
+            if (bv__query_count(c, &w, &n) == BV_OK && n >= bound) pl->broad = true;
+            bv__qb_free(&w);
+        }
+        return;
+    }
+    /* a reference to one resource, identifiers (an OR of 1,000 NHS numbers too): no counting */
+    const bv_or *g0 = &q->ands[pl->driver];
+    bool precise = true;
+    for (size_t j = 0; j < g0->n && precise; j++) precise = drive_score(&g0->preds[j]) < 10;
+    if (precise) return;
+    long best = -1;
+    int64_t best_n = 0;
+    for (size_t k = 0; k < q->n_ands; k++) {
+        /* the ranked driver first: when it is small the others need not be counted */
+        size_t i = k == 0 ? (size_t)pl->driver : k <= (size_t)pl->driver ? k - 1 : k;
+        int64_t n = group_estimate(c, a, &q->ands[i], bound);
+        if (n < 0) continue;
+        if (best < 0 || n < best_n) {
+            best = (long)i;
+            best_n = n;
+        }
+        if (n < small) break;
+    }
+    if (best < 0) return; /* nothing could be counted: the fixed ranking */
+    if (best_n < bound) {
+        pl->driver = best;
+        return;
+    }
+    pl->broad = true;
+    if (q->n_sort || !paged || q->count == 0) return;
+    long s = -1;
+    size_t npos = 0;
+    for (size_t i = 0; i < q->n_ands; i++) {
+        npos += driver_ok(&q->ands[i]);
+        if (stream_group(&q->ands[i]) && (s < 0 || group_score(&q->ands[i]) < group_score(&q->ands[s]))) s = (long)i;
+    }
+    if (s < 0 && !q->type) return; /* a scan walks one type in rid order */
+    /* Streaming pays when the other conditions keep a fair share of its rows: with two or more
+     * other broad conditions their product is usually sparse (a practice's patients x a code x
+     * a month), and the ranked driver's set is cheaper than a stream that does not fill. */
+    if (npos - (s >= 0) > 1) return;
+    pl->driver = -1;
+    if (s >= 0) pl->stream = s;
+    else pl->scan = true;
+}
+
+/* A stream or scan that did not fill its page within its budget: the matches are sparse among
+ * its rows. The other group drives as its IN set (plan_search streams only with at most one
+ * other positive group), else the ranked one. */
+static void plan_fallback(const bv_search *q, splan *pl)
+{
+    long other = -1;
+    size_t n_other = 0;
+    for (size_t i = 0; i < q->n_ands; i++)
+        if ((long)i != pl->stream && driver_ok(&q->ands[i])) other = (long)i, n_other++;
+    pl->driver = n_other == 1 ? other : driver_group(q);
+    pl->stream = -1;
+    pl->scan = false;
+}
+
+/* Rows a stream or scan may read for a page that needs `need` rows before it falls back. */
+static int64_t stream_budget(int64_t need)
+{
+    int64_t bound = est_bound();
+    if (bound < BV__EST_BOUND) return need + bound; /* the tests' tiny bound: fall back often */
+    int64_t b = 50 * need;
+    return b < 3000 ? 3000 : b > 100000 ? 100000 : b;
+}
+
+/* The rid `budget` rows on along the stream (or scan) in the page's direction, after the cursor
+ * (has_cur); *found false when fewer rows remain (the stream then reads them all). */
+static int stream_boundary(bv__conn *c, bv_arena *a, const bv_search *q, const splan *pl, bool backward,
+                           bool has_cur, int64_t cur_rid, int64_t budget, int64_t *out, bool *found)
+{
+    sctx cx = {.a = a, .alias = 0, .nest = 0};
+    bv__qb w;
+    bv__qb_init(&w);
+    int rc = BV_OK;
+    if (pl->stream >= 0) {
+        const bv_pred *sp = &q->ands[pl->stream].preds[0];
+        bv__qb_sqlf(&w, "SELECT d.rid FROM %s d WHERE ", ix_table[sp->kind]);
+        rc = pred_cond(&w, &cx, sp, "d");
+    } else {
+        bv__qb_sql(&w, "SELECT d.rid FROM resources d INDEXED BY resources_live WHERE d.deleted = 0 AND d.type = ");
+        bv__qb_text(&w, q->type);
+    }
+    if (has_cur) {
+        bv__qb_sql(&w, backward ? " AND d.rid < " : " AND d.rid > ");
+        bv__qb_int(&w, cur_rid);
+    }
+    bv__qb_sql(&w, backward ? " ORDER BY d.rid DESC LIMIT 1 OFFSET " : " ORDER BY d.rid LIMIT 1 OFFSET ");
+    bv__qb_int(&w, budget);
+    *found = false;
+    if (!rc && !w.err) {
+        bool owned;
+        sqlite3_stmt *st = bv__dyn_stmt(c, bv_buf_cstr(&w.sql), &owned);
+        if (!st) rc = BV_EINTERNAL;
+        else {
+            rc = bv__qb_bind(&w, st);
+            int src = rc ? SQLITE_DONE : sqlite3_step(st);
+            if (src == SQLITE_ROW) {
+                *out = sqlite3_column_int64(st, 0);
+                *found = true;
+            } else if (src != SQLITE_DONE) {
+                rc = bv__fail(c, src, "search boundary");
+            }
+            if (owned) sqlite3_finalize(st);
+            else bv__done(st);
+        }
+    }
+    if (!rc) rc = w.err;
+    bv__qb_free(&w);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- sort keys and keyset paging
@@ -729,7 +1022,7 @@ static int sort_keys(bv__qb *sel, const bv_search *q, sortkey *keys)
 }
 
 /* ORDER BY for the keys; backward reverses every direction (NULLs then come first). */
-static void order_by(bv_buf *order, const sortkey *keys, size_t nk, bool backward)
+static void order_by(bv_buf *order, const sortkey *keys, size_t nk, bool backward, const char *ridx)
 {
     for (size_t i = 0; i < nk; i++) {
         bool desc = keys[i].desc != backward;
@@ -738,7 +1031,7 @@ static void order_by(bv_buf *order, const sortkey *keys, size_t nk, bool backwar
     /* Ties by row order, in the direction of the last key: an index on (type, last_updated)
      * then serves _sort=-_lastUpdated with no sort step. */
     bool rdesc = (nk && keys[nk - 1].desc) != backward;
-    bv_buf_puts(order, rdesc ? "r.rid DESC" : "r.rid ASC");
+    bv_buf_printf(order, "%s %s", ridx, rdesc ? "DESC" : "ASC");
 }
 
 typedef struct {
@@ -809,7 +1102,8 @@ static void bind_curval(bv__qb *w, const curval *v)
 }
 
 /* "the row comes after (or before) the cursor position" in the (forward) order of the keys. */
-static void keyset_cond(bv__qb *w, const sortkey *keys, size_t nk, bool backward, const curval *vals)
+static void keyset_cond(bv__qb *w, const sortkey *keys, size_t nk, bool backward, const curval *vals,
+                        const char *ridx)
 {
     bv__qb_sql(w, " AND (0");
     for (size_t i = 0; i <= nk; i++) {
@@ -824,7 +1118,7 @@ static void keyset_cond(bv__qb *w, const sortkey *keys, size_t nk, bool backward
         }
         if (i == nk) { /* the rid, in the direction of the last key */
             bool desc = nk && keys[nk - 1].desc;
-            bv__qb_sqlf(w, " AND r.rid %s ", (desc != backward) ? "<" : ">");
+            bv__qb_sqlf(w, " AND %s %s ", ridx, (desc != backward) ? "<" : ">");
             bind_curval(w, &vals[nk]);
         } else if (vals[i].t == SQLITE_NULL) {
             /* NULLs sort last: nothing non-NULL comes after a NULL; every non-NULL comes before */
@@ -924,55 +1218,152 @@ done:
     return rc;
 }
 
+/* Best-effort snapshot: leave out resources created after max_seq (their version 1 is newer).
+ * Resources updated since still match on their current version. */
+static void snapshot_cond(bv__qb *w, const bv_search *q)
+{
+    if (q->max_seq <= 0) return;
+    bv__qb_sql(w, " AND (r.seq <= ");
+    bv__qb_int(w, q->max_seq);
+    bv__qb_sql(w, " OR EXISTS (SELECT 1 FROM history hs WHERE hs.type = r.type AND hs.id = r.id"
+                  " AND hs.version = 1 AND hs.seq <= ");
+    bv__qb_int(w, q->max_seq);
+    bv__qb_sql(w, "))");
+}
+
+/* Whether a count may read r through resources_live (type, rid) instead of the table: every
+ * condition is then on r.rid (the index sets and probes), none on the row's own columns. */
+static bool count_by_type_index(const bv_search *q)
+{
+    if (q->max_seq > 0 || !(q->type || (q->types && q->n_types))) return false;
+    for (size_t i = 0; i < q->n_ands; i++)
+        for (size_t j = 0; j < q->ands[i].n; j++)
+            if (is_direct(&q->ands[i].preds[j])) return false;
+    return true;
+}
+
+/* The matches, counted: up to cap + 1 (cap > 0) or all. The count has its own plan: a streamed
+ * or scanned page becomes the IN set of its group (a page stops early, a count does not). */
+static int count_matches(bv__conn *c, bv_arena *a, const bv_search *q, const splan *pl, int64_t cap, int64_t *out)
+{
+    splan cp = *pl;
+    cp.count = count_by_type_index(q);
+    if (cp.stream >= 0) cp.driver = cp.stream;
+    else if (cp.scan) cp.driver = driver_group(q);
+    cp.stream = -1;
+    cp.scan = false;
+    sctx cx = {.a = a, .alias = 0, .nest = 0};
+    bv__qb w;
+    bv__qb_init(&w);
+    bv__qb_sql(&w, cap > 0 ? "SELECT count(*) FROM (SELECT 1 FROM resources r" : "SELECT count(*) FROM resources r");
+    if (cp.count) bv__qb_sql(&w, " INDEXED BY resources_live");
+    bv__qb_sql(&w, " WHERE ");
+    int rc = emit_where_plan(&w, &cx, q, "r", &cp);
+    snapshot_cond(&w, q);
+    if (!rc && cap > 0) {
+        bv__qb_sql(&w, " LIMIT ");
+        bv__qb_int(&w, cap + 1);
+        bv__qb_sql(&w, ")");
+    }
+    if (!rc) rc = bv__query_count(c, &w, out);
+    bv__qb_free(&w);
+    return rc;
+}
+
 static int search_run(bv__conn *c, bool in_txn, bv_arena *a, const bv_search *q, bool paged, bv_search_page *pg)
 {
     memset(pg, 0, sizeof *pg);
     pg->total = -1;
     if (!q || !a || (q->n_sort && !q->sort) || q->n_sort > 16) return BV_EINVAL;
-    sctx cx = {.a = a, .alias = 0, .nest = 0};
-    bv__qb where, sel, rows, cnt;
+    if (q->n_ands && !q->ands) return BV_EINVAL;
+    bv__qb where, sel, rows;
     bv_buf order;
     bv__qb_init(&where);
     bv__qb_init(&sel);
     bv__qb_init(&rows);
-    bv__qb_init(&cnt);
     bv_buf_init(&order, 0);
     bool txn = false, backward = false;
     sortkey keys[16];
     curval vals[17];
-    int rc = emit_where(&where, &cx, q, "r");
-    if (rc) goto out;
-    if (q->max_seq > 0) {
-        /* Best-effort snapshot: leave out resources created after max_seq (their version 1 is
-         * newer). Resources updated since still match on their current version. */
-        bv__qb_sql(&where, " AND (r.seq <= ");
-        bv__qb_int(&where, q->max_seq);
-        bv__qb_sql(&where, " OR EXISTS (SELECT 1 FROM history hs WHERE hs.type = r.type AND hs.id = r.id"
-                           " AND hs.version = 1 AND hs.seq <= ");
-        bv__qb_int(&where, q->max_seq);
-        bv__qb_sql(&where, "))");
-    }
+    splan pl;
+    int rc = BV_OK;
     if ((rc = sort_keys(&sel, q, keys))) goto out;
     if (paged && q->cursor && (rc = cursor_parse(a, q->cursor, q->n_sort, &backward, vals))) goto out;
-    order_by(&order, keys, q->n_sort, backward);
-    if (where.err) {
-        rc = where.err;
-        goto out;
-    }
-    bool want_total = q->want_total;
+    plan_search(c, a, q, paged, &pl);
+    /* the default total (total_narrow_only) is left out of a broad search: counting up to the
+     * cap would cost far more than the page */
+    bool want_total = q->want_total && !(pl.broad && q->total_cap > 0 && q->total_narrow_only);
     if (want_total && q->count > 0 && !in_txn) {
         /* One snapshot for the page and the total. */
         if ((rc = bv__step_simple(c, ST_BEGIN))) goto out;
         txn = true;
     }
-    size_t limit = q->count;
-    char *firstc = NULL, *lastc = NULL;
-    if (q->count > 0) {
+    for (int attempt = 0;; attempt++) {
+        sctx cx = {.a = a, .alias = 0, .nest = 0};
+        bv__qb_free(&where);
+        bv__qb_free(&rows);
+        bv__qb_init(&where);
+        bv__qb_init(&rows);
+        bv_buf_reset(&order);
+        /* live: the IN set drives d, the type's entries in resources_live (type, rid), and the
+         * other groups probe d.rid: the table's large row r is read for matches only */
+        bool live = pl.driver >= 0 && pl.stream < 0 && !pl.scan && q->type && count_by_type_index(q);
+        const char *ridx = pl.stream >= 0 || pl.scan || live ? "d.rid" : "r.rid";
+        const bv_pred *sp = pl.stream >= 0 ? &q->ands[pl.stream].preds[0] : NULL;
+        if (sp) {
+            /* the streamed group's index rows in rid order, the first row of each resource only */
+            bv__qb_sql(&where, "r.rid = d.rid AND ");
+            if ((rc = pred_cond(&where, &cx, sp, "d"))) goto out;
+            bv__qb_sqlf(&where, " AND NOT EXISTS (SELECT 1 FROM %s d2 WHERE d2.rid = d.rid AND d2.ord < d.ord AND ",
+                        ix_table[sp->kind]);
+            if ((rc = pred_cond(&where, &cx, sp, "d2"))) goto out;
+            bv__qb_sql(&where, ") AND ");
+        } else if (pl.scan) {
+            bv__qb_sql(&where, "r.rid = d.rid AND d.deleted = 0 AND d.type = ");
+            bv__qb_text(&where, q->type);
+            bv__qb_sql(&where, " AND ");
+        }
+        if (live) {
+            splan lp = pl;
+            lp.count = true; /* the type term usable: resources_live (type=? AND rowid IN ...) */
+            bv__qb_sql(&where, "r.rid = d.rid AND ");
+            rc = emit_where_plan(&where, &cx, q, "d", &lp);
+        } else {
+            rc = emit_where_plan(&where, &cx, q, "r", &pl);
+        }
+        if (rc) goto out;
+        snapshot_cond(&where, q);
+        order_by(&order, keys, q->n_sort, backward, ridx);
+        if (where.err) {
+            rc = where.err;
+            goto out;
+        }
+        if (q->count == 0) break;
+        size_t limit = q->count;
+        bool bounded = false;
+        if (sp || pl.scan) {
+            /* read at most a budget of the stream's rows: a page that does not fill within it
+             * means sparse matches, and the search falls back to an IN set (plan_fallback) */
+            int64_t need = (int64_t)(limit > 100000 ? 100000 : limit) + 1 +
+                           (int64_t)(q->offset > 100000 ? 100000 : q->offset), edge = 0;
+            if ((rc = stream_boundary(c, a, q, &pl, backward, paged && q->cursor,
+                                      paged && q->cursor ? vals[q->n_sort].i : 0,
+                                      stream_budget(need), &edge, &bounded)))
+                goto out;
+            if (bounded) {
+                bv__qb_sql(&where, backward ? " AND d.rid >= " : " AND d.rid <= ");
+                bv__qb_int(&where, edge);
+            }
+        }
+        char *firstc = NULL, *lastc = NULL;
         bv__qb_sql(&rows, "SELECT r.type, r.id, r.version, r.last_updated, r.deleted, r.method, r.body, r.seq");
         bv__qb_append(&rows, &sel);
-        bv__qb_sql(&rows, ", r.rid FROM resources r WHERE ");
+        if (sp) bv__qb_sqlf(&rows, ", r.rid FROM %s d CROSS JOIN resources r WHERE ", ix_table[sp->kind]);
+        else if (pl.scan || live)
+            bv__qb_sql(&rows, ", r.rid FROM resources d INDEXED BY resources_live CROSS JOIN resources r WHERE ");
+        else bv__qb_sql(&rows, ", r.rid FROM resources r WHERE ");
         bv__qb_append(&rows, &where);
-        if (paged && q->cursor) keyset_cond(&rows, keys, q->n_sort, backward, vals);
+        if (paged && q->cursor) keyset_cond(&rows, keys, q->n_sort, backward, vals, ridx);
         bv__qb_sql(&rows, " ORDER BY ");
         bv__qb_sql(&rows, bv_buf_cstr(&order));
         bv__qb_sql(&rows, " LIMIT ");
@@ -981,6 +1372,15 @@ static int search_run(bv__conn *c, bool in_txn, bv_arena *a, const bv_search *q,
         bv__qb_int(&rows, q->offset > INT64_MAX ? INT64_MAX : (int64_t)q->offset);
         if ((rc = run_page(c, a, &rows, q->n_sort, paged ? limit : SIZE_MAX, pg, &firstc, &lastc, backward)))
             goto out;
+        bv_log(BV_LOG_DEBUG, "store: search plan driver %ld stream %ld scan %d broad %d bounded %d rows %zu more %d",
+               pl.driver, pl.stream, pl.scan, pl.broad, bounded, pg->n, pg->more);
+        if (bounded && !pg->more && attempt == 0) {
+            /* the budget ran out before the page filled: the rows beyond it are unread */
+            memset(pg, 0, sizeof *pg);
+            pg->total = -1;
+            plan_fallback(q, &pl);
+            continue;
+        }
         if (backward) { /* rows came in reverse order */
             for (size_t i = 0, j = pg->n ? pg->n - 1 : 0; i < j; i++, j--) {
                 bv_record t = pg->recs[i];
@@ -994,31 +1394,20 @@ static int search_run(bv__conn *c, bool in_txn, bv_arena *a, const bv_search *q,
             pg->next = lastc;
             pg->prev = firstc;
         }
+        break;
     }
-    if (want_total) {
-        if (paged && !q->cursor && !q->offset && !pg->more && q->count > 0) {
-            pg->total = (int64_t)pg->n; /* the whole result is on this page */
-        } else if (q->total_cap > 0) {
-            int64_t got = 0;
-            bv__qb_sql(&cnt, "SELECT count(*) FROM (SELECT 1 FROM resources r WHERE ");
-            bv__qb_append(&cnt, &where);
-            bv__qb_sql(&cnt, " LIMIT ");
-            bv__qb_int(&cnt, q->total_cap + 1);
-            bv__qb_sql(&cnt, ")");
-            if ((rc = bv__query_count(c, &cnt, &got))) goto out;
-            pg->total = got > q->total_cap ? -1 : got;
-        } else {
-            bv__qb_sql(&cnt, "SELECT count(*) FROM resources r WHERE ");
-            bv__qb_append(&cnt, &where);
-            if ((rc = bv__query_count(c, &cnt, &pg->total))) goto out;
-        }
+    if (q->want_total && paged && !q->cursor && !q->offset && !pg->more && q->count > 0) {
+        pg->total = (int64_t)pg->n; /* the whole result is on this page */
+    } else if (want_total) {
+        int64_t got = 0;
+        if ((rc = count_matches(c, a, q, &pl, q->total_cap, &got))) goto out;
+        pg->total = q->total_cap > 0 && got > q->total_cap ? -1 : got;
     }
 out:
     if (txn) bv__step_simple(c, rc ? ST_ROLLBACK : ST_COMMIT);
     bv__qb_free(&where);
     bv__qb_free(&sel);
     bv__qb_free(&rows);
-    bv__qb_free(&cnt);
     bv_buf_free(&order);
     if (rc) memset(pg, 0, sizeof *pg), pg->total = -1;
     return rc;
