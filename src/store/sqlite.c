@@ -639,6 +639,16 @@ int bv_store_open(const bv_store_options *opt, bv_store **out, char *err, size_t
     atomic_store(&s->last_seq, seq);
     if (s->read_only) bv__reader_done(s, c);
     if (!s->read_only) {
+        /* the whole reader pool now: a serving process's descriptors are then fixed from the
+         * start, not opened by the first burst of concurrent reads (page caches still fill lazily) */
+        bv__conn *pool[64];
+        unsigned n = s->max_readers < 64 ? s->max_readers : 64;
+        for (unsigned i = 0; i < n; i++)
+            if (!(pool[i] = bv__reader(s, &rc))) {
+                snprintf(err, errlen, "%s: cannot open a reader connection", s->path);
+                goto fail;
+            }
+        for (unsigned i = 0; i < n; i++) bv__reader_done(s, pool[i]);
         rc = conn_open(s, true, &s->cconn, err, errlen);
         if (rc) goto fail;
         sqlite3_wal_hook(s->wconn->db, wal_hook_cb, s);
