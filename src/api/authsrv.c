@@ -354,6 +354,15 @@ static json_value *find_client(api_ctx *c, const char *cid)
     return kv_json(c, bv_arena_printf(c->a, "auth.client.%s", cid));
 }
 
+/* The local account a stored grant (code or refresh token) was made for, read now; or answers
+ * invalid_grant and returns NULL. */
+static json_value *grant_account(api_ctx *c, const json_value *grant)
+{
+    json_value *user = kv_json(c, bv_arena_printf(c->a, "auth.user.%s", json_get_str(grant, "username")));
+    if (!user) oauth_error(c, 400, "invalid_grant", "the account no longer exists");
+    return user;
+}
+
 /* Whether a space-separated scope string holds one scope exactly. */
 static bool scope_has(const char *scopes, const char *one)
 {
@@ -449,11 +458,8 @@ static void token_authorization_code(api_ctx *c, const bv_param *ps, size_t n)
         oauth_error(c, 400, "invalid_grant", "code_verifier does not match the code_challenge");
         return;
     }
-    json_value *user = kv_json(c, bv_arena_printf(c->a, "auth.user.%s", json_get_str(cj, "username")));
-    if (!user) {
-        oauth_error(c, 400, "invalid_grant", "the account no longer exists");
-        return;
-    }
+    json_value *user = grant_account(c, cj);
+    if (!user) return;
     const char *scope = json_get_str(cj, "scope");
     const char *refresh = NULL;
     int64_t life = scope_has(scope, "offline_access") ? OFFLINE_REFRESH_TTL_S
@@ -551,11 +557,8 @@ static void token_refresh(api_ctx *c, const bv_param *ps, size_t n)
         oauth_error(c, 400, "invalid_grant", "the refresh token was issued to another client");
         return;
     }
-    json_value *user = kv_json(c, bv_arena_printf(c->a, "auth.user.%s", json_get_str(got, "username")));
-    if (!user) {
-        oauth_error(c, 400, "invalid_grant", "the account no longer exists");
-        return;
-    }
+    json_value *user = grant_account(c, got);
+    if (!user) return;
     /* a narrower scope may be asked for; never a wider one; and never more than the account has now */
     const char *granted = json_get_str(got, "scope");
     const char *asked = form(ps, n, "scope");
