@@ -4,7 +4,7 @@
 # connections. Prints and writes p50/p99 latency and throughput per query, the machine facts and
 # the exact commands. Measured, never asserted.
 #   DATA=dir (kept: the population is made once)  PATIENTS=20500  DURATION=10  CONNS=16
-#   BEVAN_BIN=build/bevan  OUT=bench/results/YYYY-MM-DD-search-run.md  QUERIES="name ..."  WARM=1
+#   BEVAN_BIN=build/bevan  OUT=bench/results/YYYY-MM-DD-search-run.md  QUERIES="name ..."  WARM=1  READER_CACHE_MB=128 (--reader-cache-mb)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${BEVAN_BIN:-build/bevan}
@@ -34,7 +34,8 @@ node bench/search/make-paths.mjs "$DB" "$WORK/paths" 200 >"$WORK/names"
 if [ "${WARM:-0}" = 1 ]; then cat "$DB" >/dev/null; fi
 NAMES=${QUERIES:-$(cat "$WORK/names")}
 
-"$BIN" serve --listen 127.0.0.1:0 --port-file "$WORK/port" --data "$DATA" --rate-limit 0 --auth off 2>"$WORK/serve.log" &
+"$BIN" serve --listen 127.0.0.1:0 --port-file "$WORK/port" --data "$DATA" --rate-limit 0 --auth off \
+  --reader-cache-mb "${READER_CACHE_MB:-128}" 2>"$WORK/serve.log" &
 PID=$!
 for _ in $(seq 1 200); do [ -s "$WORK/port" ] && break; sleep 0.1; done
 PORT=$(cat "$WORK/port")
@@ -73,7 +74,7 @@ done
   echo "- commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
   echo "- machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/ {print $2}') GB RAM; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- population: $TOTAL resources ($BYTYPE), $SIZE on disk, \`$BIN demo --data $DATA --patients $PATIENTS --sync normal\`"
-  echo "- server: \`$BIN serve --listen 127.0.0.1:0 --port-file F --data $DATA --rate-limit 0 --auth off\` (threads = CPUs, synchronous=FULL)"
+  echo "- server: \`$BIN serve --listen 127.0.0.1:0 --port-file F --data $DATA --rate-limit 0 --auth off --reader-cache-mb ${READER_CACHE_MB:-128}\` (threads = CPUs, synchronous=FULL)"
   echo "- load: per query \`PATHS_FILE=<200 sampled requests> wrk -t2 -c$CONNS -d${DURATION}s --timeout 30s --latency -s bench/wrk/paths.lua http://127.0.0.1:PORT\` after a 2 s warm-up, then \`wrk -t1 -c1 -d3s\` for the one-connection p50; wrk runs on the same 2 CPUs"
   echo
   cat "$WORK/table"

@@ -30,6 +30,8 @@ typedef struct {
     bool sync_normal;         /* PRAGMA synchronous=NORMAL instead of FULL (documented trade-off) */
     unsigned group_max;       /* max units per group commit (0 = 512) */
     unsigned ckpt_pages;      /* WAL frames that start a checkpoint and let the WAL wrap (0 = 4000) */
+    unsigned reader_cache_kb; /* page cache per reader connection (0 = 4096 KiB) */
+    unsigned max_readers;     /* reader connections, lent per call (0 = 8) */
     bool read_only;           /* open for checks/export without the writer thread */
 } bv_store_options;
 

@@ -3,11 +3,13 @@
  *   GET  /.well-known/smart-configuration (also under the FHIR base)
  *   GET  /auth/jwks.json                  the public key of Bevan's signing key
  *   POST /auth/token                      client_credentials + private_key_jwt (SMART Backend
- *                                         Services), authorization_code + PKCE S256
+ *                                         Services), authorization_code + PKCE S256, refresh_token
+ *                                         (rotated on every use; a reused one ends its family)
  *   GET  /auth/authorize, POST /auth/authorize   login page for local accounts (Argon2id)
  *   POST /auth/revoke                     revocation (RFC 7009), persisted
  * Registered clients, local users, codes, assertion jtis and revocations live in the store's kv
- * table (auth.client.*, auth.user.*, auth.code.*, auth.jti.*, auth.revoked.*). */
+ * table (auth.client.*, auth.user.*, auth.code.*, auth.jti.*, auth.revoked.*, auth.refresh.* keyed
+ * by the SHA-256 of the refresh token, never the token itself). */
 #include "authz.h"
 
 #include <stdio.h>
@@ -18,6 +20,8 @@
 #define ASSERTION_MAX_S 300      /* client assertion lifetime at most 5 minutes */
 #define USER_TOKEN_TTL_S 3600
 #define SYSTEM_TOKEN_TTL_S 900
+#define OFFLINE_REFRESH_TTL_S (30 * 24 * 3600) /* offline_access: 30 days from sign-in, not extended */
+#define ONLINE_REFRESH_TTL_S (12 * 3600)       /* online_access: one 12-hour working session */
 
 static const char *origin_of(api_ctx *c)
 {
@@ -58,14 +62,14 @@ static void smart_config(api_ctx *c)
                   "\"revocation_endpoint\":\"%s/auth/revoke\","
                   "\"token_endpoint_auth_methods_supported\":[\"private_key_jwt\",\"none\"],"
                   "\"token_endpoint_auth_signing_alg_values_supported\":[\"RS384\",\"ES384\",\"RS256\",\"ES256\"],"
-                  "\"grant_types_supported\":[\"authorization_code\",\"client_credentials\"],"
-                  "\"scopes_supported\":[\"openid\",\"fhirUser\",\"launch/patient\",\"patient/*.rs\",\"user/*.rs\","
-                  "\"user/*.cruds\",\"system/*.rs\"],"
+                  "\"grant_types_supported\":[\"authorization_code\",\"client_credentials\",\"refresh_token\"],"
+                  "\"scopes_supported\":[\"openid\",\"fhirUser\",\"launch/patient\",\"offline_access\",\"online_access\","
+                  "\"patient/*.rs\",\"user/*.rs\",\"user/*.cruds\",\"system/*.rs\"],"
                   "\"response_types_supported\":[\"code\"],"
                   "\"code_challenge_methods_supported\":[\"S256\"],"
                   "\"capabilities\":[\"launch-standalone\",\"client-public\",\"client-confidential-asymmetric\","
                   "\"context-standalone-patient\",\"permission-patient\",\"permission-user\",\"permission-v1\","
-                  "\"permission-v2\",\"sso-openid-connect\"]}",
+                  "\"permission-v2\",\"permission-offline\",\"permission-online\",\"sso-openid-connect\"]}",
                   bv_auth_issuer(c->api->az->auth), o, o, o, o);
 }
 
@@ -122,7 +126,8 @@ static bool scope_covered(bv_arena *a, const char *req, size_t len, const char *
     if (!bv_scope_parse(a, req, len, &rq)) {
         /* identity/context scopes pass through */
         return bv_strneq_lit(req, len, "openid") || bv_strneq_lit(req, len, "fhirUser") ||
-               bv_strneq_lit(req, len, "launch/patient") || bv_strneq_lit(req, len, "profile");
+               bv_strneq_lit(req, len, "launch/patient") || bv_strneq_lit(req, len, "profile") ||
+               bv_strneq_lit(req, len, "offline_access") || bv_strneq_lit(req, len, "online_access");
     }
     bv_scope *al;
     size_t n;
@@ -163,7 +168,7 @@ static void add_str(bv_arena *a, json_value *o, const char *k, const char *v)
 
 /* Mints an access token and answers the token response. */
 static void issue(api_ctx *c, const char *sub, const char *client_id, const char *scope, const json_value *user,
-                  int ttl)
+                  int ttl, const char *refresh_token)
 {
     bv_arena *a = c->a;
     json_value *cl = json_new(a, JSON_OBJECT);
@@ -210,6 +215,10 @@ static void issue(api_ctx *c, const char *sub, const char *client_id, const char
     if (fu) {
         bv_buf_puts(b, ",\"fhirUser\":");
         json_write_string(b, fu, strlen(fu));
+    }
+    if (refresh_token) {
+        bv_buf_puts(b, ",\"refresh_token\":");
+        json_write_string(b, refresh_token, strlen(refresh_token));
     }
     bv_buf_putc(b, '}');
     bv_response_header(c->resp, "Cache-Control", "no-store");
@@ -309,7 +318,7 @@ static void token_client_credentials(api_ctx *c, const bv_param *ps, size_t n)
         oauth_error(c, 400, "invalid_scope", "none of the requested scopes is allowed for this client");
         return;
     }
-    issue(c, cid, cid, scope, client, SYSTEM_TOKEN_TTL_S);
+    issue(c, cid, cid, scope, client, SYSTEM_TOKEN_TTL_S, NULL);
 }
 
 /* The built-in public client bevan-web: redirect URIs are this server's /web/NAME.html pages. */
@@ -343,6 +352,69 @@ static json_value *find_client(api_ctx *c, const char *cid)
         return o;
     }
     return kv_json(c, bv_arena_printf(c->a, "auth.client.%s", cid));
+}
+
+/* The local account a stored grant (code or refresh token) was made for, read now; or answers
+ * invalid_grant and returns NULL. */
+static json_value *grant_account(api_ctx *c, const json_value *grant)
+{
+    json_value *user = kv_json(c, bv_arena_printf(c->a, "auth.user.%s", json_get_str(grant, "username")));
+    if (!user) oauth_error(c, 400, "invalid_grant", "the account no longer exists");
+    return user;
+}
+
+/* Whether a space-separated scope string holds one scope exactly. */
+static bool scope_has(const char *scopes, const char *one)
+{
+    size_t ol = strlen(one);
+    for (const char *p = scopes ? scopes : ""; *p;) {
+        while (*p == ' ') p++;
+        size_t l = strcspn(p, " ");
+        if (l == ol && strncmp(p, one, l) == 0) return true;
+        p += l;
+    }
+    return false;
+}
+
+/* asked if every scope in it is within the grant (one resource type within a wildcard grant; identity
+ * and context scopes such as offline_access only if granted as such), else NULL */
+static const char *subset_of(api_ctx *c, const char *asked, const char *granted)
+{
+    for (const char *p = asked; *p;) {
+        while (*p == ' ') p++;
+        size_t l = strcspn(p, " ");
+        bv_scope sc;
+        if (l && !(bv_scope_parse(c->a, p, l, &sc) ? scope_covered(c->a, p, l, granted)
+                                                   : scope_has(granted, bv_arena_strndup(c->a, p, l))))
+            return NULL;
+        p += l;
+    }
+    return asked;
+}
+
+/* Stores a new refresh token's grant (by the token's hash) and returns the token, or answers 500. */
+static const char *refresh_new(api_ctx *c, const char *cid, const char *username, const char *scope, int64_t exp,
+                               const char *family)
+{
+    const char *tok = bv_random_token(c->a, 32);
+    bv_buf b;
+    bv_buf_init(&b, 0);
+    bv_buf_printf(&b, "{\"exp\":%lld,\"client_id\":", (long long)exp);
+    json_write_string(&b, cid, strlen(cid));
+    bv_buf_puts(&b, ",\"username\":");
+    json_write_string(&b, username, strlen(username));
+    bv_buf_puts(&b, ",\"scope\":");
+    json_write_string(&b, scope, strlen(scope));
+    bv_buf_puts(&b, ",\"family\":");
+    json_write_string(&b, family, strlen(family));
+    bv_buf_putc(&b, '}');
+    int rc = kv_set(c, bv_arena_printf(c->a, "auth.refresh.%s", bv_sha256_b64url(c->a, tok, strlen(tok))), bv_buf_cstr(&b));
+    bv_buf_free(&b);
+    if (rc) {
+        oauth_error(c, 500, "server_error", "storage error");
+        return NULL;
+    }
+    return tok;
 }
 
 static void token_authorization_code(api_ctx *c, const bv_param *ps, size_t n)
@@ -386,12 +458,117 @@ static void token_authorization_code(api_ctx *c, const bv_param *ps, size_t n)
         oauth_error(c, 400, "invalid_grant", "code_verifier does not match the code_challenge");
         return;
     }
-    json_value *user = kv_json(c, bv_arena_printf(c->a, "auth.user.%s", json_get_str(cj, "username")));
-    if (!user) {
-        oauth_error(c, 400, "invalid_grant", "the account no longer exists");
+    json_value *user = grant_account(c, cj);
+    if (!user) return;
+    const char *scope = json_get_str(cj, "scope");
+    const char *refresh = NULL;
+    int64_t life = scope_has(scope, "offline_access") ? OFFLINE_REFRESH_TTL_S
+                 : scope_has(scope, "online_access")  ? ONLINE_REFRESH_TTL_S
+                                                      : 0;
+    if (life) {
+        refresh = refresh_new(c, cid, json_get_str(user, "username"), scope, bv_now_ms() / 1000 + life,
+                              bv_random_token(c->a, 16));
+        if (!refresh) return;
+    }
+    issue(c, json_get_str(user, "username"), cid, scope, user, USER_TOKEN_TTL_S, refresh);
+}
+
+/* refresh_token grant: the token is taken (and its successor stored) in one write unit; a token
+ * presented a second time means it was copied, so its whole family is ended (OAuth 2.0 Security
+ * BCP, refresh token rotation). */
+typedef struct {
+    bv_arena *a;
+    const char *key, *used_key, *next_key, *next_value;
+    const char *got;          /* the stored grant, when the token was live */
+    const char *reused_family; /* the family of a token already used */
+    bool family_revoked;
+} refresh_take;
+
+static int refresh_take_run(bv_store_txn *t, void *ctx)
+{
+    refresh_take *r = ctx;
+    const char *v;
+    if (bv_txn_kv_get(t, r->a, r->key, &v) != BV_OK) {
+        if (bv_txn_kv_get(t, r->a, r->used_key, &v) == BV_OK) {
+            r->reused_family = v;
+            return bv_txn_kv_set(t, bv_arena_printf(r->a, "auth.refresh.family.%s", v), "revoked");
+        }
+        return 0;
+    }
+    r->got = v;
+    json_value *g;
+    json_error je;
+    const char *fam = json_parse(r->a, v, strlen(v), NULL, &g, &je) ? NULL : json_get_str(g, "family");
+    const char *st;
+    r->family_revoked = !fam || bv_txn_kv_get(t, r->a, bv_arena_printf(r->a, "auth.refresh.family.%s", fam), &st) == BV_OK;
+    int rc = bv_txn_kv_set(t, r->key, NULL);
+    if (!rc && fam) rc = bv_txn_kv_set(t, r->used_key, fam);
+    if (!rc && !r->family_revoked && r->next_key) rc = bv_txn_kv_set(t, r->next_key, r->next_value);
+    return rc;
+}
+
+static void token_refresh(api_ctx *c, const bv_param *ps, size_t n)
+{
+    const char *rt = form(ps, n, "refresh_token"), *cid = form(ps, n, "client_id");
+    if (!rt || !cid) {
+        oauth_error(c, 400, "invalid_request", "refresh_token and client_id are required");
         return;
     }
-    issue(c, json_get_str(user, "username"), cid, json_get_str(cj, "scope"), user, USER_TOKEN_TTL_S);
+    if (strlen(rt) > 200) {
+        oauth_error(c, 400, "invalid_grant", "unknown, used or expired refresh token");
+        return;
+    }
+    /* the successor is made up front so that taking the old one and storing the new one is one unit */
+    const char *next = bv_random_token(c->a, 32);
+    refresh_take r = {.a = c->a,
+                      .key = bv_arena_printf(c->a, "auth.refresh.%s", bv_sha256_b64url(c->a, rt, strlen(rt))),
+                      .used_key = bv_arena_printf(c->a, "auth.refresh.used.%s", bv_sha256_b64url(c->a, rt, strlen(rt))),
+                      .next_key = bv_arena_printf(c->a, "auth.refresh.%s", bv_sha256_b64url(c->a, next, strlen(next)))};
+    /* the grant is copied to the successor unchanged (same family, same end): read it first */
+    const char *cur;
+    json_value *g = NULL;
+    json_error je;
+    if (bv_store_kv_get(c->api->store, c->a, r.key, &cur) == BV_OK) json_parse(c->a, cur, strlen(cur), NULL, &g, &je);
+    r.next_value = g ? cur : NULL;
+    if (!g) r.next_key = NULL;
+    if (bv_store_write(c->api->store, refresh_take_run, &r)) {
+        oauth_error(c, 500, "server_error", "storage error");
+        return;
+    }
+    if (r.reused_family) {
+        bv_log(BV_LOG_WARN, "auth: a used refresh token was presented again: its family is revoked");
+        audit_auth_failure(c, "a refresh token was used twice (possible theft): every token of its sign-in is revoked");
+        oauth_error(c, 400, "invalid_grant", "unknown, used or expired refresh token");
+        return;
+    }
+    json_value *got;
+    if (!r.got || !g || !bv_streq(r.got, cur) || json_parse(c->a, r.got, strlen(r.got), NULL, &got, &je) ||
+        r.family_revoked) {
+        oauth_error(c, 400, "invalid_grant", "unknown, used or expired refresh token");
+        return;
+    }
+    int64_t exp = 0;
+    json_number_to_i64(json_get(got, "exp"), &exp);
+    if (exp < bv_now_ms() / 1000) {
+        oauth_error(c, 400, "invalid_grant", "unknown, used or expired refresh token");
+        return;
+    }
+    if (!bv_streq(json_get_str(got, "client_id"), cid)) {
+        oauth_error(c, 400, "invalid_grant", "the refresh token was issued to another client");
+        return;
+    }
+    json_value *user = grant_account(c, got);
+    if (!user) return;
+    /* a narrower scope may be asked for; never a wider one; and never more than the account has now */
+    const char *granted = json_get_str(got, "scope");
+    const char *asked = form(ps, n, "scope");
+    const char *scope = asked ? subset_of(c, asked, granted) : granted;
+    if (!scope) {
+        oauth_error(c, 400, "invalid_scope", "the scope asked for is wider than the original grant");
+        return;
+    }
+    scope = grant_scopes(c, scope, json_get_str(user, "scope"));
+    issue(c, json_get_str(user, "username"), cid, scope, user, USER_TOKEN_TTL_S, next);
 }
 
 static void token_endpoint(api_ctx *c)
@@ -410,7 +587,9 @@ static void token_endpoint(api_ctx *c)
     const char *gt = form(ps, n, "grant_type");
     if (bv_streq(gt, "client_credentials")) token_client_credentials(c, ps, n);
     else if (bv_streq(gt, "authorization_code")) token_authorization_code(c, ps, n);
-    else oauth_error(c, 400, "unsupported_grant_type", "grant_type must be client_credentials or authorization_code");
+    else if (bv_streq(gt, "refresh_token")) token_refresh(c, ps, n);
+    else oauth_error(c, 400, "unsupported_grant_type",
+                     "grant_type must be client_credentials, authorization_code or refresh_token");
 }
 
 /* ---- /auth/authorize: the login page ---- */
@@ -566,6 +745,17 @@ static void revoke_endpoint(api_ctx *c)
     }
     const char *tok = form(ps, n, "token");
     if (!tok) { oauth_error(c, 400, "invalid_request", "token is required"); return; }
+    /* a refresh token (not a JWT): its whole sign-in ends */
+    if (!strchr(tok, '.') && strlen(tok) <= 200) {
+        const char *key = bv_arena_printf(c->a, "auth.refresh.%s", bv_sha256_b64url(c->a, tok, strlen(tok)));
+        json_value *g = kv_json(c, key);
+        const char *fam = json_get_str(g, "family");
+        if (fam && (kv_set(c, bv_arena_printf(c->a, "auth.refresh.family.%s", fam), "revoked") || kv_set(c, key, NULL))) {
+            oauth_error(c, 500, "server_error", "storage error");
+            return;
+        }
+        if (fam) bv_log(BV_LOG_INFO, "auth: refresh token revoked");
+    }
     /* only Bevan's own, correctly signed tokens are revoked here (even when expired) */
     bv_principal p;
     char why[200];

@@ -52,6 +52,7 @@ typedef struct bv__conn {
     uint64_t tick;
     bv_store *store;
     struct bv__conn *prev, *next; /* the store's list of reader connections */
+    struct bv__conn *idle_next;   /* the pool's list of idle reader connections */
 } bv__conn;
 
 /* A queued write unit; lives on the stack of the thread waiting in bv_store_write. */
@@ -86,7 +87,12 @@ struct bv_store {
     bool read_only;
     bool sync_normal;
     unsigned group_max;
-    pthread_key_t key;           /* this thread's reader bv__conn */
+    /* Reader connections: a pool of at most max_readers, each lent for one call (bv__reader,
+     * bv__reader_done), so their page caches, and RSS, are bounded whatever the thread count. */
+    pthread_mutex_t pool_mu;
+    pthread_cond_t pool_cv;
+    bv__conn *idle;              /* guarded by pool_mu */
+    unsigned n_readers, max_readers; /* guarded by pool_mu */
     pthread_mutex_t mu;          /* guards everything below except wconn, last_ms, last_seq */
     pthread_cond_t wcond;        /* writer waits here for units */
     bv__unit *head, *tail;
@@ -106,6 +112,7 @@ struct bv_store {
     atomic_bool ckpt_caught_up;  /* the checkpointer backfilled nearly the whole WAL */
     int wal_pages;               /* writer thread only: frames in the WAL after its last COMMIT */
     int ckpt_pages;              /* WAL frames at which a checkpoint starts (CKPT_PAGES by default) */
+    int reader_cache_kb;         /* page cache of each reader connection */
     pthread_cond_t ccond;
     bv__conn *cconn;             /* checkpointer thread only */
     /* Durability pipeline: the writer COMMITs (no sync inside SQLite) and hands the group to the
@@ -137,7 +144,8 @@ bool bv__vfs_failed(void);          /* frames of a published commit could not be
 unsigned long long bv__vfs_wal_writes(void); /* writes of buffered WAL frames so far (tests) */
 
 /* ---- sqlite.c: connections and statements ---- */
-bv__conn *bv__reader(bv_store *s, int *err);
+bv__conn *bv__reader(bv_store *s, int *err);      /* borrows a reader connection (waits if all are lent) */
+void bv__reader_done(bv_store *s, bv__conn *c);  /* gives it back; NULL ok */
 struct sqlite3_stmt *bv__stmt(bv__conn *c, bv__stmt_id id);
 /* A statement for generated SQL, from the connection's LRU cache (prepared on a miss). With
  * *owned set (SQL too long to cache) the caller must sqlite3_finalize it after use. */

@@ -418,10 +418,10 @@ static int conn_open(bv_store *s, bool writer, bv__conn **out, char *err, size_t
               * writer. --sync normal skips the syncer's fdatasync (documented trade-off). */
              s->read_only ? "" : "PRAGMA journal_mode=WAL;", "NORMAL",
              writer ? 0 : 1000, /* the writer's WAL is checkpointed by the checkpointer thread */
-             /* KiB. A reader's cache keeps a search's hot index pages (a _has set over 3,000
-              * conditions reads about 10,000 pages) between requests: a page read from the OS
-              * cache costs a system call each time */
-             writer ? -32768 : -131072,
+             /* KiB. The writer's working set is larger. A reader's cache is emptied by SQLite at
+              * the next read after any commit, and RSS is what operators see: small by default
+              * (--reader-cache-mb for read-heavy stores) */
+             writer ? -32768 : -s->reader_cache_kb,
              writer || s->read_only ? "" : "PRAGMA query_only=ON;");
     if (conn_exec(c, pragmas, err, errlen) != BV_OK) goto fail;
     *out = c;
@@ -432,36 +432,44 @@ fail:
     return BV_EIO;
 }
 
-/* pthread key destructor: a reader thread exits. */
-static void reader_release(void *p)
-{
-    bv__conn *c = p;
-    bv_store *s = c->store;
-    pthread_mutex_lock(&s->mu);
-    if (c->prev) c->prev->next = c->next;
-    else s->conns = c->next;
-    if (c->next) c->next->prev = c->prev;
-    pthread_mutex_unlock(&s->mu);
-    conn_free(c);
-}
-
 bv__conn *bv__reader(bv_store *s, int *err)
 {
-    bv__conn *c = pthread_getspecific(s->key);
-    if (c) return c;
+    pthread_mutex_lock(&s->pool_mu);
+    while (!s->idle && s->n_readers >= s->max_readers) pthread_cond_wait(&s->pool_cv, &s->pool_mu);
+    bv__conn *c = s->idle;
+    if (c) {
+        s->idle = c->idle_next;
+        pthread_mutex_unlock(&s->pool_mu);
+        return c;
+    }
+    s->n_readers++;
+    pthread_mutex_unlock(&s->pool_mu);
     char msg[256];
     if (conn_open(s, false, &c, msg, sizeof msg) != BV_OK) {
         bv_log(BV_LOG_ERROR, "store: reader connection: %s", msg);
+        pthread_mutex_lock(&s->pool_mu);
+        s->n_readers--;
+        pthread_cond_signal(&s->pool_cv);
+        pthread_mutex_unlock(&s->pool_mu);
         *err = BV_EIO;
         return NULL;
     }
-    pthread_mutex_lock(&s->mu);
+    pthread_mutex_lock(&s->pool_mu);
     c->next = s->conns;
     if (s->conns) s->conns->prev = c;
     s->conns = c;
-    pthread_mutex_unlock(&s->mu);
-    pthread_setspecific(s->key, c);
+    pthread_mutex_unlock(&s->pool_mu);
     return c;
+}
+
+void bv__reader_done(bv_store *s, bv__conn *c)
+{
+    if (!c) return;
+    pthread_mutex_lock(&s->pool_mu);
+    c->idle_next = s->idle;
+    s->idle = c;
+    pthread_cond_signal(&s->pool_cv);
+    pthread_mutex_unlock(&s->pool_mu);
 }
 
 /* ---- Open: schema check and migrations ---- */
@@ -596,23 +604,16 @@ int bv_store_open(const bv_store_options *opt, bv_store **out, char *err, size_t
     s->sync_normal = opt->sync_normal;
     s->group_max = opt->group_max ? opt->group_max : 512;
     s->ckpt_pages = opt->ckpt_pages ? (int)opt->ckpt_pages : CKPT_PAGES;
+    s->reader_cache_kb = opt->reader_cache_kb ? (int)opt->reader_cache_kb : 4096;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->wcond, NULL);
     pthread_cond_init(&s->ccond, NULL);
     pthread_cond_init(&s->scond, NULL);
     pthread_cond_init(&s->dcond, NULL);
     s->wal_fd = -1;
-    if (pthread_key_create(&s->key, reader_release) != 0) {
-        snprintf(err, errlen, "pthread_key_create failed");
-        pthread_cond_destroy(&s->wcond);
-        pthread_cond_destroy(&s->ccond);
-        pthread_cond_destroy(&s->scond);
-        pthread_cond_destroy(&s->dcond);
-        pthread_mutex_destroy(&s->mu);
-        free(s->path);
-        free(s);
-        return BV_EINTERNAL;
-    }
+    pthread_mutex_init(&s->pool_mu, NULL);
+    pthread_cond_init(&s->pool_cv, NULL);
+    s->max_readers = opt->max_readers ? opt->max_readers : 8;
     int rc;
     bv__conn *c = NULL;
     int64_t seq = 0;
@@ -636,7 +637,18 @@ int bv_store_open(const bv_store_options *opt, bv_store **out, char *err, size_t
         goto fail;
     }
     atomic_store(&s->last_seq, seq);
+    if (s->read_only) bv__reader_done(s, c);
     if (!s->read_only) {
+        /* the whole reader pool now: a serving process's descriptors are then fixed from the
+         * start, not opened by the first burst of concurrent reads (page caches still fill lazily) */
+        bv__conn *pool[64];
+        unsigned n = s->max_readers < 64 ? s->max_readers : 64;
+        for (unsigned i = 0; i < n; i++)
+            if (!(pool[i] = bv__reader(s, &rc))) {
+                snprintf(err, errlen, "%s: cannot open a reader connection", s->path);
+                goto fail;
+            }
+        for (unsigned i = 0; i < n; i++) bv__reader_done(s, pool[i]);
         rc = conn_open(s, true, &s->cconn, err, errlen);
         if (rc) goto fail;
         sqlite3_wal_hook(s->wconn->db, wal_hook_cb, s);
@@ -677,14 +689,13 @@ void bv_store_close(bv_store *s)
     if (s->ckpt_started) pthread_join(s->ckpt, NULL);
     conn_free(s->cconn);
     conn_free(s->wconn);
-    /* Reader threads still alive keep a dangling key value; deleting the key first means their
-     * destructor never runs. Callers close the store only after its reader threads are done. */
-    if (pthread_getspecific(s->key)) pthread_setspecific(s->key, NULL);
-    pthread_key_delete(s->key);
+    /* Callers close the store only after the threads that read from it are done. */
     for (bv__conn *c = s->conns, *next; c; c = next) {
         next = c->next;
         conn_free(c);
     }
+    pthread_cond_destroy(&s->pool_cv);
+    pthread_mutex_destroy(&s->pool_mu);
     pthread_cond_destroy(&s->wcond);
     pthread_cond_destroy(&s->ccond);
     pthread_cond_destroy(&s->scond);

@@ -67,6 +67,7 @@ int bv_store_read(bv_store *s, bv_arena *a, const char *type, const char *id, bv
     bv__conn *c = bv__reader(s, &err);
     if (!c) return err;
     int rc = read_one(c, ST_READ, a, type, id, 0, out);
+    bv__reader_done(s, c);
     bv__await_durable(s);
     return rc;
 }
@@ -77,6 +78,7 @@ int bv_store_vread(bv_store *s, bv_arena *a, const char *type, const char *id, i
     bv__conn *c = bv__reader(s, &err);
     if (!c) return err;
     int rc = read_one(c, ST_VREAD, a, type, id, version, out);
+    bv__reader_done(s, c);
     bv__await_durable(s);
     return rc;
 }
@@ -218,6 +220,7 @@ out:
     if (txn) bv__step_simple(c, rc ? ST_ROLLBACK : ST_COMMIT);
     bv__qb_free(&rows);
     bv__qb_free(&cnt);
+    bv__reader_done(s, c);
     bv__await_durable(s);
     return rc;
 }
@@ -228,6 +231,7 @@ int bv_store_search(bv_store *s, bv_arena *a, const bv_search *q, bv_record **ou
     bv__conn *c = bv__reader(s, &err);
     if (!c) return err;
     int rc = bv__search(c, false, a, q, out, n, total);
+    bv__reader_done(s, c);
     bv__await_durable(s);
     return rc;
 }
@@ -238,6 +242,7 @@ int bv_store_search_page(bv_store *s, bv_arena *a, const bv_search *q, bv_search
     bv__conn *c = bv__reader(s, &err);
     if (!c) return err;
     int rc = bv__search_page(c, a, q, out);
+    bv__reader_done(s, c);
     bv__await_durable(s);
     return rc;
 }
@@ -248,16 +253,13 @@ int bv_store_include(bv_store *s, bv_arena *a, const bv_include_query *q, bv_rec
     bv__conn *c = bv__reader(s, &err);
     if (!c) return err;
     int rc = bv__include(c, a, q, out, n);
+    bv__reader_done(s, c);
     bv__await_durable(s);
     return rc;
 }
 
-int bv_store_count_by_type(bv_store *s, void (*fn)(void *ctx, const char *type, int64_t n), void *ctx)
+static int count_by_type(bv__conn *c, void (*fn)(void *ctx, const char *type, int64_t n), void *ctx)
 {
-    int err = BV_OK;
-    bv__conn *c = bv__reader(s, &err);
-    if (!c) return err;
-    if (!fn) return BV_EINVAL;
     bool owned;
     sqlite3_stmt *st =
         bv__dyn_stmt(c, "SELECT type, count(*) FROM resources WHERE deleted = 0 GROUP BY type ORDER BY type", &owned);
@@ -268,6 +270,18 @@ int bv_store_count_by_type(bv_store *s, void (*fn)(void *ctx, const char *type, 
     int ret = rc == SQLITE_DONE ? BV_OK : bv__fail(c, rc, "count by type");
     dyn_done(st, owned);
     return ret;
+}
+
+/* fn must not read from the store (the connection is lent to this call) */
+int bv_store_count_by_type(bv_store *s, void (*fn)(void *ctx, const char *type, int64_t n), void *ctx)
+{
+    if (!fn) return BV_EINVAL;
+    int err = BV_OK;
+    bv__conn *c = bv__reader(s, &err);
+    if (!c) return err;
+    int rc = count_by_type(c, fn, ctx);
+    bv__reader_done(s, c);
+    return rc;
 }
 
 /* ---- Check ---- */
@@ -307,6 +321,8 @@ static const invariant invariants[] = {
     {"foreign key violation", "SELECT \"table\", rowid FROM pragma_foreign_key_check LIMIT 1"},
 };
 
+static int check_on(bv__conn *c, char *msg, size_t msglen);
+
 int bv_store_check(bv_store *s, char *msg, size_t msglen)
 {
     int err = BV_OK;
@@ -315,6 +331,13 @@ int bv_store_check(bv_store *s, char *msg, size_t msglen)
         snprintf(msg, msglen, "cannot open a connection");
         return err;
     }
+    int rc = check_on(c, msg, msglen);
+    bv__reader_done(s, c);
+    return rc;
+}
+
+static int check_on(bv__conn *c, char *msg, size_t msglen)
+{
     int ret = BV_OK;
     sqlite3_stmt *st = NULL;
     if (bv__step_simple(c, ST_BEGIN)) {
@@ -366,6 +389,8 @@ static int fsync_dir_of(const char *path)
     return rc == 0 ? BV_OK : BV_EIO;
 }
 
+static int backup_on(bv__conn *c, const char *out_path, char *err, size_t errlen);
+
 int bv_store_backup(bv_store *s, const char *out_path, char *err, size_t errlen)
 {
     if (!s || !out_path || !*out_path) return BV_EINVAL;
@@ -375,6 +400,13 @@ int bv_store_backup(bv_store *s, const char *out_path, char *err, size_t errlen)
         snprintf(err, errlen, "cannot open a connection");
         return e;
     }
+    int rc = backup_on(c, out_path, err, errlen);
+    bv__reader_done(s, c);
+    return rc;
+}
+
+static int backup_on(bv__conn *c, const char *out_path, char *err, size_t errlen)
+{
     size_t tlen = strlen(out_path) + sizeof ".tmp";
     char *tmp = bv_malloc(tlen);
     snprintf(tmp, tlen, "%s.tmp", out_path);

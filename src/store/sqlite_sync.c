@@ -198,7 +198,10 @@ int bv_store_changes(bv_store *s, bv_arena *a, int64_t after_seq, size_t limit, 
     bv__conn *c = bv__reader(s, &err);
     if (!c) return err;
     sqlite3_stmt *st = bv__stmt(c, ST_CHANGES);
-    if (!st) return BV_EINTERNAL;
+    if (!st) {
+        bv__reader_done(s, c);
+        return BV_EINTERNAL;
+    }
     if (limit > 100000) limit = 100000;
     sqlite3_bind_int64(st, 1, after_seq);
     sqlite3_bind_int64(st, 2, bv_store_last_seq(s));
@@ -209,6 +212,7 @@ int bv_store_changes(bv_store *s, bv_arena *a, int64_t after_seq, size_t limit, 
     while ((rc = sqlite3_step(st)) == SQLITE_ROW && k < limit) bv__record_from(a, st, 0, &recs[k++]);
     int ret = rc == SQLITE_ROW || rc == SQLITE_DONE ? BV_OK : bv__fail(c, rc, "changes");
     bv__done(st);
+    bv__reader_done(s, c);
     if (ret == BV_OK) {
         *out = recs;
         *n = k;
@@ -243,6 +247,7 @@ int bv_store_kv_get(bv_store *s, bv_arena *a, const char *key, const char **valu
     bv__conn *c = bv__reader(s, &err);
     if (!c) return err;
     int rc = kv_get(c, a, key, value);
+    bv__reader_done(s, c);
     bv__await_durable(s);
     return rc;
 }

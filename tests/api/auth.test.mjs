@@ -315,6 +315,87 @@ test('authorization_code with PKCE S256 for bevan-web and a local account; revoc
   expect401(await me.get('/Patient/pa'), 'revoked token', tr.json.access_token);
 });
 
+test('refresh tokens (offline_access): rotated on every use; a reused one ends the sign-in; revocable', async () => {
+  const { verifier, challenge } = pkce();
+  const redirect = `${srv.origin}/web/board.html`;
+  const signIn = async (scope) => {
+    const params = { response_type: 'code', client_id: 'bevan-web', redirect_uri: redirect, scope, state: 'r',
+      code_challenge: challenge, code_challenge_method: 'S256' };
+    const ok = await fetch(`${srv.origin}/auth/authorize`, { method: 'POST', redirect: 'manual',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: form({ ...params, username: 'alice', password: 'correct horse battery' }), signal: AbortSignal.timeout(30_000 * SLOW) });
+    assert.equal(ok.status, 302);
+    const code = new URL(ok.headers.get('location')).searchParams.get('code');
+    return token({ grant_type: 'authorization_code', code, redirect_uri: redirect, client_id: 'bevan-web', code_verifier: verifier });
+  };
+  const token = (o) => req('POST', `${srv.origin}/auth/token`, { headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: form(o) });
+  const refresh = (rt, o = {}) => token({ grant_type: 'refresh_token', refresh_token: rt, client_id: 'bevan-web', ...o });
+
+  const sc = await req('GET', `${srv.origin}/.well-known/smart-configuration`);
+  assert.ok(sc.json.grant_types_supported.includes('refresh_token'));
+  assert.ok(sc.json.capabilities.includes('permission-offline'));
+
+  // without offline_access/online_access: no refresh token
+  const plain = await signIn('openid fhirUser patient/*.rs');
+  assert.equal(plain.status, 200, plain.text);
+  assert.equal(plain.json.refresh_token, undefined);
+
+  const t0 = await signIn('openid fhirUser patient/*.rs offline_access');
+  assert.equal(t0.status, 200, t0.text);
+  const rt0 = t0.json.refresh_token;
+  assert.ok(rt0 && rt0.length >= 40);
+  assert.match(t0.json.scope, /offline_access/);
+  seen.push(t0.json.access_token, rt0);
+
+  // refresh: a new access token that works, and a new refresh token (rotation)
+  const t1 = await refresh(rt0);
+  assert.equal(t1.status, 200, t1.text);
+  assert.equal(t1.headers.get('cache-control'), 'no-store');
+  const rt1 = t1.json.refresh_token;
+  assert.ok(rt1 && rt1 !== rt0);
+  assert.equal(t1.json.patient, 'pa');
+  seen.push(t1.json.access_token, rt1);
+  const me = authClient(srv.base, t1.json.access_token);
+  assert.equal((await me.get('/Patient/pa')).status, 200);
+  assert.equal((await me.get('/Patient/pb')).status, 404);
+
+  // refused: another client, a wider scope, a made-up token
+  assert.equal((await refresh(rt1, { client_id: 'backend-1' })).status, 400);
+  // (that failed attempt used rt1 up: rotation takes the token before checking the client)
+  const t2 = await refresh(rt1);
+  assert.equal(t2.status, 400, 'rt1 was taken by the failed attempt');
+  assert.equal(t2.json.error, 'invalid_grant');
+
+  // a fresh sign-in: narrowing the scope works, widening does not
+  const s1 = await signIn('openid fhirUser patient/*.rs offline_access');
+  const narrow = await refresh(s1.json.refresh_token, { scope: 'patient/Patient.rs offline_access' });
+  assert.equal(narrow.status, 200, narrow.text);
+  assert.equal(narrow.json.scope, 'patient/Patient.rs offline_access');
+  const wide = await refresh(narrow.json.refresh_token, { scope: 'patient/*.cruds offline_access' });
+  assert.equal(wide.status, 400);
+  assert.equal(wide.json.error, 'invalid_scope');
+  assert.equal((await refresh('x'.repeat(43))).status, 400);
+
+  // reuse: presenting a rotated token again ends the whole family, the live successor included
+  const s2 = await signIn('openid fhirUser patient/*.rs offline_access');
+  const a = s2.json.refresh_token;
+  const b = await refresh(a);
+  assert.equal(b.status, 200, b.text);
+  const replay = await refresh(a);
+  assert.equal(replay.status, 400, 'a used refresh token is refused');
+  const after = await refresh(b.json.refresh_token);
+  assert.equal(after.status, 400, 'the successor of a replayed token is revoked too');
+
+  // revocation (RFC 7009) of a refresh token
+  const s3 = await signIn('openid fhirUser patient/*.rs online_access');
+  assert.ok(s3.json.refresh_token, 'online_access gives a refresh token too');
+  const rv = await req('POST', `${srv.origin}/auth/revoke`, { headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: form({ token: s3.json.refresh_token, token_type_hint: 'refresh_token' }) });
+  assert.equal(rv.status, 200);
+  assert.equal((await refresh(s3.json.refresh_token)).status, 400, 'a revoked refresh token is refused');
+  seen.push(s1.json.refresh_token, a, b.json.refresh_token, s3.json.refresh_token);
+});
+
 test('bevan token prints a token the server accepts', async () => {
   const r = await runBevan(['token', '--data', data, '--scope', 'patient/*.rs', '--patient', 'pb', '--ttl', '120']);
   assert.equal(r.code, 0, r.stderr);
