@@ -35,7 +35,11 @@ for q in $NAMES; do
     plan=$(sqlite3 -readonly "$DB" "EXPLAIN QUERY PLAN $sql" 2>&1 || true)
     echo "  SQL: ${sql:0:200}$([ ${#sql} -gt 200 ] && echo ...)"
     sed 's/^/    /' <<<"$plan"
-    if grep -Eq 'SCAN [a-z_0-9]+$|SCAN [a-z_0-9]+ *\(|SCAN (resources|ix_[a-z]+|history) [a-z0-9]*$' <<<"$plan"; then
+    # a co-routine (a VALUES list, a subquery) is not a stored table: "SCAN v" of "CO-ROUTINE v" is fine
+    co=$(sed -n 's/.*CO-ROUTINE \([a-z_0-9]*\).*/\1/p' <<<"$plan" | paste -sd'|' -)
+    stored=$(grep -E 'SCAN [a-z_0-9]+$|SCAN [a-z_0-9]+ *\(|SCAN (resources|ix_[a-z]+|history) [a-z0-9]*$' <<<"$plan" \
+      | { if [ -n "$co" ]; then grep -Ev "SCAN ($co)\$"; else cat; fi; } || true)
+    if [ -n "$stored" ]; then
       echo "  NO INDEX: a table is scanned without an index"
       bad=1
     fi

@@ -329,9 +329,14 @@ static int pred_cond(bv__qb *w, sctx *cx, const bv_pred *p, const char *X)
             int c = cx->alias++;
             char C[16];
             snprintf(C, sizeof C, "c%d", c);
-            /* The target must be a current resource matching the chained search. */
-            bv__qb_sqlf(w, " AND (%s.ref_type, %s.ref_id) IN (SELECT %s.type, %s.id FROM resources %s WHERE ", X, X, C,
-                        C, C);
+            /* The target must be a current resource matching the chained search. With the
+             * target type fixed (ref_type = the chained search's type) one column is enough: a
+             * row-value IN is materialised once per use, and SQLite uses it twice. */
+            if (p->ref_type && p->chain->type && strcmp(p->ref_type, p->chain->type) == 0)
+                bv__qb_sqlf(w, " AND %s.ref_id IN (SELECT %s.id FROM resources %s WHERE ", X, C, C);
+            else
+                bv__qb_sqlf(w, " AND (%s.ref_type, %s.ref_id) IN (SELECT %s.type, %s.id FROM resources %s WHERE ", X,
+                            X, C, C, C);
             cx->nest++;
             int rc = emit_where(w, cx, p->chain, C);
             cx->nest--;
