@@ -1,8 +1,7 @@
 /* libFuzzer target for search parsing: the input is a query string ("name=x&birthdate=ge2020"),
  * parsed for a handful of resource types in strict and lenient mode. Invariants: no crash, no
  * sanitizer report, and a rejected query always carries at least one error issue. */
-#include "bevan/fhir.h"
-#include "api/internal.h"   /* api_parse_query_string: the same query splitting as the server */
+#include "bevan/fhir.h"     /* bv_fhir_parse_query_string: the same query splitting as the server */
 
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *qs = bv_arena_strndup(a, (const char *)data, size);
     bv_param *ps;
     size_t n;
-    if (strlen(qs) == size && api_parse_query_string(a, qs, &ps, &n) == 0) {
+    if (strlen(qs) == size && bv_fhir_parse_query_string(a, qs, &ps, &n) == 0) {
         for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
             for (int strict = 0; strict < 2; strict++) {
                 bv_outcome oo;
