@@ -70,8 +70,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; el
   echo "# Bevan vs Medplum FHIR router (in-memory) — $(date -u +%FT%TZ)"
   echo
   echo "Machine: $(nproc) vCPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(awk '/MemTotal/ {printf "%.1f GB", $2/1e6}' /proc/meminfo) RAM;"
-  echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg). **The machine was shared with other engineers' builds, tests and"
-  echo "fuzzers during this run: absolute figures are depressed and noisy (±20 % or worse); compare within the run.**"
+  echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (about 2 is the benchmark itself; more means other work shared"
+  echo "the machine and depressed the figures). Single runs vary by about ±20 %: repeat three times near a threshold."
   echo "Commit $(git rev-parse --short HEAD); Bevan: \`$BEVAN_BIN serve --rate-limit 0 --auth off\` (synchronous=FULL, every write synced before"
   echo "the answer); Medplum: \`node --experimental-websocket bench/compare/medplum-server.mjs\` (@medplum/fhir-router 5.2.13, MemoryRepository)."
   echo
