@@ -39,33 +39,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     req.method = bv_arena_strndup(a, rl, (size_t)(sp - rl));
     const char *target = sp + 1, *q = strchr(target, '?');
     size_t plen = q ? (size_t)(q - target) : strlen(target);
-    char *path = bv_url_decode(a, target, plen, false);
+    char *path = bv_url_decode_nonul(a, target, plen, false);
     if (!path || strlen(path) == 0 || path[0] != '/' || plen > BV_MAX_URL_BYTES) { bv_arena_free(a); return 0; }
     req.path = path;
     req.raw_query = q ? q + 1 : "";
-    /* query: as the HTTP layer splits it (form decoding; a bad escape is a 400 there, skipped here) */
-    size_t cap = 1;
-    for (const char *c = req.raw_query; *c; c++) cap += *c == '&';
+    /* query: split as the HTTP layer splits it (a bad escape is a 400 there, skipped here) */
+    size_t cap = bv_query_pieces(req.raw_query);
     if (cap > BV_MAX_QUERY_PARAMS) { bv_arena_free(a); return 0; }
     bv_kv *kv = bv_arena_alloc(a, cap * sizeof *kv);
-    size_t n = 0;
-    for (const char *c = req.raw_query; *c;) {
-        const char *amp = strchr(c, '&');
-        size_t l = amp ? (size_t)(amp - c) : strlen(c);
-        if (l) {
-            const char *eq = memchr(c, '=', l);
-            size_t nl = eq ? (size_t)(eq - c) : l;
-            char *name = bv_url_decode(a, c, nl, true);
-            char *value = eq ? bv_url_decode(a, eq + 1, l - nl - 1, true) : bv_arena_strdup(a, "");
-            if (!name || !value) { bv_arena_free(a); return 0; }
-            kv[n].name = name;
-            kv[n].value = value;
-            n++;
-        }
-        c += l + (amp ? 1 : 0);
-    }
+    long n = bv_query_split(a, req.raw_query, true, kv);
+    if (n < 0) { bv_arena_free(a); return 0; }
     req.query = kv;
-    req.n_query = n;
+    req.n_query = (size_t)n;
     bv_kv *hs = bv_arena_alloc(a, 100 * sizeof *hs);
     size_t nh = 0;
     while (p < end) {

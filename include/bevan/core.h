@@ -92,6 +92,22 @@ bool bv_strneq_lit(const char *s, size_t len, const char *lit); /* s[0..len) == 
 bool bv_starts_with(const char *s, const char *prefix);
 /* Percent-decode (and '+' -> ' ' when form is true) into the arena. NULL on a bad escape. */
 char *bv_url_decode(bv_arena *a, const char *s, size_t len, bool form);
+/* The same, also NULL when the result would hold a NUL (%00 or a raw NUL): for what the HTTP
+ * layer hands on as C strings (the path, query parameters). */
+char *bv_url_decode_nonul(bv_arena *a, const char *s, size_t len, bool form);
+
+/* A name and a value: a query or form parameter, a header. */
+typedef struct {
+    const char *name;
+    const char *value;
+} bv_pair;
+/* Upper bound on the parameters of a query string: its '&'s plus one. */
+size_t bv_query_pieces(const char *qs);
+/* Splits "a=1&b=x%20y" (no '?') at '&' and form-decodes each piece ('+' is space) into out, in
+ * order; empty pieces are skipped; out must have room for every non-empty piece
+ * (bv_query_pieces(qs) is always enough). Returns how many, or -1 on a bad escape (with nonul, on
+ * a decoded NUL too). */
+long bv_query_split(bv_arena *a, const char *qs, bool nonul, bv_pair *out);
 
 /* Decode standard base64 (RFC 4648, padding optional, whitespace ignored) into the arena; the
  * result is NUL-terminated. NULL when s is not valid base64. */

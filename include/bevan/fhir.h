@@ -126,10 +126,7 @@ char *bv_fhir_normalize_string(bv_arena *a, const char *s);
 bool bv_ucum_canonical(const char *code, double value, double *out, const char **canon);
 
 /* ---- Search parsing (src/fhir/search_parse.c) ---- */
-typedef struct {
-    const char *name;         /* as given, e.g. "name:exact" */
-    const char *value;        /* decoded */
-} bv_param;
+typedef bv_pair bv_param;     /* name as given ("name:exact"), value decoded */
 
 /* Splits and form-decodes a query string ("a=1&b=x%20y", no '?') into params (arena).
  * BV_ETOOBIG past BV_MAX_QUERY_PARAMS pieces, BV_EINVAL for a bad %-escape. */

@@ -6,7 +6,7 @@
 
 #include "bevan/core.h"
 
-typedef struct { const char *name; const char *value; } bv_kv;
+typedef bv_pair bv_kv;
 
 typedef struct {
     bv_arena *arena;          /* request-scoped; everything below lives in it */

@@ -652,9 +652,8 @@ static void authorize_endpoint(api_ctx *c, bool post)
             return;
         }
     } else {
-        ps = bv_arena_calloc(c->a, c->req->n_query + 1, sizeof *ps);
+        ps = c->req->query;
         n = c->req->n_query;
-        for (size_t i = 0; i < n; i++) ps[i] = (bv_param){c->req->query[i].name, c->req->query[i].value};
     }
     if (dup_param(ps, n)) {
         oauth_error(c, 400, "invalid_request", "repeated parameters");

@@ -687,8 +687,7 @@ static void do_batch(api_ctx *c, json_value *entries)
         bv_param *ps = NULL;
         size_t np = 0;
         if (qm) bv_fhir_parse_query_string(c->a, qm + 1, &ps, &np);
-        sub.query = bv_arena_calloc(c->a, np + 1, sizeof *sub.query);
-        for (size_t k = 0; k < np; k++) { sub.query[k].name = ps[k].name; sub.query[k].value = ps[k].value; }
+        sub.query = ps;
         sub.n_query = np;
         sub.headers = bv_arena_calloc(c->a, 6, sizeof *sub.headers);
         /* every entry is authorised as its own request, with the caller's token */

@@ -94,6 +94,46 @@ char *bv_url_decode(bv_arena *a, const char *s, size_t len, bool form)
     return out;
 }
 
+char *bv_url_decode_nonul(bv_arena *a, const char *s, size_t len, bool form)
+{
+    size_t escapes = 0;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] == '%') escapes++;
+    char *out = bv_url_decode(a, s, len, form);
+    if (!out || strlen(out) != len - 2 * escapes) return NULL; /* a NUL inside */
+    return out;
+}
+
+size_t bv_query_pieces(const char *qs)
+{
+    size_t n = 1;
+    for (const char *p = qs; *p; p++)
+        if (*p == '&') n++;
+    return n;
+}
+
+long bv_query_split(bv_arena *a, const char *qs, bool nonul, bv_pair *out)
+{
+    char *(*decode)(bv_arena *, const char *, size_t, bool) = nonul ? bv_url_decode_nonul : bv_url_decode;
+    long n = 0;
+    for (const char *p = qs; *p;) {
+        const char *amp = strchr(p, '&');
+        size_t len = amp ? (size_t)(amp - p) : strlen(p);
+        if (len) {
+            const char *eq = memchr(p, '=', len);
+            size_t nlen = eq ? (size_t)(eq - p) : len;
+            char *name = decode(a, p, nlen, true);
+            char *value = eq ? decode(a, eq + 1, len - nlen - 1, true) : bv_arena_strdup(a, "");
+            if (!name || !value) return -1;
+            out[n].name = name;
+            out[n].value = value;
+            n++;
+        }
+        p += len + (amp ? 1 : 0);
+    }
+    return n;
+}
+
 static int b64val(unsigned char c)
 {
     if (c >= 'A' && c <= 'Z') return c - 'A';

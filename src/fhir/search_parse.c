@@ -879,30 +879,12 @@ int bv_fhir_parse_search(bv_arena *a, const char *type, const bv_param *params, 
 /* "a=1&b=x%20y" -> params, form-decoded ("+" is space); empty pieces skipped. */
 int bv_fhir_parse_query_string(bv_arena *a, const char *qs, bv_param **out, size_t *n)
 {
-    size_t cap = 1;
-    for (const char *p = qs; *p; p++)
-        if (*p == '&') cap++;
+    size_t cap = bv_query_pieces(qs);
     if (cap > BV_MAX_QUERY_PARAMS) return BV_ETOOBIG;
     bv_param *ps = bv_arena_calloc(a, cap, sizeof *ps);
-    size_t k = 0;
-    const char *p = qs;
-    while (*p) {
-        const char *amp = strchr(p, '&');
-        size_t len = amp ? (size_t)(amp - p) : strlen(p);
-        if (len) {
-            const char *eq = memchr(p, '=', len);
-            size_t nlen = eq ? (size_t)(eq - p) : len;
-            char *name = bv_url_decode(a, p, nlen, true);
-            char *val = eq ? bv_url_decode(a, eq + 1, len - nlen - 1, true) : bv_arena_strdup(a, "");
-            if (!name || !val) return BV_EINVAL;
-            ps[k].name = name;
-            ps[k].value = val;
-            k++;
-        }
-        if (!amp) break;
-        p = amp + 1;
-    }
+    long k = bv_query_split(a, qs, false, ps);
+    if (k < 0) return BV_EINVAL;
     *out = ps;
-    *n = k;
+    *n = (size_t)k;
     return BV_OK;
 }

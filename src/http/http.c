@@ -144,25 +144,11 @@ void bv_http_dispatch_local(bv_http_handler handler, void *ctx, bv_request *req,
     handler(ctx, req, resp);
 }
 
-/* Percent-decode s[0..len) into the arena; NULL on a bad escape or a decoded NUL byte. */
-static char *decode(bv_arena *a, const char *s, size_t len, bool form)
-{
-    size_t escapes = 0;
-    for (size_t i = 0; i < len; i++)
-        if (s[i] == '%') escapes++;
-    char *out = bv_url_decode(a, s, len, form);
-    if (!out) return NULL;
-    if (strlen(out) != len - 2 * escapes) return NULL;   /* %00 (or a raw NUL) inside */
-    return out;
-}
-
 /* Splits "a=1&b=2" into decoded pairs in order (empty segments skipped). Returns 0, or an HTTP
  * status with *msg set. */
 static int parse_query(bv_arena *a, const char *q, bv_kv **out, size_t *n_out, const char **msg)
 {
-    size_t n = 0, cap = 1;
-    for (const char *p = q; *p; p++)
-        if (*p == '&') cap++;
+    size_t cap = bv_query_pieces(q);
     if (cap > BV_MAX_QUERY_PARAMS) {
         /* cap counts separators; count the non-empty segments before refusing */
         size_t segs = 0;
@@ -179,26 +165,13 @@ static int parse_query(bv_arena *a, const char *q, bv_kv **out, size_t *n_out, c
         cap = segs ? segs : 1;
     }
     bv_kv *kv = bv_arena_alloc(a, cap * sizeof *kv);
-    for (const char *p = q; *p;) {
-        const char *e = strchr(p, '&');
-        size_t l = e ? (size_t)(e - p) : strlen(p);
-        if (l) {
-            const char *eq = memchr(p, '=', l);
-            size_t nl = eq ? (size_t)(eq - p) : l;
-            char *name = decode(a, p, nl, true);
-            char *value = eq ? decode(a, eq + 1, l - nl - 1, true) : bv_arena_strdup(a, "");
-            if (!name || !value) {
-                *msg = "invalid percent-encoding in the query";
-                return 400;
-            }
-            kv[n].name = name;
-            kv[n].value = value;
-            n++;
-        }
-        p += l + (e ? 1 : 0);
+    long n = bv_query_split(a, q, true, kv);
+    if (n < 0) {
+        *msg = "invalid percent-encoding in the query";
+        return 400;
     }
     *out = kv;
-    *n_out = n;
+    *n_out = (size_t)n;
     return 0;
 }
 
@@ -342,7 +315,7 @@ static void first_call(bv_http_server *s, struct MHD_Connection *conn, http_req 
         }
         const char *q = strchr(t, '?');
         size_t plen = q ? (size_t)(q - t) : strlen(t);
-        char *path = decode(a, t, plen, false);
+        char *path = bv_url_decode_nonul(a, t, plen, false);
         if (!path) {
             set_error(hr, 400, "invalid", "invalid percent-encoding in the path");
         } else {

@@ -77,6 +77,33 @@ static void test_url_decode(void **state)
     assert_null(bv_url_decode(a, "bad%2", 5, false));
     assert_null(bv_url_decode(a, "bad%", 4, false));
     assert_null(bv_url_decode(a, "%zz", 3, false));
+    assert_string_equal(bv_url_decode(a, "a%00b", 5, false), "a"); /* the plain decoder keeps the NUL */
+    assert_null(bv_url_decode_nonul(a, "a%00b", 5, false));
+    assert_string_equal(bv_url_decode_nonul(a, "a%2Fb", 5, false), "a/b");
+    bv_arena_free(a);
+}
+
+static void test_query_split(void **state)
+{
+    (void)state;
+    bv_arena *a = bv_arena_new(0);
+    const char *q = "a=1&&b=x%20y+z&c&=v&";
+    assert_int_equal(bv_query_pieces(q), 6);
+    assert_int_equal(bv_query_pieces(""), 1);
+    bv_pair ps[6];
+    assert_int_equal(bv_query_split(a, q, true, ps), 4);
+    assert_string_equal(ps[0].name, "a");
+    assert_string_equal(ps[0].value, "1");
+    assert_string_equal(ps[1].name, "b");
+    assert_string_equal(ps[1].value, "x y z");
+    assert_string_equal(ps[2].name, "c");
+    assert_string_equal(ps[2].value, "");
+    assert_string_equal(ps[3].name, "");
+    assert_string_equal(ps[3].value, "v");
+    assert_int_equal(bv_query_split(a, "", true, ps), 0);
+    assert_int_equal(bv_query_split(a, "a=%zz", false, ps), -1);
+    assert_int_equal(bv_query_split(a, "a=%00", true, ps), -1);
+    assert_int_equal(bv_query_split(a, "a=%00", false, ps), 1);
     bv_arena_free(a);
 }
 
@@ -135,7 +162,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf_cap),       cmocka_unit_test(test_arena),
-        cmocka_unit_test(test_parse_numbers), cmocka_unit_test(test_url_decode),
+        cmocka_unit_test(test_parse_numbers), cmocka_unit_test(test_url_decode), cmocka_unit_test(test_query_split),
         cmocka_unit_test(test_base64),        cmocka_unit_test(test_dates),
         cmocka_unit_test(test_uuid_and_rng),
     };
