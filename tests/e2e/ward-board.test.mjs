@@ -23,6 +23,16 @@ let ward;
 let patients;
 let alert;
 
+// Visible form controls with neither a <label> nor an accessible name (first 120 characters of each).
+function unlabelledControls(page) {
+  return page.$$eval('input, select, textarea, button', (els) => els.filter((e) => {
+    if (e.type === 'hidden' || e.closest('[hidden]')) return false;
+    const byFor = e.id && document.querySelector(`label[for="${e.id}"]`);
+    const name = (e.getAttribute('aria-label') || e.getAttribute('aria-labelledby') || e.textContent || '').trim();
+    return !(byFor || e.closest('label') || name);
+  }).map((e) => e.outerHTML.slice(0, 120)));
+}
+
 before(async () => {
   assert.ok(existsSync(CHROMIUM), `no browser at ${CHROMIUM} (scripts/install-deps.sh installs Debian's chromium)`);
   mkdirSync(ARTIFACTS, { recursive: true });
@@ -307,12 +317,7 @@ test('tablet and accessibility basics: no sideways scrolling at 768 px, every co
       .filter((e) => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1 && !e.closest('.panel.wide'))
       .slice(0, 5).map((e) => `${e.tagName}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`)) : [];
     assert.ok(overflow <= 1, `the board scrolls sideways by ${overflow}px at 768px: ${wide.join(', ')}`);
-    const unlabelled = await page.$$eval('input, select, textarea, button', (els) => els.filter((e) => {
-      if (e.type === 'hidden' || e.closest('[hidden]')) return false;
-      const byFor = e.id && document.querySelector(`label[for="${e.id}"]`);
-      const name = (e.getAttribute('aria-label') || e.getAttribute('aria-labelledby') || e.textContent || '').trim();
-      return !(byFor || e.closest('label') || name);
-    }).map((e) => e.outerHTML.slice(0, 120)));
+    const unlabelled = await unlabelledControls(page);
     assert.deepEqual(unlabelled, [], 'controls without a label or name');
     assert.ok(await page.$('table caption, table[aria-label], table[aria-labelledby]'), 'the patient table has a caption');
     // keyboard: Tab lands on an alert's note field or button within a bounded number of presses
@@ -333,12 +338,7 @@ test('the patient page on a phone (390 px): no sideways scrolling, every control
     await page.waitForSelector('#entry:not([hidden])', { timeout: 10_000 * SLOW });
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     assert.ok(overflow <= 1, `the patient page scrolls sideways by ${overflow}px at 390px`);
-    const unlabelled = await page.$$eval('input, select, textarea, button', (els) => els.filter((e) => {
-      if (e.type === 'hidden' || e.closest('[hidden]')) return false;
-      const byFor = e.id && document.querySelector(`label[for="${e.id}"]`);
-      const name = (e.getAttribute('aria-label') || e.getAttribute('aria-labelledby') || e.textContent || '').trim();
-      return !(byFor || e.closest('label') || name);
-    }).map((e) => e.outerHTML.slice(0, 120)));
+    const unlabelled = await unlabelledControls(page);
     assert.deepEqual(unlabelled, [], 'controls without a label or name');
     await page.screenshot({ path: join(ARTIFACTS, 'patient-phone.png'), fullPage: true });
   } finally { await page.close(); }
