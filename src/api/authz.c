@@ -931,6 +931,16 @@ static bv_search *related_patients(api_ctx *c)
     return pats;
 }
 
+/* p: "param refers to type/id" */
+static void ref_pred(bv_pred *p, const char *param, const char *type, const char *id)
+{
+    p->kind = BV_IX_REFERENCE;
+    p->op = BV_OP_REF;
+    p->param = param;
+    p->ref_type = type;
+    p->ref_id = id;
+}
+
 /* A staff search of a compartment type that names no patient: only resources of related
  * patients match, inside the query (a filtered search, like a patient's). */
 static int restrict_related(api_ctx *c, bv_search *s, const char *type)
@@ -962,33 +972,14 @@ static int restrict_related(api_ctx *c, bv_search *s, const char *type)
     bv_pred *preds = bv_arena_calloc(c->a, e->n_params * nr + 3, sizeof *preds);
     size_t k = 0;
     for (size_t j = 0; j < e->n_params; j++)
-        for (size_t i = 0; i < nr; i++) {
-            preds[k].kind = BV_IX_REFERENCE;
-            preds[k].op = BV_OP_REF;
-            preds[k].param = e->params[j];
-            preds[k].ref_type = "Patient";
-            preds[k].ref_id = recs[i].id;
-            k++;
-        }
+        for (size_t i = 0; i < nr; i++) ref_pred(&preds[k++], e->params[j], "Patient", recs[i].id);
     for (int i = 0; team && i < 2; i++) {
         const char *slash = who[i] ? strchr(who[i], '/') : NULL;
         if (!slash || !slash[1]) continue;
-        preds[k].kind = BV_IX_REFERENCE;
-        preds[k].op = BV_OP_REF;
-        preds[k].param = "participant";
-        preds[k].ref_type = bv_arena_strndup(c->a, who[i], (size_t)(slash - who[i]));
-        preds[k].ref_id = slash + 1;
-        k++;
+        ref_pred(&preds[k++], "participant", bv_arena_strndup(c->a, who[i], (size_t)(slash - who[i])), slash + 1);
     }
-    if (k == 0) {
-        /* no related patient: nothing matches (an impossible id keeps the query well-formed) */
-        preds[k].kind = BV_IX_REFERENCE;
-        preds[k].op = BV_OP_REF;
-        preds[k].param = e->params[0];
-        preds[k].ref_type = "Patient";
-        preds[k].ref_id = "..";
-        k++;
-    }
+    /* no related patient: nothing matches (an impossible id keeps the query well-formed) */
+    if (k == 0) ref_pred(&preds[k++], e->params[0], "Patient", "..");
     api_search_add_and(c->a, s, preds, k);
     return 0;
 }
