@@ -473,38 +473,64 @@ static void token_authorization_code(api_ctx *c, const bv_param *ps, size_t n)
     issue(c, json_get_str(user, "username"), cid, scope, user, USER_TOKEN_TTL_S, refresh);
 }
 
-/* refresh_token grant: the token is taken (and its successor stored) in one write unit; a token
- * presented a second time means it was copied, so its whole family is ended (OAuth 2.0 Security
- * BCP, refresh token rotation). */
+/* refresh_token grant: in one write unit the token is taken, checked, and (only when it is good)
+ * its successor stored; a token presented a second time means it was copied, so its whole family
+ * is ended (OAuth 2.0 Security BCP, refresh token rotation). A refused refresh uses the token up. */
 typedef struct {
-    bv_arena *a;
-    const char *key, *used_key, *next_key, *next_value;
-    const char *got;          /* the stored grant, when the token was live */
-    const char *reused_family; /* the family of a token already used */
-    bool family_revoked;
+    api_ctx *c;
+    const char *key, *used_key, *next_key; /* the token's, its used marker's, the successor's */
+    const char *cid, *asked;               /* the request's client_id and scope (NULL: as granted) */
+    bool reused;                           /* a used token came back: its family is now revoked */
+    int status;                            /* 0, or the refusal: status, error and description */
+    const char *error, *desc;
+    json_value *user;                      /* the account, read in the unit */
+    const char *scope;                     /* the scope to grant (before the account's cut) */
 } refresh_take;
+
+static int refresh_refuse(refresh_take *r, int status, const char *error, const char *desc)
+{
+    r->status = status;
+    r->error = error;
+    r->desc = desc;
+    return 0; /* the unit still commits: the token stays used up */
+}
 
 static int refresh_take_run(bv_store_txn *t, void *ctx)
 {
     refresh_take *r = ctx;
-    const char *v;
-    if (bv_txn_kv_get(t, r->a, r->key, &v) != BV_OK) {
-        if (bv_txn_kv_get(t, r->a, r->used_key, &v) == BV_OK) {
-            r->reused_family = v;
-            return bv_txn_kv_set(t, bv_arena_printf(r->a, "auth.refresh.family.%s", v), "revoked");
+    bv_arena *a = r->c->a;
+    const char *v, *st;
+    static const char GONE[] = "unknown, used or expired refresh token";
+    if (bv_txn_kv_get(t, a, r->key, &v) != BV_OK) {
+        if (bv_txn_kv_get(t, a, r->used_key, &v) == BV_OK) {
+            r->reused = true;
+            int rc = bv_txn_kv_set(t, bv_arena_printf(a, "auth.refresh.family.%s", v), "revoked");
+            if (rc) return rc;
         }
-        return 0;
+        return refresh_refuse(r, 400, "invalid_grant", GONE);
     }
-    r->got = v;
     json_value *g;
     json_error je;
-    const char *fam = json_parse(r->a, v, strlen(v), NULL, &g, &je) ? NULL : json_get_str(g, "family");
-    const char *st;
-    r->family_revoked = !fam || bv_txn_kv_get(t, r->a, bv_arena_printf(r->a, "auth.refresh.family.%s", fam), &st) == BV_OK;
+    const char *fam = json_parse(a, v, strlen(v), NULL, &g, &je) ? NULL : json_get_str(g, "family");
     int rc = bv_txn_kv_set(t, r->key, NULL);
     if (!rc && fam) rc = bv_txn_kv_set(t, r->used_key, fam);
-    if (!rc && !r->family_revoked && r->next_key) rc = bv_txn_kv_set(t, r->next_key, r->next_value);
-    return rc;
+    if (rc) return rc;
+    if (!fam || bv_txn_kv_get(t, a, bv_arena_printf(a, "auth.refresh.family.%s", fam), &st) == BV_OK)
+        return refresh_refuse(r, 400, "invalid_grant", GONE);
+    int64_t exp = 0;
+    json_number_to_i64(json_get(g, "exp"), &exp);
+    if (exp < bv_now_ms() / 1000) return refresh_refuse(r, 400, "invalid_grant", GONE);
+    if (!bv_streq(json_get_str(g, "client_id"), r->cid))
+        return refresh_refuse(r, 400, "invalid_grant", "the refresh token was issued to another client");
+    const char *uv;
+    if (bv_txn_kv_get(t, a, bv_arena_printf(a, "auth.user.%s", json_get_str(g, "username")), &uv) != BV_OK ||
+        json_parse(a, uv, strlen(uv), NULL, &r->user, &je))
+        return refresh_refuse(r, 400, "invalid_grant", "the account no longer exists");
+    /* a narrower scope may be asked for; never a wider one */
+    const char *granted = json_get_str(g, "scope");
+    r->scope = r->asked ? subset_of(r->c, r->asked, granted) : granted;
+    if (!r->scope) return refresh_refuse(r, 400, "invalid_scope", "the scope asked for is wider than the original grant");
+    return bv_txn_kv_set(t, r->next_key, v); /* the successor: same grant, same family, same end */
 }
 
 static void token_refresh(api_ctx *c, const bv_param *ps, size_t n)
@@ -518,57 +544,29 @@ static void token_refresh(api_ctx *c, const bv_param *ps, size_t n)
         oauth_error(c, 400, "invalid_grant", "unknown, used or expired refresh token");
         return;
     }
-    /* the successor is made up front so that taking the old one and storing the new one is one unit */
+    const char *hash = bv_sha256_b64url(c->a, rt, strlen(rt));
     const char *next = bv_random_token(c->a, 32);
-    refresh_take r = {.a = c->a,
-                      .key = bv_arena_printf(c->a, "auth.refresh.%s", bv_sha256_b64url(c->a, rt, strlen(rt))),
-                      .used_key = bv_arena_printf(c->a, "auth.refresh.used.%s", bv_sha256_b64url(c->a, rt, strlen(rt))),
-                      .next_key = bv_arena_printf(c->a, "auth.refresh.%s", bv_sha256_b64url(c->a, next, strlen(next)))};
-    /* the grant is copied to the successor unchanged (same family, same end): read it first */
-    const char *cur;
-    json_value *g = NULL;
-    json_error je;
-    if (bv_store_kv_get(c->api->store, c->a, r.key, &cur) == BV_OK) json_parse(c->a, cur, strlen(cur), NULL, &g, &je);
-    r.next_value = g ? cur : NULL;
-    if (!g) r.next_key = NULL;
+    refresh_take r = {.c = c,
+                      .key = bv_arena_printf(c->a, "auth.refresh.%s", hash),
+                      .used_key = bv_arena_printf(c->a, "auth.refresh.used.%s", hash),
+                      .next_key = bv_arena_printf(c->a, "auth.refresh.%s", bv_sha256_b64url(c->a, next, strlen(next))),
+                      .cid = cid,
+                      .asked = form(ps, n, "scope")};
     if (bv_store_write(c->api->store, refresh_take_run, &r)) {
         oauth_error(c, 500, "server_error", "storage error");
         return;
     }
-    if (r.reused_family) {
+    if (r.reused) {
         bv_log(BV_LOG_WARN, "auth: a used refresh token was presented again: its family is revoked");
         audit_auth_failure(c, "a refresh token was used twice (possible theft): every token of its sign-in is revoked");
-        oauth_error(c, 400, "invalid_grant", "unknown, used or expired refresh token");
+    }
+    if (r.status) {
+        oauth_error(c, r.status, r.error, r.desc);
         return;
     }
-    json_value *got;
-    if (!r.got || !g || !bv_streq(r.got, cur) || json_parse(c->a, r.got, strlen(r.got), NULL, &got, &je) ||
-        r.family_revoked) {
-        oauth_error(c, 400, "invalid_grant", "unknown, used or expired refresh token");
-        return;
-    }
-    int64_t exp = 0;
-    json_number_to_i64(json_get(got, "exp"), &exp);
-    if (exp < bv_now_ms() / 1000) {
-        oauth_error(c, 400, "invalid_grant", "unknown, used or expired refresh token");
-        return;
-    }
-    if (!bv_streq(json_get_str(got, "client_id"), cid)) {
-        oauth_error(c, 400, "invalid_grant", "the refresh token was issued to another client");
-        return;
-    }
-    json_value *user = grant_account(c, got);
-    if (!user) return;
-    /* a narrower scope may be asked for; never a wider one; and never more than the account has now */
-    const char *granted = json_get_str(got, "scope");
-    const char *asked = form(ps, n, "scope");
-    const char *scope = asked ? subset_of(c, asked, granted) : granted;
-    if (!scope) {
-        oauth_error(c, 400, "invalid_scope", "the scope asked for is wider than the original grant");
-        return;
-    }
-    scope = grant_scopes(c, scope, json_get_str(user, "scope"));
-    issue(c, json_get_str(user, "username"), cid, scope, user, USER_TOKEN_TTL_S, next);
+    /* never more than the account holds now */
+    const char *scope = grant_scopes(c, r.scope, json_get_str(r.user, "scope"));
+    issue(c, json_get_str(r.user, "username"), cid, scope, r.user, USER_TOKEN_TTL_S, next);
 }
 
 static void token_endpoint(api_ctx *c)
