@@ -51,7 +51,7 @@ typedef struct bv__conn {
     bv__dyn dyn[BV__DYN_CACHE];
     uint64_t tick;
     bv_store *store;
-    struct bv__conn *prev, *next; /* the store's list of reader connections */
+    struct bv__conn *next;        /* the store's list of reader connections (closed with it) */
     struct bv__conn *idle_next;   /* the pool's list of idle reader connections */
 } bv__conn;
 

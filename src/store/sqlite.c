@@ -456,7 +456,6 @@ bv__conn *bv__reader(bv_store *s, int *err)
     }
     pthread_mutex_lock(&s->pool_mu);
     c->next = s->conns;
-    if (s->conns) s->conns->prev = c;
     s->conns = c;
     pthread_mutex_unlock(&s->pool_mu);
     return c;
