@@ -216,6 +216,17 @@ static int pred_direct(bv__qb *w, const bv_pred *p, const char *R)
     return rc;
 }
 
+/* The WHERE of a _has's nested search over H, one level deeper; planned (its driver first) when
+ * its rows are read through resources_live. */
+static int has_where(bv__qb *w, sctx *cx, const bv_search *has, const char *H, bool live)
+{
+    cx->nest++;
+    splan hp = {.driver = driver_group(has), .stream = -1, .count = true};
+    int rc = live ? emit_where_plan(w, cx, has, H, &hp) : emit_where(w, cx, has, H);
+    cx->nest--;
+    return rc;
+}
+
 /* _has: rids of resources that a matching resource of has->type refers to through `param`.
  * Nested so the inner search drives: matching h -> their reference rows -> the targets. */
 static int has_set(bv__qb *w, sctx *cx, const bv_pred *p)
@@ -234,10 +245,7 @@ static int has_set(bv__qb *w, sctx *cx, const bv_pred *p)
     bool live = count_by_type_index(p->has);
     bv__qb_sqlf(w, " AND x%d.rid IN (SELECT %s.rid FROM resources %s%s WHERE ", x, H, H,
                 live ? " INDEXED BY resources_live" : "");
-    cx->nest++;
-    splan hp = {.driver = driver_group(p->has), .stream = -1, .count = true};
-    int rc = live ? emit_where_plan(w, cx, p->has, H, &hp) : emit_where(w, cx, p->has, H);
-    cx->nest--;
+    int rc = has_where(w, cx, p->has, H, live);
     bv__qb_sql(w, "))");
     return rc;
 }
@@ -256,10 +264,7 @@ static int has_probe(bv__qb *w, sctx *cx, const bv_pred *p, const char *R)
     bool live = count_by_type_index(p->has);
     bv__qb_sqlf(w, " AND x%d.ref_type = %s.type AND x%d.ref_id = %s.id AND +x%d.rid IN (SELECT %s.rid FROM resources %s%s WHERE ",
                 x, R, x, R, x, H, H, live ? " INDEXED BY resources_live" : "");
-    cx->nest++;
-    splan hp = {.driver = driver_group(p->has), .stream = -1, .count = true};
-    int rc = live ? emit_where_plan(w, cx, p->has, H, &hp) : emit_where(w, cx, p->has, H);
-    cx->nest--;
+    int rc = has_where(w, cx, p->has, H, live);
     bv__qb_sql(w, ")");
     return rc;
 }
