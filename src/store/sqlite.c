@@ -825,15 +825,10 @@ static bv__unit *take_queued(bv_store *s, size_t max, bv__unit **last_out)
  * system metadata (measured: about 3x the cost of syncing overwritten blocks). Once the
  * checkpointer has copied most of the log, the writer, between two groups, copies the few frames
  * added since (a PASSIVE checkpoint on its own connection: short, since little is left); SQLite
- * then rewinds the log at the next BEGIN, and later commits overwrite blocks already on disk.
- * A checkpointer starved of CPU may never get that close: past WAL_HARD_FACTOR times the
- * threshold the writer copies the rest itself (a stall, but the log stays bounded). */
-#define WAL_HARD_FACTOR 4
+ * then rewinds the log at the next BEGIN, and later commits overwrite blocks already on disk. */
 static void wal_wrap(bv_store *s)
 {
-    if (s->wal_pages < s->ckpt_pages) return;
-    bool caught_up = atomic_exchange(&s->ckpt_caught_up, false);
-    if (!caught_up && s->wal_pages < WAL_HARD_FACTOR * s->ckpt_pages) return;
+    if (s->wal_pages < s->ckpt_pages || !atomic_exchange(&s->ckpt_caught_up, false)) return;
     int log = 0, done = 0;
     int rc = sqlite3_wal_checkpoint_v2(s->wconn->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
     if (rc != SQLITE_OK && rc != SQLITE_BUSY)
