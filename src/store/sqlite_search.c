@@ -1252,10 +1252,48 @@ static bool count_by_type_index(const bv_search *q)
     return true;
 }
 
+/* A search that is exactly one condition "param=system|code" (no modifier, a system and a code,
+ * not a composite's component) on its type(s): its count is kept in ix_token_count (schema 3),
+ * the live resources of each type with such a row, each counted once. */
+static bool count_by_token_table(const bv_search *q)
+{
+    if (q->max_seq > 0 || q->n_ands != 1 || !q->ands || q->ands[0].n != 1 || !q->ands[0].preds) return false;
+    const bv_pred *p = &q->ands[0].preds[0];
+    return simple_token(p) && p->system_given && p->system && !strchr(p->param, '#');
+}
+
+static int count_token_table(bv__conn *c, const bv_search *q, int64_t *out)
+{
+    const bv_pred *p = &q->ands[0].preds[0];
+    bv__qb w;
+    bv__qb_init(&w);
+    bv__qb_sql(&w, "SELECT coalesce(sum(n), 0) FROM ix_token_count WHERE param = ");
+    bv__qb_text(&w, p->param);
+    bv__qb_sql(&w, " AND code = ");
+    bv__qb_text(&w, p->code);
+    bv__qb_sql(&w, " AND system = ");
+    bv__qb_text(&w, p->system);
+    if (q->type) {
+        bv__qb_sql(&w, " AND type = ");
+        bv__qb_text(&w, q->type);
+    } else if (q->types) {
+        bv__qb_sql(&w, " AND type IN (");
+        for (size_t i = 0; i < q->n_types; i++) {
+            if (i) bv__qb_sql(&w, ", ");
+            bv__qb_text(&w, q->types[i]);
+        }
+        bv__qb_sql(&w, q->n_types ? ")" : "NULL)");
+    }
+    int rc = bv__query_count(c, &w, out);
+    bv__qb_free(&w);
+    return rc;
+}
+
 /* The matches, counted: up to cap + 1 (cap > 0) or all. The count has its own plan: a streamed
  * or scanned page becomes the IN set of its group (a page stops early, a count does not). */
 static int count_matches(bv__conn *c, bv_arena *a, const bv_search *q, const splan *pl, int64_t cap, int64_t *out)
 {
+    if (count_by_token_table(q)) return count_token_table(c, q, out);
     splan cp = *pl;
     cp.count = count_by_type_index(q);
     if (cp.stream >= 0) cp.driver = cp.stream;
