@@ -908,9 +908,20 @@ static void plan_search(bv__conn *c, bv_arena *a, const bv_search *q, bool paged
     int64_t *est = bv_arena_alloc(a, q->n_ands * sizeof *est);
     for (size_t i = 0; i < q->n_ands; i++) est[i] = -1;
     pl->est = est;
+    /* A ranked driver with a chain or _has costs most to count (its nested search is run). When it
+     * would drive even if broad (two or more other positive groups, a _sort, a count) and every
+     * other group is broad, its count decides nothing: the others are counted first and it is
+     * not counted at all (the search is then taken as broad). */
+    bool nested = false;
+    for (size_t j = 0; j < g0->n; j++) nested = nested || g0->preds[j].chain || g0->preds[j].has;
+    size_t npos_all = 0;
+    for (size_t i = 0; i < q->n_ands; i++) npos_all += driver_ok(&q->ands[i]);
+    bool last = nested && (npos_all >= 3 || q->n_sort || !paged || q->count == 0);
     for (size_t k = 0; k < q->n_ands; k++) {
         /* the ranked driver first: when it is small the others need not be counted */
-        size_t i = k == 0 ? (size_t)pl->driver : k <= (size_t)pl->driver ? k - 1 : k;
+        size_t i = last ? (k < q->n_ands - 1 ? (k < (size_t)pl->driver ? k : k + 1) : (size_t)pl->driver)
+                        : k == 0 ? (size_t)pl->driver : k <= (size_t)pl->driver ? k - 1 : k;
+        if (last && (long)i == pl->driver && best >= 0 && best_n >= bound) break;
         int64_t n = group_estimate(c, a, q, &q->ands[i], bound);
         est[i] = n;
         if (n < 0) continue;
@@ -921,6 +932,10 @@ static void plan_search(bv__conn *c, bv_arena *a, const bv_search *q, bool paged
         if (n < small) break;
     }
     if (best < 0) return; /* nothing could be counted: the fixed ranking */
+    if (last && est[pl->driver] < 0 && best_n >= bound) { /* the ranked driver, not counted */
+        pl->broad = true;
+        return;
+    }
     if (best_n < bound) {
         pl->driver = best;
         return;
