@@ -10,6 +10,7 @@
 #include "store/internal.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -569,11 +570,20 @@ static void test_wal_wraps(void **state)
     }
     for (int i = 0; i < THREADS; i++) pthread_join(th[i], NULL);
     for (int i = 0; i < THREADS; i++) assert_int_equal(args[i].errors, 0);
-    /* 6,000 commits of ~6 pages each (~150 MB of frames) without wrapping; a wrapping WAL holds a
-     * few checkpoints' worth (64 pages each) plus what arrives while one runs */
-    print_message("wal: largest %lld bytes\n", (long long)biggest);
+    /* The WAL header's checkpoint sequence number (bytes 12-15, big-endian) counts the times
+     * SQLite restarted the log from its beginning. Without the wrap it never restarts under a
+     * steady stream of commits (6,000 commits of ~6 pages, ~150 MB of frames). How large the WAL
+     * grows between restarts depends on how much CPU the checkpointer thread gets (10-16 MB
+     * alone, up to 40 MB beside a parallel test run), so the size is printed, not asserted. */
+    unsigned char hdr[16] = {0};
+    int fd = open(wal, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, hdr, sizeof hdr, 0), (ssize_t)sizeof hdr);
+    close(fd);
+    uint32_t restarts = (uint32_t)hdr[12] << 24 | (uint32_t)hdr[13] << 16 | (uint32_t)hdr[14] << 8 | hdr[15];
+    print_message("wal: largest %lld bytes, restarted %u times\n", (long long)biggest, restarts);
     assert_true(biggest > 0);
-    assert_true(biggest < 24 * 1024 * 1024);
+    assert_true(restarts >= 3);
     char msg[256];
     assert_int_equal(bv_store_check(s, msg, sizeof msg), 0);
     bv_store_close(s);
