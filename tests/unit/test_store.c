@@ -542,6 +542,66 @@ static void *wal_thread(void *varg)
     return NULL;
 }
 
+/* Writers that announced themselves share one COMMIT: the writer lingers for them. */
+typedef struct {
+    bv_store *s;
+    pthread_barrier_t *all_announced;
+    int t;
+    bool writes;
+    int rc;
+} announce_arg;
+
+static void *announce_thread(void *varg)
+{
+    announce_arg *w = varg;
+    bv_store_announce(w->s);
+    pthread_barrier_wait(w->all_announced);
+    if (w->writes) {
+        usleep((useconds_t)w->t * 30000); /* one after another: without lingering, a group each */
+        char id[16];
+        snprintf(id, sizeof id, "an%d", w->t);
+        w->rc = put(w->s, "Patient", id, "{}", NULL, 0);
+    }
+    bv_store_unannounce(w->s); /* consumed by the write, or withdrawn */
+    return NULL;
+}
+
+static void test_announced_writes_share_a_commit(void **state)
+{
+    (void)state;
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/bevan-linger-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    /* a bound far above any scheduling delay: the group must not close before the last arrives */
+    bv_store_options o = {.dir = dir, .linger_us = 5000000};
+    bv_store *s = NULL;
+    char err[256];
+    assert_int_equal(bv_store_open(&o, &s, err, sizeof err), 0);
+    enum { WRITERS = 4, THREADS = 5 }; /* the fifth announces and then does not write */
+    pthread_barrier_t all;
+    pthread_barrier_init(&all, NULL, THREADS);
+    pthread_t th[THREADS];
+    announce_arg args[THREADS];
+    uint64_t g0, u0, g1, u1;
+    bv__store_stats(s, &g0, &u0, NULL);
+    for (int i = 0; i < THREADS; i++) {
+        args[i] = (announce_arg){.s = s, .all_announced = &all, .t = i, .writes = i < WRITERS};
+        pthread_create(&th[i], NULL, announce_thread, &args[i]);
+    }
+    for (int i = 0; i < THREADS; i++) pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&all);
+    bv__store_stats(s, &g1, &u1, NULL);
+    for (int i = 0; i < WRITERS; i++) assert_int_equal(args[i].rc, 0);
+    assert_int_equal(u1 - u0, WRITERS);
+    assert_int_equal(g1 - g0, 1);
+    bv_arena *a = bv_arena_new(4096);
+    bv_record r;
+    assert_int_equal(bv_store_read(s, a, "Patient", "an3", &r), 0);
+    bv_arena_free(a);
+    bv_store_close(s);
+    rm_flat(dir);
+}
+
 static void test_wal_wraps(void **state)
 {
     (void)state;
@@ -1352,6 +1412,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_txn_vanished, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrency, setup, teardown),
         cmocka_unit_test(test_wal_wraps),
+        cmocka_unit_test(test_announced_writes_share_a_commit),
         cmocka_unit_test_setup_teardown(test_wal_frames_coalesced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_search_token_string, setup, teardown),
         cmocka_unit_test_setup_teardown(test_search_dates, setup, teardown),
