@@ -113,6 +113,9 @@ long bv_query_split(bv_arena *a, const char *qs, bool nonul, bv_pair *out);
  * result is NUL-terminated. NULL when s is not valid base64. */
 char *bv_base64_decode(bv_arena *a, const char *s, size_t len, size_t *out_len);
 
+/* Names the calling thread (at most 15 characters shown) for top -H, perf and /proc/PID/task. */
+void bv_thread_name(const char *name);
+
 /* ---- Time ---- */
 int64_t bv_now_ms(void);                       /* wall clock, ms since epoch */
 /* Formats ms-since-epoch as an xs:dateTime in UTC with ms: 2024-01-02T03:04:05.678Z (buf >= 32). */

@@ -22,6 +22,8 @@
 
 #include "bevan/core.h"
 
+#include <limits.h>
+
 typedef struct bv_store bv_store;
 typedef struct bv_store_txn bv_store_txn;   /* valid only inside a write unit */
 
@@ -29,6 +31,7 @@ typedef struct {
     const char *dir;          /* data folder; created if missing; the database is DIR/bevan.db */
     bool sync_normal;         /* PRAGMA synchronous=NORMAL instead of FULL (documented trade-off) */
     unsigned group_max;       /* max units per group commit (0 = 512) */
+    unsigned linger_us;       /* longest wait for announced writes before a COMMIT (0 = 500 us; BV_STORE_NO_LINGER = none) */
     unsigned ckpt_pages;      /* WAL frames that start a checkpoint and let the WAL wrap (0 = 4000) */
     unsigned reader_cache_kb; /* page cache per reader connection (0 = 4096 KiB) */
     unsigned max_readers;     /* reader connections, lent per call (0 = 8) */
@@ -243,6 +246,15 @@ typedef int (*bv_store_write_fn)(bv_store_txn *txn, void *ctx);
  * BV_EIO when the commit failed (then none of fn's changes are stored: never acknowledge).
  * fn must do no I/O of its own and must not call bv_store_write. */
 int bv_store_write(bv_store *s, bv_store_write_fn fn, void *ctx);
+
+/* A thread about to prepare a write (parse, validate, extract) announces it; its next
+ * bv_store_write consumes the announcement, and bv_store_unannounce withdraws it when no write
+ * follows (harmless if already consumed). While announced writes are outstanding, the writer keeps
+ * its group open for them (at most linger_us), so concurrent writers share one COMMIT and one sync
+ * instead of one each. Never needed for correctness. */
+void bv_store_announce(bv_store *s);
+void bv_store_unannounce(bv_store *s);
+#define BV_STORE_NO_LINGER UINT_MAX
 
 /* Inside a unit: reads and searches see the unit's own changes. */
 int bv_txn_read(bv_store_txn *t, bv_arena *a, const char *type, const char *id, bv_record *out);

@@ -230,6 +230,7 @@ static thread_arg g_arg;
 
 static void *audit_thread(void *arg)
 {
+    bv_thread_name("bv-audit");
     thread_arg *ta = arg;
     api_authz_cfg *cfg = ta->cfg;
     for (;;) {

@@ -891,6 +891,7 @@ static void tick(bv_ward *w, bv_arena *a)
 /* The change thread: woken by the commit listener (and every second, as a safety net). */
 static void *changes_main(void *arg)
 {
+    bv_thread_name("bv-ward-feed");
     bv_ward *w = arg;
     bv_arena *a = bv_arena_new(1 << 16);
     uint64_t seen = (uint64_t)-1;
@@ -916,6 +917,7 @@ static void *changes_main(void *arg)
  * delays the alerts of new readings. */
 static void *timer_main(void *arg)
 {
+    bv_thread_name("bv-ward-timer");
     bv_ward *w = arg;
     bv_arena *a = bv_arena_new(1 << 16);
     for (;;) {

@@ -30,6 +30,8 @@ typedef struct {
     unsigned threads;
     bool sync_normal;
     unsigned reader_cache_mb;   /* 0 = the store's default */
+    unsigned write_linger_us;
+    bool write_linger_set;      /* false: the store's default */
     unsigned demo_patients;
     uint64_t seed;
     bool no_nhs_check;
@@ -95,6 +97,11 @@ static int parse_options(int argc, char **argv, options *o, const char *help)
         else if (strcmp(a, "--listen") == 0 && next) { o->listen = next; i++; }
         else if (strcmp(a, "--port-file") == 0 && next) { o->port_file = next; i++; }
         else if (strcmp(a, "--threads") == 0 && next) { if (parse_uint(next, &o->threads)) goto bad; i++; }
+        else if (strcmp(a, "--write-linger-us") == 0 && next) {
+            if (parse_uint(next, &o->write_linger_us) || o->write_linger_us > 100000) goto bad;
+            o->write_linger_set = true;
+            i++;
+        }
         else if (strcmp(a, "--reader-cache-mb") == 0 && next) {
             if (parse_uint(next, &o->reader_cache_mb) || o->reader_cache_mb == 0 || o->reader_cache_mb > 4096) goto bad;
             i++;
@@ -178,7 +185,9 @@ bad:
 static int open_store(const options *o, bv_store **s)
 {
     char err[256];
-    bv_store_options so = {.dir = o->data, .sync_normal = o->sync_normal, .reader_cache_kb = o->reader_cache_mb * 1024u};
+    bv_store_options so = {.dir = o->data, .sync_normal = o->sync_normal, .reader_cache_kb = o->reader_cache_mb * 1024u,
+                           .linger_us = !o->write_linger_set ? 0
+                                        : o->write_linger_us ? o->write_linger_us : BV_STORE_NO_LINGER};
     if (bv_store_open(&so, s, err, sizeof err)) {
         fprintf(stderr, "bevan: cannot open the store in %s: %s\n", o->data, err);
         return -1;
@@ -266,6 +275,7 @@ static const char serve_help[] =
     "  --port-file F  write the bound port to F (use with --listen 127.0.0.1:0)\n"
     "  --sync normal  faster commits that may lose the last transactions on power loss (default full)\n"
     "  --reader-cache-mb N  SQLite page cache per reader connection (default 4; docs/storage.md)\n"
+    "  --write-linger-us N  longest wait of a group commit for writes about to arrive (default 500, 0 = none)\n"
     "  --demo N       on first start (empty store) seed N synthetic patients\n"
     "  --ward N       with --demo: N more on a virtual ward (docs/ward.md)\n"
     "  --tz ZONE      IANA zone for dates without one (default UTC; index and queries use it:\n"

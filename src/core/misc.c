@@ -5,7 +5,10 @@
 #include <string.h>
 #include <time.h>
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
+
+void bv_thread_name(const char *name) { prctl(PR_SET_NAME, name, 0, 0, 0); }
 
 int64_t bv_now_ms(void)
 {

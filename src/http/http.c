@@ -548,8 +548,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
             MHD_suspend_connection(conn);
             if (s->tail) s->tail->next = &hr->job; else s->head = &hr->job;
             s->tail = &hr->job;
-            pthread_cond_signal(&s->cv);
             pthread_mutex_unlock(&s->mu);
+            pthread_cond_signal(&s->cv); /* after the unlock: the woken worker needs s->mu */
             return MHD_YES;
         }
         pthread_mutex_unlock(&s->mu);
@@ -626,6 +626,7 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen
 
 static void *worker_main(void *arg)
 {
+    bv_thread_name("bv-http-write");
     bv_http_server *s = arg;
     for (;;) {
         pthread_mutex_lock(&s->mu);

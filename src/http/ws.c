@@ -368,6 +368,7 @@ static void ws_finish(bv__ws_hub *hub, bv_ws *ws)
 
 static void *hub_main(void *arg)
 {
+    bv_thread_name("bv-websocket");
     bv__ws_hub *hub = arg;
     struct pollfd *pfd = bv_calloc(BV_WS_MAX_CONNECTIONS + 1, sizeof *pfd);
     bv_ws **who = bv_calloc(BV_WS_MAX_CONNECTIONS + 1, sizeof *who);

@@ -590,6 +590,7 @@ static bool dispatch_batch(bv_notify *n, bv_arena *a, int64_t *last_save_ms)
 
 static void *dispatcher_main(void *arg)
 {
+    bv_thread_name("bv-notify");
     bv_notify *n = arg;
     bv_arena *a = bv_arena_new(64 * 1024);
     int64_t last_save = bv_now_ms();
@@ -703,6 +704,7 @@ static void finish_entry(bv_notify *n, bv_arena *a, const pending *p, const char
 
 static void *delivery_main(void *arg)
 {
+    bv_thread_name("bv-deliver");
     bv_notify *n = arg;
     const char **seen_subs = bv_calloc(MAX_HEADS, sizeof *seen_subs);
     bv__http_client *hc = bv__http_client_new();

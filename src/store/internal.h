@@ -6,6 +6,7 @@
 #include "bevan/store.h"
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 
 struct sqlite3;
@@ -70,8 +71,7 @@ typedef struct bv__unit {
     bv_store_write_fn fn;
     void *ctx;
     int rc;
-    bool done;
-    pthread_cond_t cond;
+    sem_t done;                  /* posted once the unit is answered; waited on without s->mu */
     struct bv__unit *next;
 } bv__unit;
 
@@ -97,6 +97,10 @@ struct bv_store {
     bool read_only;
     bool sync_normal;
     unsigned group_max;
+    size_t last_group_n;         /* units in the last group: the writer lingers for as many (linger) */
+    int64_t last_commit_us;      /* CLOCK_MONOTONIC when the last group committed */
+    unsigned linger_us;          /* longest wait for announced units before a COMMIT (0 = none) */
+    atomic_int incoming;         /* announced writes not queued yet (bv_store_announce) */
     /* Reader connections: a pool of at most max_readers, each lent for one call (bv__reader,
      * bv__reader_done), so their page caches, and RSS, are bounded whatever the thread count. */
     pthread_mutex_t pool_mu;

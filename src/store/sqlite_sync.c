@@ -74,6 +74,7 @@ static int wal_sync(bv_store *s)
 
 static void *syncer_main(void *arg)
 {
+    bv_thread_name("bv-syncer");
     bv_store *s = arg;
     for (;;) {
         pthread_mutex_lock(&s->mu);
@@ -115,16 +116,17 @@ static void *syncer_main(void *arg)
         pthread_cond_broadcast(&s->dcond);
         s->sync_busy = false;
         pthread_cond_signal(&s->wcond); /* a writer holding its group open commits now */
+        pthread_mutex_unlock(&s->mu);
+        /* The callers wait on their semaphores, not on s->mu: answering them outside the lock
+         * lets each run at once instead of queuing for the mutex. */
         for (bv__synced *g = list, *gnext; g; g = gnext) {
             gnext = g->next;
             for (bv__unit *u = g->units, *next; u; u = next) {
                 next = u->next; /* u lives on the waiter's stack: read before waking it */
-                u->done = true;
-                pthread_cond_signal(&u->cond);
+                sem_post(&u->done);
             }
             free(g);
         }
-        pthread_mutex_unlock(&s->mu);
     }
     return NULL;
 }
