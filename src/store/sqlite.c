@@ -98,6 +98,10 @@ static const char *const migrations[BV__SCHEMA_VERSION] = {
     " param TEXT NOT NULL, code TEXT NOT NULL, system TEXT NOT NULL, type TEXT NOT NULL,"
     " n INTEGER NOT NULL,"
     " PRIMARY KEY (param, code, system, type)) STRICT, WITHOUT ROWID;" BV__TOKEN_COUNT_FILL,
+    /* 4: the ids of live resources in rid order, without their rows: a chain's targets (a
+     * practice's 479 patients) become the ids its references are matched on by reading this
+     * index, not 479 pages of the table (docs/search.md, "Chains"). */
+    "CREATE INDEX resources_ids ON resources(type, rid, id, deleted) WHERE deleted = 0;",
 };
 
 #define REC_COLS "type, id, version, last_updated, deleted, method, body, seq"

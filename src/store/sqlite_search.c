@@ -342,13 +342,19 @@ static int pred_cond(bv__qb *w, sctx *cx, const bv_pred *p, const char *X)
             /* The target must be a current resource matching the chained search. With the
              * target type fixed (ref_type = the chained search's type) one column is enough: a
              * row-value IN is materialised once per use, and SQLite uses it twice. */
-            if (p->ref_type && p->chain->type && strcmp(p->ref_type, p->chain->type) == 0)
-                bv__qb_sqlf(w, " AND %s.ref_id IN (SELECT %s.id FROM resources %s WHERE ", X, C, C);
+            bool typed = p->ref_type && p->chain->type && strcmp(p->ref_type, p->chain->type) == 0;
+            /* the targets' ids from resources_ids (type, rid, id): no table row is read when every
+             * condition of the chained search is on index rows (no _id, _lastUpdated) */
+            bool ids = typed && count_by_type_index(p->chain);
+            if (typed)
+                bv__qb_sqlf(w, " AND %s.ref_id IN (SELECT %s.id FROM resources %s%s WHERE ", X, C, C,
+                            ids ? " INDEXED BY resources_ids" : "");
             else
                 bv__qb_sqlf(w, " AND (%s.ref_type, %s.ref_id) IN (SELECT %s.type, %s.id FROM resources %s WHERE ", X,
                             X, C, C, C);
             cx->nest++;
-            int rc = emit_where(w, cx, p->chain, C);
+            splan ip = {.driver = driver_group(p->chain), .stream = -1, .lead = -1, .count = true};
+            int rc = ids ? emit_where_plan(w, cx, p->chain, C, &ip) : emit_where(w, cx, p->chain, C);
             cx->nest--;
             if (rc) return rc;
             bv__qb_sql(w, ")");
