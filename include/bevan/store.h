@@ -277,5 +277,8 @@ int bv_txn_scan_current(bv_store_txn *t, bv_arena *a, int64_t *cursor, size_t ma
 /* Inside a unit: replaces the index rows of the current version of type/id (no new version, no
  * history row). BV_ENOTFOUND if there is no such live resource. */
 int bv_txn_set_index(bv_store_txn *t, const char *type, const char *id, const bv_index_row *rows, size_t n_rows);
+/* Recounts the kept token counts (ix_token_count) from the index rows in one statement: `bevan
+ * reindex` ends with it, since a repair cannot trust counts kept beside rows it is replacing. */
+int bv_txn_recount_index(bv_store_txn *t);
 
 #endif

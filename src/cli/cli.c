@@ -763,6 +763,12 @@ static int reindex_unit(bv_store_txn *t, void *ctx)
     return rc;
 }
 
+static int recount_unit(bv_store_txn *t, void *ctx)
+{
+    (void)ctx;
+    return bv_txn_recount_index(t);
+}
+
 int bv_cmd_reindex(int argc, char **argv)
 {
     options o = {.data = "./data"};
@@ -782,7 +788,11 @@ int bv_cmd_reindex(int argc, char **argv)
             fprintf(stderr, "bevan reindex: storage error (%d); stopped after %zu resources\n", rc, st.resources);
             break;
         }
-        if (st.batch_n == 0) break;
+        if (st.batch_n == 0) {
+            rc = bv_store_write(s, recount_unit, NULL); /* the kept token counts, from the new rows */
+            if (rc) fprintf(stderr, "bevan reindex: storage error (%d) recounting the token index\n", rc);
+            break;
+        }
         int64_t now = bv_now_ms();
         if (now - last >= 1000) {
             last = now;

@@ -12,7 +12,7 @@
 struct sqlite3;
 struct sqlite3_stmt;
 
-#define BV__SCHEMA_VERSION 2
+#define BV__SCHEMA_VERSION 3
 #define BV__APPLICATION_ID 0x4256414e /* "BVAN" in the database header */
 #define BV__DYN_CACHE 32              /* per-connection LRU of dynamic (search) statements */
 #define BV__DYN_CACHE_MAX_SQL 16384   /* longer generated SQL is prepared per call, not cached */
@@ -21,6 +21,15 @@ struct sqlite3_stmt;
 #define BV__MAX_NEST 4                /* chain / _has nesting depth */
 #define BV__EST_BOUND 5000            /* search: index entries counted per condition to judge it (sqlite_search.c) */
 #define BV__EST_SMALL 200             /* search: a driver this small is taken without counting the others */
+
+/* ix_token_count (schema 3): per (param, code, system, type) the live resources with such a token
+ * row, counted from the rows themselves (the migration, `bevan reindex`, `bevan check`). */
+#define BV__TOKEN_COUNT_SELECT                                                                       \
+    "SELECT x.param, x.code, x.system, r.type, count(DISTINCT x.rid)"                                \
+    " FROM resources r INDEXED BY resources_live CROSS JOIN ix_token x"                              \
+    " WHERE r.deleted = 0 AND x.rid = r.rid AND x.system IS NOT NULL AND x.code IS NOT NULL"         \
+    " AND instr(x.param, '#') = 0 GROUP BY x.param, x.code, x.system, r.type"
+#define BV__TOKEN_COUNT_FILL "INSERT INTO ix_token_count (param, code, system, type, n) " BV__TOKEN_COUNT_SELECT ";"
 
 /* Fixed statements, prepared lazily once per connection (SQLITE_PREPARE_PERSISTENT). The
  * per-kind ones follow bv_index_kind order, so ST_IX_DEL_STRING + kind is the right one. */
@@ -34,6 +43,7 @@ typedef enum {
     ST_IX_INS_STRING, ST_IX_INS_TOKEN, ST_IX_INS_REFERENCE, ST_IX_INS_DATE, ST_IX_INS_NUMBER,
     ST_IX_INS_QUANTITY, ST_IX_INS_URI,
     ST_CHANGES, ST_KV_GET, ST_KV_SET, ST_KV_DEL,
+    ST_TC_OLD, ST_TC_ADD, ST_TC_NEW, /* ix_token_count upkeep (sqlite_count.c) */
     ST__COUNT
 } bv__stmt_id;
 
@@ -203,6 +213,10 @@ int bv__search(bv__conn *c, bool in_txn, bv_arena *a, const bv_search *q, bv_rec
                int64_t *total);
 int bv__search_page(bv__conn *c, bv_arena *a, const bv_search *q, bv_search_page *out);
 int bv__include(bv__conn *c, bv_arena *a, const bv_include_query *q, bv_record **out, size_t *n);
+
+/* sqlite_count.c: ix_token_count upkeep, called by the writer around a resource's index rows. */
+int bv__token_count_drop(bv__conn *c, int64_t rid, const char *type); /* before its rows are deleted */
+int bv__token_count_add(bv__conn *c, const char *type, const bv_index_row *rows, size_t n); /* after insert */
 
 /* ---- Test and benchmark hooks (not for production callers) ---- */
 size_t bv__store_pending(bv_store *s);           /* units queued and not yet taken by the writer */

@@ -319,6 +319,13 @@ static const invariant invariants[] = {
      " EXISTS (SELECT 1 FROM ix_quantity x WHERE x.rid = r.rid) OR"
      " EXISTS (SELECT 1 FROM ix_uri x WHERE x.rid = r.rid)) LIMIT 1"},
     {"foreign key violation", "SELECT \"table\", rowid FROM pragma_foreign_key_check LIMIT 1"},
+    /* the kept token counts (schema 3) against a count of the rows themselves, both ways */
+    {"token count differs from the index rows",
+     "WITH c (param, code, system, type, n) AS MATERIALIZED (" BV__TOKEN_COUNT_SELECT ")"
+     " SELECT type, param || '=' || system || '|' || code FROM"
+     " (SELECT param, code, system, type, n FROM ix_token_count WHERE n <> 0 EXCEPT SELECT * FROM c)"
+     " UNION ALL SELECT type, param || '=' || system || '|' || code FROM"
+     " (SELECT * FROM c EXCEPT SELECT param, code, system, type, n FROM ix_token_count) LIMIT 1"},
 };
 
 static int check_on(bv__conn *c, char *msg, size_t msglen);

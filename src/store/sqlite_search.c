@@ -43,11 +43,16 @@ typedef struct {
     bool scan;    /* walk the type in rid order (resources_live); every group a correlated probe */
     bool count;   /* r is read through resources_live (type, rid): a count, a _has set */
     bool broad;   /* every estimated condition has at least BV__EST_BOUND index entries */
+    const int64_t *est; /* per AND group: its estimate (plan_search), -1 when not counted; or NULL */
+    long lead;    /* with a driver: the group whose own rows (by rid) are walked for the driver's
+                   * rids before the type check (search_run), or -1 */
 } splan;
 
 static int emit_where_plan(bv__qb *w, sctx *cx, const bv_search *q, const char *R, const splan *pl);
 static bool count_by_type_index(const bv_search *q);
 static long driver_group(const bv_search *q);
+static bool token_counted(const bv_pred *p);
+static int count_token_value(bv__conn *c, const bv_search *q, const bv_pred *p, int64_t *out);
 
 /* "%value%" with LIKE's metacharacters escaped by '\' (used with ESCAPE '\'). */
 static char *like_contains(bv_arena *a, const char *s)
@@ -221,7 +226,7 @@ static int pred_direct(bv__qb *w, const bv_pred *p, const char *R)
 static int has_where(bv__qb *w, sctx *cx, const bv_search *has, const char *H, bool live)
 {
     cx->nest++;
-    splan hp = {.driver = driver_group(has), .stream = -1, .count = true};
+    splan hp = {.driver = driver_group(has), .stream = -1, .lead = -1, .count = true};
     int rc = live ? emit_where_plan(w, cx, has, H, &hp) : emit_where(w, cx, has, H);
     cx->nest--;
     return rc;
@@ -717,15 +722,17 @@ static int emit_where_plan(bv__qb *w, sctx *cx, const bv_search *q, const char *
     long driver = pl ? pl->driver : driver_group(q);
     bool stream = pl && pl->stream >= 0, probe_all = pl && (pl->scan || stream);
     const char *plus = (driver >= 0 || probe_all) && !(pl && pl->count) ? "+" : "";
-    bv__qb_sqlf(w, "%s.deleted = 0", R);
+    bool lead = pl && pl->lead >= 0;
+    const char *T = lead ? "t" : R; /* with a lead group, R is its index row and t the type's entry */
+    bv__qb_sqlf(w, "%s.deleted = 0", T);
     if (q->type) {
-        bv__qb_sqlf(w, " AND %s%s.type = ", plus, R);
+        bv__qb_sqlf(w, " AND %s%s.type = ", plus, T);
         bv__qb_text(w, q->type);
     } else if (q->types) {
         if (!q->n_types) {
             bv__qb_sql(w, " AND 0");
         } else {
-            bv__qb_sqlf(w, " AND %s%s.type IN (", plus, R);
+            bv__qb_sqlf(w, " AND %s%s.type IN (", plus, T);
             for (size_t i = 0; i < q->n_types; i++) {
                 if (i) bv__qb_sql(w, ", ");
                 bv__qb_text(w, q->types[i]);
@@ -733,8 +740,26 @@ static int emit_where_plan(bv__qb *w, sctx *cx, const bv_search *q, const char *
             bv__qb_sql(w, ")");
         }
     }
-    for (size_t i = 0; i < q->n_ands; i++) {
+    /* The probes in order of their estimates, the smallest first (it rejects the most candidates
+     * before the others are tried: a month's dates before a common code); groups that were not
+     * counted keep their order after them. */
+    size_t *order = NULL;
+    if (pl && pl->est && q->n_ands > 1) {
+        order = bv_arena_alloc(cx->a, q->n_ands * sizeof *order);
+        for (size_t i = 0; i < q->n_ands; i++) {
+            size_t j = i;
+            int64_t ki = pl->est[i] < 0 ? INT64_MAX : pl->est[i];
+            while (j > 0 && (pl->est[order[j - 1]] < 0 ? INT64_MAX : pl->est[order[j - 1]]) > ki) {
+                order[j] = order[j - 1];
+                j--;
+            }
+            order[j] = i;
+        }
+    }
+    for (size_t k = 0; k < q->n_ands; k++) {
+        size_t i = order ? order[k] : k;
         if (stream && (long)i == pl->stream) continue; /* the join's own condition */
+        if (lead && (long)i == pl->lead) continue;     /* likewise */
         bv__qb_sql(w, " AND ");
         /* a stream or scan probes on d.rid: tested before the resource row is read */
         int rc = emit_group(w, cx, &q->ands[i], R, probe_all || (driver >= 0 && (long)i != driver), probe_all ? "d" : R);
@@ -784,16 +809,20 @@ static unsigned long group_score(const bv_or *g)
 
 /* The group's index sets, counted up to bound; -1 when it cannot be (a _has, a condition on
  * the resource row, a negation, too many sets). */
-static int64_t group_estimate(bv__conn *c, bv_arena *a, const bv_or *g, int64_t bound)
+static int64_t group_estimate(bv__conn *c, bv_arena *a, const bv_search *q, const bv_or *g, int64_t bound)
 {
     if (!g->n || !g->preds) return -1;
+    int64_t kept = 0;
+    /* one system|code: its kept count (exact, for this type, however large) */
+    if (g->n == 1 && token_counted(&g->preds[0]) && count_token_value(c, q, &g->preds[0], &kept) == BV_OK)
+        return kept;
     if (g->n == 1 && g->preds[0].has && !is_negative(&g->preds[0])) {
         /* a _has: its nested search's driving group, four times (each match costs a type
          * check, its reference rows and the target's lookup) */
         const bv_search *h = g->preds[0].has;
         long d = driver_group(h);
         if (d < 0) return -1;
-        int64_t n = group_estimate(c, a, &h->ands[d], bound / 4 + 1);
+        int64_t n = group_estimate(c, a, h, &h->ands[d], bound / 4 + 1);
         return n < 0 ? -1 : 4 * n;
     }
     for (size_t i = 0; i < g->n; i++)
@@ -851,6 +880,7 @@ static void plan_search(bv__conn *c, bv_arena *a, const bv_search *q, bool paged
     memset(pl, 0, sizeof *pl);
     pl->driver = driver_group(q);
     pl->stream = -1;
+    pl->lead = -1;
     int64_t bound = est_bound(), small = bound < BV__EST_SMALL ? bound : BV__EST_SMALL;
     if (pl->driver < 0) {
         /* no positive group: the type is walked; broad when it holds many resources */
@@ -875,10 +905,25 @@ static void plan_search(bv__conn *c, bv_arena *a, const bv_search *q, bool paged
     if (precise) return;
     long best = -1;
     int64_t best_n = 0;
+    int64_t *est = bv_arena_alloc(a, q->n_ands * sizeof *est);
+    for (size_t i = 0; i < q->n_ands; i++) est[i] = -1;
+    pl->est = est;
+    /* A ranked driver with a chain or _has costs most to count (its nested search is run). When it
+     * would drive even if broad (two or more other positive groups, a _sort, a count) and every
+     * other group is broad, its count decides nothing: the others are counted first and it is
+     * not counted at all (the search is then taken as broad). */
+    bool nested = false;
+    for (size_t j = 0; j < g0->n; j++) nested = nested || g0->preds[j].chain || g0->preds[j].has;
+    size_t npos_all = 0;
+    for (size_t i = 0; i < q->n_ands; i++) npos_all += driver_ok(&q->ands[i]);
+    bool last = nested && (npos_all >= 3 || q->n_sort || !paged || q->count == 0);
     for (size_t k = 0; k < q->n_ands; k++) {
         /* the ranked driver first: when it is small the others need not be counted */
-        size_t i = k == 0 ? (size_t)pl->driver : k <= (size_t)pl->driver ? k - 1 : k;
-        int64_t n = group_estimate(c, a, &q->ands[i], bound);
+        size_t i = last ? (k < q->n_ands - 1 ? (k < (size_t)pl->driver ? k : k + 1) : (size_t)pl->driver)
+                        : k == 0 ? (size_t)pl->driver : k <= (size_t)pl->driver ? k - 1 : k;
+        if (last && (long)i == pl->driver && best >= 0 && best_n >= bound) break;
+        int64_t n = group_estimate(c, a, q, &q->ands[i], bound);
+        est[i] = n;
         if (n < 0) continue;
         if (best < 0 || n < best_n) {
             best = (long)i;
@@ -887,6 +932,10 @@ static void plan_search(bv__conn *c, bv_arena *a, const bv_search *q, bool paged
         if (n < small) break;
     }
     if (best < 0) return; /* nothing could be counted: the fixed ranking */
+    if (last && est[pl->driver] < 0 && best_n >= bound) { /* the ranked driver, not counted */
+        pl->broad = true;
+        return;
+    }
     if (best_n < bound) {
         pl->driver = best;
         return;
@@ -921,6 +970,7 @@ static void plan_fallback(const bv_search *q, splan *pl)
     pl->driver = n_other == 1 ? other : driver_group(q);
     pl->stream = -1;
     pl->scan = false;
+    pl->lead = -1;
 }
 
 /* Rows a stream or scan may read for a page that needs `need` rows before it falls back. */
@@ -1252,11 +1302,54 @@ static bool count_by_type_index(const bv_search *q)
     return true;
 }
 
+/* A condition "param=system|code" (no modifier, a system and a code, not a composite's
+ * component): ix_token_count (schema 3) keeps, per type, the live resources with such a row. */
+static bool token_counted(const bv_pred *p)
+{
+    return simple_token(p) && p->system_given && p->system && !strchr(p->param, '#');
+}
+
+/* A search that is exactly one such condition: its count is the kept one. */
+static bool count_by_token_table(const bv_search *q)
+{
+    if (q->max_seq > 0 || q->n_ands != 1 || !q->ands || q->ands[0].n != 1 || !q->ands[0].preds) return false;
+    return token_counted(&q->ands[0].preds[0]);
+}
+
+/* The kept count of p on q's type(s). */
+static int count_token_value(bv__conn *c, const bv_search *q, const bv_pred *p, int64_t *out)
+{
+    bv__qb w;
+    bv__qb_init(&w);
+    bv__qb_sql(&w, "SELECT coalesce(sum(n), 0) FROM ix_token_count WHERE param = ");
+    bv__qb_text(&w, p->param);
+    bv__qb_sql(&w, " AND code = ");
+    bv__qb_text(&w, p->code);
+    bv__qb_sql(&w, " AND system = ");
+    bv__qb_text(&w, p->system);
+    if (q->type) {
+        bv__qb_sql(&w, " AND type = ");
+        bv__qb_text(&w, q->type);
+    } else if (q->types) {
+        bv__qb_sql(&w, " AND type IN (");
+        for (size_t i = 0; i < q->n_types; i++) {
+            if (i) bv__qb_sql(&w, ", ");
+            bv__qb_text(&w, q->types[i]);
+        }
+        bv__qb_sql(&w, q->n_types ? ")" : "NULL)");
+    }
+    int rc = bv__query_count(c, &w, out);
+    bv__qb_free(&w);
+    return rc;
+}
+
 /* The matches, counted: up to cap + 1 (cap > 0) or all. The count has its own plan: a streamed
  * or scanned page becomes the IN set of its group (a page stops early, a count does not). */
 static int count_matches(bv__conn *c, bv_arena *a, const bv_search *q, const splan *pl, int64_t cap, int64_t *out)
 {
+    if (count_by_token_table(q)) return count_token_value(c, q, &q->ands[0].preds[0], out);
     splan cp = *pl;
+    cp.lead = -1;
     cp.count = count_by_type_index(q);
     if (cp.stream >= 0) cp.driver = cp.stream;
     else if (cp.scan) cp.driver = driver_group(q);
@@ -1278,6 +1371,29 @@ static int count_matches(bv__conn *c, bv_arena *a, const bv_search *q, const spl
     if (!rc) rc = bv__query_count(c, &w, out);
     bv__qb_free(&w);
     return rc;
+}
+
+/* A broad driver's set (thousands of rids) is walked with the other groups as probes. When the
+ * probe estimated smallest is one plain condition, its own index rows are the walk: for each of
+ * the driver's rids in order, the resource's rows of that parameter by the (rid, ord) key, an
+ * integer seek; resources_live (type, rid) is then looked up only for the resources they pass
+ * (a month's dates keep 3% of a practice's observations), not for every rid of the set. */
+static long lead_group(const bv_search *q, const splan *pl)
+{
+    if (!pl->broad || !pl->est || pl->driver < 0) return -1;
+    long best = -1;
+    for (size_t i = 0; i < q->n_ands; i++) {
+        if ((long)i == pl->driver || pl->est[i] < 0) continue;
+        if (best < 0 || pl->est[i] < pl->est[best]) best = (long)i;
+    }
+    if (best < 0) return -1;
+    const bv_or *g = &q->ands[best];
+    if (g->n != 1 || !g->preds) return -1;
+    const bv_pred *p = &g->preds[0];
+    if (p->negate || p->op == BV_OP_MISSING || p->has || p->chain || p->n_components || p->res_type || is_direct(p) ||
+        !p->param || (unsigned)p->kind >= BV__N_KINDS)
+        return -1;
+    return best;
 }
 
 static int search_run(bv__conn *c, bool in_txn, bv_arena *a, const bv_search *q, bool paged, bv_search_page *pg)
@@ -1318,6 +1434,7 @@ static int search_run(bv__conn *c, bool in_txn, bv_arena *a, const bv_search *q,
         /* live: the IN set drives d, the type's entries in resources_live (type, rid), and the
          * other groups probe d.rid: the table's large row r is read for matches only */
         bool live = pl.driver >= 0 && pl.stream < 0 && !pl.scan && q->type && count_by_type_index(q);
+        pl.lead = live ? lead_group(q, &pl) : -1;
         const char *ridx = pl.stream >= 0 || pl.scan || live ? "d.rid" : "r.rid";
         const bv_pred *sp = pl.stream >= 0 ? &q->ands[pl.stream].preds[0] : NULL;
         if (sp) {
@@ -1333,10 +1450,23 @@ static int search_run(bv__conn *c, bool in_txn, bv_arena *a, const bv_search *q,
             bv__qb_text(&where, q->type);
             bv__qb_sql(&where, " AND ");
         }
+        const bv_pred *lead = pl.lead >= 0 ? &q->ands[pl.lead].preds[0] : NULL;
+        if (lead) {
+            /* d: the lead group's rows, the first matching one of each resource ("+param": by
+             * the (rid, ord) key for each of the driver's rids, never the parameter's index) */
+            cx.plus_param = true;
+            bv__qb_sql(&where, "r.rid = d.rid AND t.rowid = d.rid AND ");
+            if ((rc = pred_cond(&where, &cx, lead, "d"))) goto out;
+            bv__qb_sqlf(&where, " AND NOT EXISTS (SELECT 1 FROM %s d2 WHERE d2.rid = d.rid AND d2.ord < d.ord AND ",
+                        ix_table[lead->kind]);
+            if ((rc = pred_cond(&where, &cx, lead, "d2"))) goto out;
+            bv__qb_sql(&where, ") AND ");
+            cx.plus_param = false;
+        }
         if (live) {
             splan lp = pl;
             lp.count = true; /* the type term usable: resources_live (type=? AND rowid IN ...) */
-            bv__qb_sql(&where, "r.rid = d.rid AND ");
+            if (!lead) bv__qb_sql(&where, "r.rid = d.rid AND ");
             rc = emit_where_plan(&where, &cx, q, "d", &lp);
         } else {
             rc = emit_where_plan(&where, &cx, q, "r", &pl);
@@ -1369,6 +1499,9 @@ static int search_run(bv__conn *c, bool in_txn, bv_arena *a, const bv_search *q,
         bv__qb_sql(&rows, "SELECT r.type, r.id, r.version, r.last_updated, r.deleted, r.method, r.body, r.seq");
         bv__qb_append(&rows, &sel);
         if (sp) bv__qb_sqlf(&rows, ", r.rid FROM %s d CROSS JOIN resources r WHERE ", ix_table[sp->kind]);
+        else if (lead)
+            bv__qb_sqlf(&rows, ", r.rid FROM %s d NOT INDEXED CROSS JOIN resources t INDEXED BY resources_live"
+                               " CROSS JOIN resources r WHERE ", ix_table[lead->kind]);
         else if (pl.scan || live)
             bv__qb_sql(&rows, ", r.rid FROM resources d INDEXED BY resources_live CROSS JOIN resources r WHERE ");
         else bv__qb_sql(&rows, ", r.rid FROM resources r WHERE ");
@@ -1382,8 +1515,8 @@ static int search_run(bv__conn *c, bool in_txn, bv_arena *a, const bv_search *q,
         bv__qb_int(&rows, q->offset > INT64_MAX ? INT64_MAX : (int64_t)q->offset);
         if ((rc = run_page(c, a, &rows, q->n_sort, paged ? limit : SIZE_MAX, pg, &firstc, &lastc, backward)))
             goto out;
-        bv_log(BV_LOG_DEBUG, "store: search plan driver %ld stream %ld scan %d broad %d bounded %d rows %zu more %d",
-               pl.driver, pl.stream, pl.scan, pl.broad, bounded, pg->n, pg->more);
+        bv_log(BV_LOG_DEBUG, "store: search plan driver %ld stream %ld lead %ld scan %d broad %d bounded %d rows %zu more %d",
+               pl.driver, pl.stream, pl.lead, pl.scan, pl.broad, bounded, pg->n, pg->more);
         if (bounded && !pg->more && attempt == 0) {
             /* the budget ran out before the page filled: the rows beyond it are unread */
             memset(pg, 0, sizeof *pg);
