@@ -270,7 +270,7 @@ static const char serve_help[] =
     "                   [--overdue-grace MIN] [--overdue-escalate MIN] [--plausible CODE[:UNIT]=LO..HI]\n"
     "                   [--rate-limit-loopback] [--auth on|off] [--base-url URL] [--jwks FILE]...\n"
     "                   [--trust-issuer ISS=JWKSFILE]... [--policy FILE]\n"
-    "                   [--max-connections N]\n"
+    "                   [--max-connections N] [--reader-cache-mb N] [--write-linger-us N]\n"
     "Serves the FHIR R4 API at http://HOST:PORT/fhir (default 127.0.0.1:8080, data ./data).\n"
     "  --port-file F  write the bound port to F (use with --listen 127.0.0.1:0)\n"
     "  --sync normal  faster commits that may lose the last transactions on power loss (default full)\n"
