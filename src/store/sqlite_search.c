@@ -103,6 +103,9 @@ static int date_cond(bv__qb *w, const char *lo, const char *hi, bv_op op, int64_
     case BV_OP_NE: /* the parameter range fully contains the target */
         bv__qb_sqlf(w, "%s >= ", lo), bv__qb_int(w, plo);
         bv__qb_sqlf(w, " AND %s <= ", hi), bv__qb_int(w, phi);
+        /* implied (lo <= hi <= phi), and it bounds lo on both sides: an index range over the
+         * day's rows rather than every row below phi (birthdate=2017-01-08 read all of them) */
+        if (op == BV_OP_EQ) bv__qb_sqlf(w, " AND %s <= ", lo), bv__qb_int(w, phi);
         return BV_OK;
     case BV_OP_GT: /* the range above the parameter overlaps the target */
         bv__qb_sqlf(w, "%s > ", hi), bv__qb_int(w, phi);
