@@ -431,6 +431,19 @@ static int pred_cond(bv__qb *w, sctx *cx, const bv_pred *p, const char *X)
     return BV_EINVAL;
 }
 
+/* "p's conditions on index row d, and no earlier row (lower ord) of the same resource matches
+ * them AND ": the first matching row of each resource, so that a walk over d yields each rid once. */
+static int first_row_of_each(bv__qb *w, sctx *cx, const bv_pred *p)
+{
+    int rc = pred_cond(w, cx, p, "d");
+    if (rc) return rc;
+    bv__qb_sqlf(w, " AND NOT EXISTS (SELECT 1 FROM %s d2 WHERE d2.rid = d.rid AND d2.ord < d.ord AND ",
+                ix_table[p->kind]);
+    if ((rc = pred_cond(w, cx, p, "d2"))) return rc;
+    bv__qb_sql(w, ") AND ");
+    return BV_OK;
+}
+
 
 /* Equality on every column of the kind's query index: a correlated probe may use that index.
  * Any other probe walks the candidate's own rows by (rid, ord) ("+param"), never a range of the
@@ -1449,11 +1462,7 @@ static int search_run(bv__conn *c, bool in_txn, bv_arena *a, const bv_search *q,
         if (sp) {
             /* the streamed group's index rows in rid order, the first row of each resource only */
             bv__qb_sql(&where, "r.rid = d.rid AND ");
-            if ((rc = pred_cond(&where, &cx, sp, "d"))) goto out;
-            bv__qb_sqlf(&where, " AND NOT EXISTS (SELECT 1 FROM %s d2 WHERE d2.rid = d.rid AND d2.ord < d.ord AND ",
-                        ix_table[sp->kind]);
-            if ((rc = pred_cond(&where, &cx, sp, "d2"))) goto out;
-            bv__qb_sql(&where, ") AND ");
+            if ((rc = first_row_of_each(&where, &cx, sp))) goto out;
         } else if (pl.scan) {
             bv__qb_sql(&where, "r.rid = d.rid AND d.deleted = 0 AND d.type = ");
             bv__qb_text(&where, q->type);
@@ -1465,11 +1474,7 @@ static int search_run(bv__conn *c, bool in_txn, bv_arena *a, const bv_search *q,
              * the (rid, ord) key for each of the driver's rids, never the parameter's index) */
             cx.plus_param = true;
             bv__qb_sql(&where, "r.rid = d.rid AND t.rowid = d.rid AND ");
-            if ((rc = pred_cond(&where, &cx, lead, "d"))) goto out;
-            bv__qb_sqlf(&where, " AND NOT EXISTS (SELECT 1 FROM %s d2 WHERE d2.rid = d.rid AND d2.ord < d.ord AND ",
-                        ix_table[lead->kind]);
-            if ((rc = pred_cond(&where, &cx, lead, "d2"))) goto out;
-            bv__qb_sql(&where, ") AND ");
+            if ((rc = first_row_of_each(&where, &cx, lead))) goto out;
             cx.plus_param = false;
         }
         if (live) {
