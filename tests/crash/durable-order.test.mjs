@@ -32,7 +32,13 @@ function parseTrace(txt) {
     const res = /^<\.\.\. (\w+) resumed>.*\)\s+=\s+(-?\d+)/.exec(rest);
     if (res) {
       const e = open.get(pid);
-      if (e && e.call === res[1]) { e.end = i; e.ok = Number(res[2]) >= 0; open.delete(pid); }
+      if (e && e.call === res[1]) {
+        e.end = i;
+        e.ok = Number(res[2]) >= 0;
+        // a call interrupted by another thread's: its data (a read's bytes) is on this line
+        e.text = e.text.replace(/\s*<unfinished \.\.\.>$/, ' ') + rest.replace(/^<\.\.\. \w+ resumed>\s*/, '');
+        open.delete(pid);
+      }
       return;
     }
     const call = /^(\w+)\((\d+)<([^>]*)>/.exec(rest);
