@@ -857,6 +857,13 @@ static void wal_wrap(bv_store *s)
     s->wal_pages = 0;
 }
 
+static int64_t mono_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
 /* With mu held and units queued: runs them in the open group. */
 static void extend_group(bv_store *s, group_state *st)
 {
@@ -876,11 +883,8 @@ static void extend_group(bv_store *s, group_state *st)
  * after s->linger_us. With mu held. */
 static void linger(bv_store *s, group_state *st)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t now_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
     /* the last group's size predicts this one's only while writes keep coming */
-    size_t want = now_us - s->last_commit_us < 4 * (int64_t)s->linger_us ? s->last_group_n : 0;
+    size_t want = mono_us() - s->last_commit_us < 4 * (int64_t)s->linger_us ? s->last_group_n : 0;
     if (!s->linger_us || st->n >= s->group_max || (atomic_load(&s->incoming) <= 0 && st->n >= want)) return;
     struct timespec dl;
     clock_gettime(CLOCK_REALTIME, &dl); /* the clock of s->wcond */
@@ -961,9 +965,7 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&s->mu);
 
         commit_group(s, &st, g);
-        struct timespec done;
-        clock_gettime(CLOCK_MONOTONIC, &done);
-        s->last_commit_us = (int64_t)done.tv_sec * 1000000 + done.tv_nsec / 1000;
+        s->last_commit_us = mono_us();
         /* The callers are answered by the syncer, after the WAL holding this COMMIT is synced. */
         bv__syncer_push(s, g);
         wal_wrap(s);
@@ -1115,6 +1117,28 @@ static int check_put(const bv_put *p)
     return BV_OK;
 }
 
+/* Deletes a resource's index rows and takes them out of the kept token counts (sqlite_count.c). */
+static int drop_rows(bv__conn *c, int64_t rid, const char *type)
+{
+    int rc = bv__token_count_drop(c, rid, type);
+    for (int k = 0; !rc && k < BV__N_KINDS; k++) {
+        sqlite3_stmt *st = bv__stmt(c, (bv__stmt_id)(ST_IX_DEL_STRING + k));
+        if (!st) return BV_EINTERNAL;
+        sqlite3_bind_int64(st, 1, rid);
+        rc = step_done(c, st, "delete index rows");
+    }
+    return rc;
+}
+
+/* Stores a resource's index rows and adds them to the kept token counts. */
+static int add_rows(bv__conn *c, int64_t rid, const char *type, const bv_index_row *rows, size_t n)
+{
+    int rc;
+    for (size_t i = 0; i < n; i++)
+        if ((rc = put_row(c, rid, (int64_t)i, &rows[i]))) return rc;
+    return bv__token_count_add(c, type, rows, n);
+}
+
 /* The body of bv_txn_put, run inside its own savepoint so a put is all-or-nothing. */
 static int put_inner(bv__conn *c, const bv_put *p)
 {
@@ -1144,14 +1168,7 @@ static int put_inner(bv__conn *c, const bv_put *p)
     if ((rc = step_done(c, st, "insert history"))) return rc;
     int64_t seq = sqlite3_last_insert_rowid(c->db);
 
-    if (rid) {
-        if ((rc = bv__token_count_drop(c, rid, p->type))) return rc;
-        for (int k = 0; k < BV__N_KINDS; k++) {
-            if (!(st = bv__stmt(c, (bv__stmt_id)(ST_IX_DEL_STRING + k)))) return BV_EINTERNAL;
-            sqlite3_bind_int64(st, 1, rid);
-            if ((rc = step_done(c, st, "delete index rows"))) return rc;
-        }
-    }
+    if (rid && (rc = drop_rows(c, rid, p->type))) return rc;
     if (!(st = bv__stmt(c, rid ? ST_RES_UPDATE : ST_RES_INSERT))) return BV_EINTERNAL;
     if (rid) {
         sqlite3_bind_int64(st, 1, rid);
@@ -1168,9 +1185,7 @@ static int put_inner(bv__conn *c, const bv_put *p)
     if ((rc = step_done(c, st, rid ? "update resource" : "insert resource"))) return rc;
     if (!rid) rid = sqlite3_last_insert_rowid(c->db);
 
-    for (size_t i = 0; !p->deleted && i < p->n_rows; i++)
-        if ((rc = put_row(c, rid, (int64_t)i, &p->rows[i]))) return rc;
-    return p->deleted ? BV_OK : bv__token_count_add(c, p->type, p->rows, p->n_rows);
+    return p->deleted ? BV_OK : add_rows(c, rid, p->type, p->rows, p->n_rows);
 }
 
 int bv_txn_put(bv_store_txn *t, const bv_put *p)
@@ -1233,15 +1248,8 @@ int bv_txn_set_index(bv_store_txn *t, const char *type, const char *id, const bv
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return bv__fail(c, rc, "lookup");
     if (!rid) return BV_ENOTFOUND;
-    if ((rc = bv__token_count_drop(c, rid, type))) return rc;
-    for (int k = 0; k < BV__N_KINDS; k++) {
-        if (!(st = bv__stmt(c, (bv__stmt_id)(ST_IX_DEL_STRING + k)))) return BV_EINTERNAL;
-        sqlite3_bind_int64(st, 1, rid);
-        if ((rc = step_done(c, st, "delete index rows"))) return rc;
-    }
-    for (size_t i = 0; i < n_rows; i++)
-        if ((rc = put_row(c, rid, (int64_t)i, &rows[i]))) return rc;
-    return bv__token_count_add(c, type, rows, n_rows);
+    if ((rc = drop_rows(c, rid, type))) return rc;
+    return add_rows(c, rid, type, rows, n_rows);
 }
 
 /* ---- Hooks ---- */
