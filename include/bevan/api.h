@@ -28,8 +28,12 @@ int bv_api_enable_auth(bv_api *api, bv_auth *auth, const char *policy_path, char
 /* The built-in policy (JSON text): a starting point for a policy file. */
 const char *bv_api_default_policy(void);
 
-/* bv_http_handler: ctx is the bv_api. */
+/* bv_http_handler: ctx is the bv_api. With req->can_defer, a plain create, update, delete or
+ * patch returns deferred and is answered by the store's syncer once durable. */
 void bv_api_handle(void *ctx, bv_request *req, bv_response *resp);
+/* The writes bv_api_handle can defer (bv_http_options.write_inline): POST [type] and
+ * PUT/DELETE/PATCH [type]/[id]; their handling before the write does not wait. */
+bool bv_api_write_inline(const bv_api *api, const bv_request *req);
 
 typedef struct {
     size_t bundles;

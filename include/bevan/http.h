@@ -21,6 +21,7 @@ typedef struct {
     size_t body_len;
     const char *base_url;     /* e.g. "http://127.0.0.1:8080" (from Host, else the listen address) */
     const char *peer;         /* client address, for audit */
+    bool can_defer;           /* the handler may answer later: see bv_http_complete */
 } bv_request;
 
 typedef struct {
@@ -30,6 +31,7 @@ typedef struct {
     const char *content_type; /* default "application/fhir+json; charset=utf-8" */
     bv_buf body;              /* heap buffer; the HTTP layer sends and frees it */
     bv_arena *arena;
+    bool deferred;            /* set by a handler that will answer later (bv_http_complete) */
 } bv_response;
 
 /* Case-insensitive header lookup; NULL if absent. */
@@ -38,6 +40,13 @@ const char *bv_request_header(const bv_request *r, const char *name);
 void bv_response_header(bv_response *r, const char *name, const char *value);
 
 typedef void (*bv_http_handler)(void *ctx, bv_request *req, bv_response *resp);
+
+/* Deferred answers. When req->can_defer is set, a handler may return with resp->deferred set
+ * instead of a response: the connection is then parked (no thread waits for it), and the handler's
+ * side calls bv_http_complete(req) exactly once, from any thread, when resp is filled in. req and
+ * resp (and the request arena) stay valid until then; nothing else touches them meanwhile.
+ * bv_http_stop waits for every deferred request to be completed. */
+void bv_http_complete(bv_request *req);
 
 /* ---- WebSocket (RFC 6455) on an upgraded connection (src/http/ws.c) ----
  * A GET on bv_http_options.ws->path with a valid WebSocket handshake is upgraded (101); the
@@ -81,6 +90,10 @@ typedef struct {
     unsigned timeout_s;       /* idle connection timeout, 0 = BV_CONNECTION_TIMEOUT_S */
     unsigned write_workers;   /* threads that run writing requests while their connection is
                                  suspended (0 = 32): how many writes can share one group commit */
+    /* Writing requests for which this returns true are handled on the I/O thread, with
+     * req->can_defer set, instead of on a worker: the handler must not wait for anything slow
+     * (it defers the answer instead). NULL: every writing request goes to a worker. */
+    bool (*write_inline)(void *ctx, const bv_request *req);
     /* TLS: both PEM files given = HTTPS only, TLS 1.2 and 1.3 (docs/http.md). */
     const char *tls_cert_file;
     const char *tls_key_file;

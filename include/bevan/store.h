@@ -246,6 +246,12 @@ typedef int (*bv_store_write_fn)(bv_store_txn *txn, void *ctx);
  * BV_EIO when the commit failed (then none of fn's changes are stored: never acknowledge).
  * fn must do no I/O of its own and must not call bv_store_write. */
 int bv_store_write(bv_store *s, bv_store_write_fn fn, void *ctx);
+/* The same write without waiting: returns once the unit is queued, and done(done_ctx, rc) is
+ * called later, on the store's syncer thread, with what bv_store_write would have returned (after
+ * the durable sync, or on failure). It must be short and must not write to the store. A non-zero
+ * return means nothing was queued and done is never called. */
+typedef void (*bv_store_done_fn)(void *done_ctx, int rc);
+int bv_store_write_async(bv_store *s, bv_store_write_fn fn, void *ctx, bv_store_done_fn done, void *done_ctx);
 
 /* A thread about to prepare a write (parse, validate, extract) announces it; its next
  * bv_store_write consumes the announcement, and bv_store_unannounce withdraws it when no write

@@ -407,19 +407,47 @@ static bool pretty_requested(const bv_request *req)
 
 void bv_api_handle(void *ctx, bv_request *req, bv_response *resp)
 {
-    api_ctx c = {
+    /* In the request arena, not on this stack: a deferred write finishes with it later. */
+    api_ctx *c = bv_arena_calloc(req->arena, 1, sizeof *c);
+    *c = (api_ctx){
         .api = ctx, .req = req, .resp = resp, .a = req->arena,
         .pretty = pretty_requested(req),
     };
-    c.base = bv_arena_printf(req->arena, "%s%s", req->base_url ? req->base_url : "", c.api->base_path);
+    c->base = bv_arena_printf(req->arena, "%s%s", req->base_url ? req->base_url : "", c->api->base_path);
     resp->status = 200;
     /* Anything but a read or a search may write: the store's writer waits briefly for it, so that
      * concurrent writes share one commit and one sync (bv_store_announce). */
     size_t plen = strlen(req->path);
     bool may_write = strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0 &&
                      !(plen >= 8 && strcmp(req->path + plen - 8, "/_search") == 0);
-    if (may_write) bv_store_announce(c.api->store);
-    if (authn_begin(&c) == 0 && !authsrv_route(&c)) route(&c);
-    authn_end(&c);
-    if (may_write) bv_store_unannounce(c.api->store);
+    if (may_write) bv_store_announce(c->api->store);
+    if (authn_begin(c) == 0 && !authsrv_route(c)) route(c);
+    if (!resp->deferred) authn_end(c); /* else api_deferred_done, once the write is answered */
+    if (may_write) bv_store_unannounce(c->api->store);
+}
+
+void api_deferred_done(api_ctx *c)
+{
+    authn_end(c);
+    bv_http_complete(c->req);
+}
+
+bool bv_api_write_inline(const bv_api *api, const bv_request *req)
+{
+    const char *m = req->method;
+    bool post = strcmp(m, "POST") == 0;
+    if (!post && strcmp(m, "PUT") != 0 && strcmp(m, "DELETE") != 0 && strcmp(m, "PATCH") != 0) return false;
+    size_t bl = strlen(api->base_path);
+    if (strncmp(req->path, api->base_path, bl) != 0 || req->path[bl] != '/') return false;
+    const char *type = req->path + bl + 1;
+    const char *slash = strchr(type, '/');
+    size_t tl = slash ? (size_t)(slash - type) : strlen(type);
+    char tbuf[64];
+    if (tl == 0 || tl >= sizeof tbuf) return false;
+    memcpy(tbuf, type, tl);
+    tbuf[tl] = '\0';
+    if (!fhir_is_resource_type(tbuf)) return false;
+    if (!slash) return post; /* create; the conditional forms of PUT and DELETE search first */
+    /* update, delete or patch of one instance ($operations, _history and _search are not ids) */
+    return !post && bv_fhir_valid_id(slash + 1);
 }

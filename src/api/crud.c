@@ -211,10 +211,8 @@ static void respond_written(api_ctx *c, api_unit *u)
     }
 }
 
-static void run_unit(api_ctx *c, api_unit *u)
+static void answer_unit(api_ctx *c, api_unit *u, int rc)
 {
-    bv_outcome_init(&u->oo, c->a);
-    int rc = bv_store_write(c->api->store, api_unit_run, u);
     if (rc == BV_EIO || (rc && u->status == 0)) {
         /* Poisoned (a failed sync or I/O error): a commit may still survive the restart. */
         api_error(c, 500, "exception", NULL, "%s",
@@ -225,6 +223,32 @@ static void run_unit(api_ctx *c, api_unit *u)
         return;
     }
     respond_written(c, u);
+}
+
+/* bv_store_done_fn, on the store's syncer thread: the deferred write's answer. */
+static void unit_done(void *ctx, int rc)
+{
+    api_unit *u = ctx;
+    answer_unit(u->c, u, rc);
+    api_deferred_done(u->c);
+}
+
+static void run_unit(api_ctx *c, api_unit *u)
+{
+    bv_outcome_init(&u->oo, c->a);
+    int rc;
+    if (c->req->can_defer && !c->in_bundle) {
+        /* No thread waits: the store answers once the write is durable (docs/http.md). */
+        api_unit *du = bv_arena_alloc(c->a, sizeof *du);
+        *du = *u;
+        c->resp->deferred = true; /* before the write is queued: its answer may come at once */
+        rc = bv_store_write_async(c->api->store, api_unit_run, du, unit_done, du);
+        if (rc == BV_OK) return;
+        c->resp->deferred = false;
+    } else {
+        rc = bv_store_write(c->api->store, api_unit_run, u);
+    }
+    answer_unit(c, u, rc);
 }
 
 /* Validate the body for a create/update; sends the error and returns non-zero on failure. */

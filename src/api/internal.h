@@ -29,6 +29,9 @@ typedef struct {
     struct api_az *az;       /* the authenticated caller; NULL when auth is off or the route is public */
 } api_ctx;
 
+/* A deferred write has its answer in c->resp: audit it and hand it to the HTTP layer. */
+void api_deferred_done(api_ctx *c);
+
 /* ---- responses (api.c) ---- */
 void api_error(api_ctx *c, int status, const char *code, const char *expr, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

@@ -328,6 +328,12 @@ static void serve_handle(void *ctx, bv_request *req, bv_response *resp)
     bv_api_handle(sc->api, req, resp);
 }
 
+static bool serve_write_inline(void *ctx, const bv_request *req)
+{
+    serve_ctx *sc = ctx;
+    return bv_api_write_inline(sc->api, req);
+}
+
 /* Websocket "bind-with-token": the token must be able to read the Subscription through the public
  * API, so verification, revocation, scopes, patient compartments and audit are the API's own. */
 static int ws_bind_check(void *ctx, const char *token, const char *subscription_id, char *why, size_t whylen)
@@ -435,7 +441,8 @@ int bv_cmd_serve(int argc, char **argv)
                           .rate_per_s = o.rate_per_s,
                           .rate_burst = o.rate_burst,
                           .rate_loopback = o.rate_loopback,
-                          .max_connections = o.max_connections};
+                          .max_connections = o.max_connections,
+                          .write_inline = serve_write_inline};
     bv_http_server *srv;
     char err[256];
     if (bv_http_start(&ho, serve_handle, &sc, &srv, err, sizeof err)) {

@@ -16,6 +16,11 @@
  *                   waits for the group commit) and resumes it; the next access_cb queues the
  *                   response. So an MHD thread never sleeps on a commit, and as many writes as
  *                   there are workers can share one durable sync.
+ *                   Writes the application marks as inline (write_inline: plain create, update,
+ *                   delete, patch) skip the worker: the handler runs here, queues its write and
+ *                   defers the answer; the connection is suspended until bv_http_complete (called
+ *                   by the store's syncer after the durable sync) resumes it. That saves two
+ *                   thread wake-ups per write.
  *   completed_cb    the arena and the body buffer are freed. */
 #include "bevan/http.h"
 #include "transport.h"
@@ -27,6 +32,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
@@ -61,6 +67,8 @@ struct bv_http_server {
     pthread_t *workers;
     unsigned n_workers;
     bool stopping;
+    bool (*write_inline)(void *ctx, const bv_request *req);
+    atomic_int deferrable;    /* inline writes not answered yet: bv_http_stop waits for them */
     /* transport policy (transport.c) */
     bool tls;
     char *tls_cert, *tls_key;     /* PEM text, alive while the daemon runs */
@@ -91,7 +99,10 @@ typedef struct {
     size_t discarded;         /* body bytes dropped after an error */
     bv_request req;
     size_t hdr_cap;
-    int offload;              /* 0 none, 1 with a worker, 2 answered by the worker */
+    int offload;              /* 0 none, 1 with a worker or deferred, 2 answered by the worker or completed */
+    atomic_int defer_state;   /* inline write: 0 handler running, 1 connection suspended, 2 completed early */
+    struct MHD_Connection *conn;
+    bv_http_server *srv;
     bv_response resp;         /* the worker's response */
     http_job job;
     const char *cors_origin;  /* the request's Origin when it is allowed: echoed back */
@@ -482,6 +493,43 @@ static enum MHD_Result ws_upgrade(bv_http_server *s, struct MHD_Connection *conn
     return rc;
 }
 
+/* A write the handler may answer later (see the top comment). */
+static enum MHD_Result run_inline(bv_http_server *s, struct MHD_Connection *conn, http_req *hr)
+{
+    hr->conn = conn;
+    hr->srv = s;
+    atomic_store(&hr->defer_state, 0);
+    response_init(&hr->resp, hr->arena);
+    hr->req.can_defer = true;
+    s->handler(s->ctx, &hr->req, &hr->resp);
+    if (!hr->resp.deferred) {
+        atomic_fetch_sub(&s->deferrable, 1);
+        hr->queued = true;
+        return send_response(conn, hr, &hr->resp);
+    }
+    hr->offload = 1;
+    MHD_suspend_connection(conn);
+    int running = 0;
+    if (!atomic_compare_exchange_strong(&hr->defer_state, &running, 1)) {
+        /* completed before the connection was suspended: bv_http_complete left the resume to us */
+        hr->offload = 2;
+        MHD_resume_connection(conn);
+        atomic_fetch_sub(&s->deferrable, 1);
+    }
+    return MHD_YES;
+}
+
+void bv_http_complete(bv_request *req)
+{
+    http_req *hr = (http_req *)(void *)((char *)req - offsetof(http_req, req));
+    int running = 0;
+    if (atomic_compare_exchange_strong(&hr->defer_state, &running, 2)) return; /* run_inline resumes */
+    bv_http_server *s = hr->srv;
+    hr->offload = 2;
+    MHD_resume_connection(hr->conn);
+    atomic_fetch_sub(&s->deferrable, 1); /* last: bv_http_stop may free the daemon after this */
+}
+
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                  const char *version, const char *upload_data, size_t *upload_data_size,
                                  void **con_cls)
@@ -536,7 +584,15 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     bv_request *r = &hr->req;
     r->body = bv_buf_cstr(&hr->body);
     r->body_len = hr->body.len;
-    if (s->n_workers && strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+    bool writes = strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
+    if (writes && s->write_inline && s->write_inline(s->ctx, r)) {
+        pthread_mutex_lock(&s->mu);
+        bool may_defer = !s->stopping; /* bv_http_stop counts on no new deferral once stopping */
+        if (may_defer) atomic_fetch_add(&s->deferrable, 1);
+        pthread_mutex_unlock(&s->mu);
+        if (may_defer) return run_inline(s, conn, hr);
+    }
+    if (s->n_workers && writes) {
         pthread_mutex_lock(&s->mu);
         /* Once the workers are stopping nobody would resume a suspended connection (and MHD aborts
          * when it stops with one): a request on a kept-alive connection is answered here instead. */
@@ -690,6 +746,7 @@ int bv_http_start(const bv_http_options *opt, bv_http_handler handler, void *ctx
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     s->n_workers = opt->write_workers ? opt->write_workers : 32;
+    s->write_inline = opt->write_inline;
 
     s->cors = opt->cors_origins;
     s->n_cors = opt->n_cors_origins;
@@ -807,6 +864,12 @@ void bv_http_stop(bv_http_server *s)
         /* Workers drain their queue and resume their connections while the daemon still runs,
          * so no worker touches a connection after MHD_stop_daemon has freed it. */
         stop_workers(s);
+        /* Deferred writes are answered by the store once durable, whatever the clients do: wait for
+         * every one (no bound), since each will resume its connection on this daemon. */
+        while (atomic_load(&s->deferrable) > 0) {
+            struct timespec ts = {0, 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
         for (int i = 0; i < HTTP_STOP_WAIT_MS / 5 && atomic_load(&s->in_flight) > 0; i++) {
             struct timespec ts = {0, 5 * 1000 * 1000};
             nanosleep(&ts, NULL);

@@ -72,6 +72,8 @@ typedef struct bv__unit {
     void *ctx;
     int rc;
     sem_t done;                  /* posted once the unit is answered; waited on without s->mu */
+    bv_store_done_fn done_fn;    /* instead, for bv_store_write_async: called (then the unit freed) */
+    void *done_ctx;
     struct bv__unit *next;
 } bv__unit;
 

@@ -977,35 +977,67 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-int bv_store_write(bv_store *s, bv_store_write_fn fn, void *ctx)
+/* Queues u for the writer; BV_EIO (nothing queued) once the store is stopping. */
+static int queue_unit(bv_store *s, bv__unit *u)
 {
-    if (!s || !fn || s->read_only) return BV_EINVAL;
-    if (pthread_equal(pthread_self(), s->writer)) return BV_EINTERNAL; /* would wait on itself */
-    if (atomic_load(&s->poisoned)) return BV_EIO;
-    bv__unit u;
-    memset(&u, 0, sizeof u);
-    u.fn = fn;
-    u.ctx = ctx;
-    sem_init(&u.done, 0, 0);
     pthread_mutex_lock(&s->mu);
     if (s->stopping) {
         pthread_mutex_unlock(&s->mu);
-        sem_destroy(&u.done);
         return BV_EIO;
     }
-    if (s->tail) s->tail->next = &u;
-    else s->head = &u;
-    s->tail = &u;
+    if (s->tail) s->tail->next = u;
+    else s->head = u;
+    s->tail = u;
     s->pending++;
     announce_consumed(s, false); /* its unit is queued: the writer sees it under mu */
     pthread_mutex_unlock(&s->mu);
     /* Woken after the unlock, the writer does not at once block on s->mu held by this thread. */
     pthread_cond_signal(&s->wcond);
-    /* A semaphore, not a condition variable on s->mu: the syncer answers a whole group and each
-     * woken caller would otherwise queue for s->mu behind it (a second sleep and wake per write). */
-    while (sem_wait(&u.done) != 0) {} /* EINTR */
+    return BV_OK;
+}
+
+static int write_check(bv_store *s, bv_store_write_fn fn)
+{
+    if (!s || !fn || s->read_only) return BV_EINVAL;
+    if (pthread_equal(pthread_self(), s->writer)) return BV_EINTERNAL; /* would wait on itself */
+    if (atomic_load(&s->poisoned)) return BV_EIO;
+    return BV_OK;
+}
+
+int bv_store_write(bv_store *s, bv_store_write_fn fn, void *ctx)
+{
+    int rc = write_check(s, fn);
+    if (rc) return rc;
+    bv__unit u;
+    memset(&u, 0, sizeof u);
+    u.fn = fn;
+    u.ctx = ctx;
+    sem_init(&u.done, 0, 0);
+    rc = queue_unit(s, &u);
+    if (rc == BV_OK) {
+        /* A semaphore, not a condition variable on s->mu: the syncer answers a whole group and
+         * each woken caller would otherwise queue for s->mu behind it (a second sleep and wake
+         * per write). */
+        while (sem_wait(&u.done) != 0) {} /* EINTR */
+        rc = u.rc;
+    }
     sem_destroy(&u.done);
-    return u.rc;
+    return rc;
+}
+
+int bv_store_write_async(bv_store *s, bv_store_write_fn fn, void *ctx, bv_store_done_fn done, void *done_ctx)
+{
+    int rc = write_check(s, fn);
+    if (rc) return rc;
+    if (!done) return BV_EINVAL;
+    bv__unit *u = bv_calloc(1, sizeof *u);
+    u->fn = fn;
+    u->ctx = ctx;
+    u->done_fn = done;
+    u->done_ctx = done_ctx;
+    rc = queue_unit(s, u);
+    if (rc) free(u);
+    return rc;
 }
 
 int64_t bv_store_last_seq(bv_store *s) { return atomic_load(&s->last_seq); }

@@ -123,7 +123,12 @@ static void *syncer_main(void *arg)
             gnext = g->next;
             for (bv__unit *u = g->units, *next; u; u = next) {
                 next = u->next; /* u lives on the waiter's stack: read before waking it */
-                sem_post(&u->done);
+                if (u->done_fn) {
+                    u->done_fn(u->done_ctx, u->rc);
+                    free(u);
+                } else {
+                    sem_post(&u->done);
+                }
             }
             free(g);
         }

@@ -1399,6 +1399,81 @@ static void test_sync_failure_poisons(void **state)
     assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
 }
 
+/* ---- Writes answered later (bv_store_write_async) ---- */
+typedef struct {
+    put_ctx put;
+    bv_store *s;
+    atomic_int *answered;
+    int rc;
+    bool readable;      /* at answer time the record could be read */
+    bool other_thread;  /* answered on another thread than the caller's */
+    pthread_t caller;
+} async_ctx;
+
+static void async_done(void *vctx, int rc)
+{
+    async_ctx *c = vctx;
+    c->rc = rc;
+    bv_arena *a = bv_arena_new(0);
+    bv_record r;
+    c->readable = bv_store_read(c->s, a, c->put.type, c->put.id, &r) == BV_OK;
+    bv_arena_free(a);
+    c->other_thread = !pthread_equal(pthread_self(), c->caller);
+    atomic_fetch_add(c->answered, 1);
+}
+
+static void wait_answered(atomic_int *answered, int n)
+{
+    for (int i = 0; i < 5000 && atomic_load(answered) < n; i++) {
+        struct timespec ts = {0, 2 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(atomic_load(answered), n);
+}
+
+static void test_write_async(void **state)
+{
+    fx *f = *state;
+    enum { N = 20 };
+    static async_ctx cs[N + 1];
+    char ids[N][16];
+    atomic_int answered = 0;
+    for (int i = 0; i <= N; i++) {
+        cs[i] = (async_ctx){.s = f->s, .answered = &answered, .rc = -1, .caller = pthread_self()};
+        cs[i].put = (put_ctx){.type = "Patient", .body = "{}"};
+    }
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof ids[i], "async-%d", i);
+        cs[i].put.id = ids[i];
+    }
+    cs[N].put.id = "refused";
+    cs[N].put.fail_with = BV_EPRECOND;
+    assert_int_equal(bv_store_write_async(f->s, put_fn, &cs[0].put, NULL, NULL), BV_EINVAL); /* no answer */
+    for (int i = 0; i <= N; i++)
+        assert_int_equal(bv_store_write_async(f->s, put_fn, &cs[i].put, async_done, &cs[i]), 0);
+    wait_answered(&answered, N + 1);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(cs[i].rc, 0);
+        assert_true(cs[i].readable);     /* committed (and synced) before the answer */
+        assert_true(cs[i].other_thread);
+    }
+    assert_int_equal(cs[N].rc, BV_EPRECOND); /* the unit's own failure, rolled back */
+    assert_false(cs[N].readable);
+
+    /* a failed sync: the queued write is answered BV_EIO; once poisoned nothing is queued */
+    bv__store_fail_next_sync(f->s);
+    atomic_store(&answered, 0);
+    cs[0].put = (put_ctx){.type = "Patient", .id = "during", .body = "{}"};
+    assert_int_equal(bv_store_write_async(f->s, put_fn, &cs[0].put, async_done, &cs[0]), 0);
+    wait_answered(&answered, 1);
+    assert_int_equal(cs[0].rc, BV_EIO);
+    cs[1].put = (put_ctx){.type = "Patient", .id = "after", .body = "{}"};
+    assert_int_equal(bv_store_write_async(f->s, put_fn, &cs[1].put, async_done, &cs[1]), BV_EIO);
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    assert_int_equal(atomic_load(&answered), 1); /* never answered */
+}
+
 int main(void)
 {
     bv_log_set_level(BV_LOG_ERROR);
@@ -1427,6 +1502,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_backup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_changes_kv_listeners, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sync_failure_poisons, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_async, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
