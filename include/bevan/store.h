@@ -219,9 +219,12 @@ int64_t bv_store_last_seq(bv_store *s);
  * oldest first, at most limit. */
 int bv_store_changes(bv_store *s, bv_arena *a, int64_t after_seq, size_t limit, bv_record **out, size_t *n);
 /* Called on the syncer thread each time new versions become durable, with the new
- * bv_store_last_seq(). It must return quickly and must not call bv_store_write (signal a thread of
- * your own instead). At most 8 listeners; returns BV_EINVAL past that. */
-typedef void (*bv_store_commit_fn)(void *ctx, int64_t last_seq);
+ * bv_store_last_seq() and the resource types they have, as bits of bv_store_type_bit OR-ed together
+ * (a listener interested in a few types need not wake for others; two types may share a bit). It
+ * must return quickly and must not call bv_store_write (signal a thread of your own instead). At
+ * most 8 listeners; returns BV_EINVAL past that. */
+typedef void (*bv_store_commit_fn)(void *ctx, int64_t last_seq, uint64_t types);
+uint64_t bv_store_type_bit(const char *type);
 int bv_store_on_commit(bv_store *s, bv_store_commit_fn fn, void *ctx);
 /* Small durable state of the server's own services (e.g. "care.cursor"). Value NUL-terminated,
  * in the arena. BV_ENOTFOUND when the key has no value. */

@@ -43,6 +43,7 @@ struct bv_notify {
     pthread_mutex_t mu;       /* everything below */
     pthread_cond_t cv_disp, cv_del;
     int64_t commit_seq;
+    uint64_t interest;        /* bv_store_type_bit of Subscription and of every active one's type */
     bool stopping;
     atomic_bool abort;
     /* active subscriptions: changed only by the dispatcher (under mu), read by others under mu */
@@ -66,7 +67,7 @@ struct bv_notify {
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static bv_notify *g_slots[8];
 
-static void on_commit(void *ctx, int64_t last_seq)
+static void on_commit(void *ctx, int64_t last_seq, uint64_t types)
 {
     int slot = (int)(intptr_t)ctx;
     pthread_mutex_lock(&g_mu);
@@ -74,7 +75,9 @@ static void on_commit(void *ctx, int64_t last_seq)
     if (n) {
         pthread_mutex_lock(&n->mu);
         if (last_seq > n->commit_seq) n->commit_seq = last_seq;
-        pthread_cond_signal(&n->cv_disp);
+        /* Versions no Subscription is about are read at the dispatcher's next round (within
+         * CURSOR_SAVE_MS), not at once: waking per group cost about 5 us of CPU per create. */
+        if (types & n->interest) pthread_cond_signal(&n->cv_disp);
         pthread_mutex_unlock(&n->mu);
     }
     pthread_mutex_unlock(&g_mu);
@@ -198,6 +201,8 @@ static void set_sub(bv_notify *n, const char *id, bv__sub *s)
             n->subs[n->n_subs++] = s;
         }
     }
+    n->interest = bv_store_type_bit("Subscription");
+    for (size_t k = 0; k < n->n_subs; k++) n->interest |= bv_store_type_bit(n->subs[k]->type);
     pthread_mutex_unlock(&n->mu);
     bv__sub_free(old);
 }
@@ -835,6 +840,7 @@ static int load_state(bv_notify *n, char *err, size_t errlen)
         n->cursor = bv_store_last_seq(st);
     }
     n->commit_seq = bv_store_last_seq(st);
+    n->interest = bv_store_type_bit("Subscription");
     n->out_head = kv_int(st, a, "notify.out.head", 0);
     n->out_tail = kv_int(st, a, "notify.out.tail", 0);
     n->dead_count = kv_int(st, a, "notify.dead.count", 0);

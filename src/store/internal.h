@@ -83,6 +83,7 @@ typedef struct bv__synced {
     int64_t gen;                 /* commit generation of this group */
     int64_t seq;                 /* highest history seq after its COMMIT */
     bool committed;              /* false: the group's COMMIT failed (units already hold errors) */
+    uint64_t types;              /* bv_store_type_bit of every version it stored */
     struct bv__synced *next;
 } bv__synced;
 
@@ -92,6 +93,7 @@ struct bv_store_txn {
     bv_store *s;
     bv__conn *c;
     int64_t now_ms;              /* 0 until bv_txn_now_ms is first called in this unit */
+    uint64_t *types;             /* the group's bv_store_type_bit set: bv_txn_put adds to it */
 };
 
 struct bv_store {

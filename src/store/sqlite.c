@@ -754,6 +754,7 @@ typedef struct {
     bv__unit *tail;    /* last unit of the group's list */
     size_t n;          /* units in the group */
     uint64_t failures;
+    uint64_t types;    /* bv_store_type_bit of the versions stored (failed units' too: harmless) */
 } group_state;
 
 /* Runs units (a list already linked at the end of the group's list) in the group's transaction,
@@ -777,7 +778,7 @@ static void run_units(bv_store *s, group_state *st, bv__unit *units)
         if (bv__step_simple(c, ST_SAVEPOINT) != BV_OK) {
             u->rc = BV_EIO;
         } else {
-            bv_store_txn t = {.s = s, .c = c, .now_ms = 0};
+            bv_store_txn t = {.s = s, .c = c, .now_ms = 0, .types = &st->types};
             u->rc = u->fn(&t, u->ctx);
             if (!sqlite3_get_autocommit(c->db)) {
                 bool ok = u->rc != 0 ? bv__step_simple(c, ST_ROLLBACK_TO) == BV_OK &&
@@ -806,6 +807,7 @@ static void commit_group(bv_store *s, group_state *st, bv__synced *g)
         if (!store_io_check(s, "a write") && bv__step_simple(c, ST_COMMIT) == BV_OK && !store_io_check(s, "COMMIT")) {
             groups++;
             g->committed = true;
+            g->types = st->types;
             if (load_high_marks(c, &g->seq, NULL) != BV_OK) g->seq = 0;
         } else {
             /* e.g. a deferred constraint or an I/O error: nothing of this transaction is stored
@@ -1220,12 +1222,20 @@ static int put_inner(bv__conn *c, const bv_put *p)
     return p->deleted ? BV_OK : add_rows(c, rid, p->type, p->rows, p->n_rows);
 }
 
+uint64_t bv_store_type_bit(const char *type)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)(type ? type : ""); *p; p++) h = (h ^ *p) * 16777619u;
+    return (uint64_t)1 << (h % 64);
+}
+
 int bv_txn_put(bv_store_txn *t, const bv_put *p)
 {
     if (!t || !p) return BV_EINVAL;
     int rc = check_put(p);
     if (rc) return rc;
     if (txn_gone(t)) return BV_EIO;
+    if (t->types) *t->types |= bv_store_type_bit(p->type);
     /* No savepoint of its own: the unit already runs inside one, and a unit whose put failed
      * must return non-zero, which rolls the whole unit back (store.h). A savepoint per put cost a
      * third of the writer's time during ingest. */

@@ -88,8 +88,10 @@ static void *syncer_main(void *arg)
 
         bool any_commit = false;
         int64_t gen = 0, seq = 0;
+        uint64_t types = 0;
         for (bv__synced *g = list; g; g = g->next) {
             any_commit |= g->committed;
+            types |= g->types;
             if (g->gen > gen) gen = g->gen;
             if (g->committed && g->seq > seq) seq = g->seq;
         }
@@ -109,7 +111,7 @@ static void *syncer_main(void *arg)
         size_t nl = s->n_listeners;
         pthread_mutex_unlock(&s->mu);
         if (rc == BV_OK && seq > 0)
-            for (size_t i = 0; i < nl; i++) s->listeners[i].fn(s->listeners[i].ctx, seq);
+            for (size_t i = 0; i < nl; i++) s->listeners[i].fn(s->listeners[i].ctx, seq, types);
 
         pthread_mutex_lock(&s->mu);
         if (gen > atomic_load(&s->durable_gen)) atomic_store(&s->durable_gen, gen);

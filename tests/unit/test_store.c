@@ -1302,13 +1302,15 @@ typedef struct {
     pthread_mutex_t mu;
     int calls;
     int64_t last;
+    uint64_t types;
 } listen_ctx;
 
-static void on_commit_cb(void *vctx, int64_t last_seq)
+static void on_commit_cb(void *vctx, int64_t last_seq, uint64_t types)
 {
     listen_ctx *l = vctx;
     pthread_mutex_lock(&l->mu);
     l->calls++;
+    l->types |= types;
     if (last_seq > l->last) l->last = last_seq;
     pthread_mutex_unlock(&l->mu);
 }
@@ -1333,10 +1335,12 @@ static void test_changes_kv_listeners(void **state)
     assert_int_equal(put(f->s, "Observation", "o1", "{}", NULL, 0), 0);
     assert_int_equal(put(f->s, "Patient", "c1", "{\"a\":2}", NULL, 0), 0);
     assert_int_equal(del(f->s, "Observation", "o1"), 0);
-    /* the listener ran before the writers were answered */
+    /* the listener ran before the writers were answered, told which types were written */
     pthread_mutex_lock(&l.mu);
     assert_true(l.calls >= 1);
     assert_int_equal(l.last, bv_store_last_seq(f->s));
+    assert_int_equal(l.types, bv_store_type_bit("Patient") | bv_store_type_bit("Observation"));
+    assert_true(bv_store_type_bit("Patient") != 0);
     pthread_mutex_unlock(&l.mu);
 
     bv_record *r;
