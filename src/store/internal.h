@@ -129,6 +129,7 @@ struct bv_store {
     bool ckpt_wanted;            /* guarded by mu */
     atomic_bool ckpt_caught_up;  /* the checkpointer backfilled nearly the whole WAL */
     int wal_pages;               /* writer thread only: frames in the WAL after its last COMMIT */
+    int ckpt_asked_at;           /* writer thread only: wal_pages when a checkpoint was last asked for */
     int ckpt_pages;              /* WAL frames at which a checkpoint starts (CKPT_PAGES by default) */
     int reader_cache_kb;         /* page cache of each reader connection */
     pthread_cond_t ccond;

@@ -578,7 +578,11 @@ static int wal_hook_cb(void *arg, sqlite3 *db, const char *name, int pages)
     (void)name;
     bv_store *s = arg;
     s->wal_pages = pages;
-    if (pages >= s->ckpt_pages) {
+    if (pages < s->ckpt_asked_at) s->ckpt_asked_at = 0; /* the log was rewound */
+    /* Past the threshold, a pass per ckpt_pages / 4 new frames, not one per commit: each pass
+     * ends with a sync of the database file. */
+    if (pages >= s->ckpt_pages && (!s->ckpt_asked_at || pages - s->ckpt_asked_at >= s->ckpt_pages / 4)) {
+        s->ckpt_asked_at = pages;
         pthread_mutex_lock(&s->mu);
         s->ckpt_wanted = true;
         pthread_cond_signal(&s->ccond);
