@@ -607,6 +607,8 @@ static void do_transaction(api_ctx *c, json_value *bundle, json_value *entries)
             api_error(c, 500, "exception", NULL, "index extraction failed");
             return;
         }
+        /* a create's body is final but for its time: serialised here, not on the writer */
+        if (e->unit.kind == OP_CREATE) (void)api_preserialize(c->a, e->res, e->id, &e->unit.pre);
     }
     int64_t t_prepared = bv_now_ms();
     int rc = bv_store_write(c->api->store, tx_run, &tx);

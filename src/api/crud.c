@@ -26,7 +26,13 @@ static int put_version(api_unit *u, bv_store_txn *t, json_value *res, int64_t ve
     int64_t now = bv_txn_now_ms(t);
     size_t len;
     if (authz_unit_new(u, t, res, u->cur)) return BV_EINVAL;
-    const char *body = api_finalize(a, res, u->id, version, now, &len);
+    const char *body;
+    if (version == 1 && u->pre.body) { /* serialised before the writer: only the time to fill in */
+        body = api_stamp(&u->pre, now);
+        len = u->pre.len;
+    } else {
+        body = api_finalize(a, res, u->id, version, now, &len);
+    }
     bv_put p = {
         .type = u->type, .id = u->id, .version = version, .last_updated_ms = now, .deleted = false,
         .method = method, .body = body, .body_len = len, .rows = u->rows, .n_rows = u->n_rows,
@@ -278,6 +284,7 @@ void api_create(api_ctx *c, const char *type)
     char uuid[40];
     bv_uuid7(uuid);
     u.id = bv_arena_strdup(c->a, uuid);
+    (void)api_preserialize(c->a, u.res, u.id, &u.pre); /* on failure the writer serialises */
     const char *ine = api_header(c, "If-None-Exist");
     if (ine) {
         bv_outcome oo;

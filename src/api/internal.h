@@ -67,6 +67,16 @@ int api_prepare(api_ctx *c, json_value *res, const char *expected_type, bool all
 /* Set id, meta.versionId and meta.lastUpdated on res and serialise it into the arena. */
 const char *api_finalize(bv_arena *a, json_value *res, const char *id, int64_t version, int64_t last_updated_ms,
                          size_t *len_out);
+/* api_finalize for version 1 done ahead, off the writer thread: the body with a placeholder
+ * lastUpdated, and the offset of its 24 characters, which api_stamp fills in on the writer. */
+typedef struct {
+    char *body;
+    size_t len;
+    size_t lu_off;
+} api_preserialized;
+int api_preserialize(bv_arena *a, json_value *res, const char *id, api_preserialized *out);
+/* Writes the time into p->body (in place: a body is stamped once, by its unit) and returns it. */
+const char *api_stamp(api_preserialized *p, int64_t last_updated_ms);
 
 /* ---- one write, as a unit on the writer thread (crud.c) ---- */
 typedef enum { OP_CREATE, OP_UPDATE, OP_DELETE, OP_PATCH } api_op_kind;
@@ -83,6 +93,7 @@ typedef struct {
     bv_search *cond;           /* If-None-Exist / conditional update / conditional delete */
     const json_value *patch;   /* JSON Patch array, or a FHIRPath Patch Parameters (fhirpath_patch) */
     bool fhirpath_patch;
+    api_preserialized pre;     /* a create's body serialised before the writer (pre.body NULL: none) */
     /* results */
     int status;
     const char *code;

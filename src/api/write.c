@@ -80,3 +80,30 @@ const char *api_finalize(bv_arena *a, json_value *res, const char *id, int64_t v
     bv_buf_free(&b);
     return out;
 }
+
+#define INSTANT_LEN 24 /* bv_format_instant: YYYY-MM-DDThh:mm:ss.sssZ */
+
+int api_preserialize(bv_arena *a, json_value *res, const char *id, api_preserialized *out)
+{
+    out->body = (char *)api_finalize(a, res, id, 1, 0, &out->len); /* arena memory of this request */
+    /* The first "lastUpdated":" is meta's: only resourceType and id (never holding such bytes:
+     * quotes inside strings are escaped) come before meta. */
+    static const char key[] = "\"lastUpdated\":\"";
+    const char *k = NULL;
+    for (size_t i = 0; !k && i + sizeof key - 1 <= out->len; i++)
+        if (out->body[i] == '"' && memcmp(out->body + i, key, sizeof key - 1) == 0) k = out->body + i;
+    if (!k || (size_t)(k - out->body) + sizeof key - 1 + INSTANT_LEN > out->len) {
+        out->body = NULL;
+        return -1;
+    }
+    out->lu_off = (size_t)(k - out->body) + sizeof key - 1;
+    return 0;
+}
+
+const char *api_stamp(api_preserialized *p, int64_t last_updated_ms)
+{
+    char ts[40];
+    bv_format_instant(last_updated_ms, ts, sizeof ts);
+    memcpy(p->body + p->lu_off, ts, INSTANT_LEN);
+    return p->body;
+}

@@ -392,6 +392,7 @@ static void conn_free(bv__conn *c)
     }
     if (c->db && sqlite3_close(c->db) != SQLITE_OK)
         bv_log(BV_LOG_ERROR, "store: close: %s", sqlite3_errmsg(c->db));
+    bv__token_count_pending_free(c->tc);
     free(c);
 }
 
@@ -411,6 +412,7 @@ static int conn_open(bv_store *s, bool writer, bv__conn **out, char *err, size_t
 {
     bv__conn *c = bv_calloc(1, sizeof *c);
     c->store = s;
+    if (writer) c->tc = bv__token_count_pending_new();
     int flags = SQLITE_OPEN_NOMUTEX;
     if (s->read_only) flags |= SQLITE_OPEN_READONLY;
     else flags |= SQLITE_OPEN_READWRITE | (writer ? SQLITE_OPEN_CREATE : 0);
@@ -788,6 +790,9 @@ static void run_units(bv_store *s, group_state *st, bv__unit *units)
         } else {
             bv_store_txn t = {.s = s, .c = c, .now_ms = 0, .types = &st->types};
             u->rc = u->fn(&t, u->ctx);
+            /* the unit's summed token-count changes, inside its savepoint */
+            if (u->rc == 0 && !sqlite3_get_autocommit(c->db)) u->rc = bv__token_count_flush(c);
+            else bv__token_count_discard(c);
             if (!sqlite3_get_autocommit(c->db)) {
                 bool ok = u->rc != 0 ? bv__step_simple(c, ST_ROLLBACK_TO) == BV_OK &&
                                            bv__step_simple(c, ST_RELEASE) == BV_OK
@@ -1084,7 +1089,8 @@ int bv_txn_vread(bv_store_txn *t, bv_arena *a, const char *type, const char *id,
 int bv_txn_search(bv_store_txn *t, bv_arena *a, const bv_search *q, bv_record **out, size_t *n, int64_t *total)
 {
     if (txn_gone(t)) return BV_EIO;
-    return bv__search(t->c, true, a, q, out, n, total);
+    int rc = bv__token_count_flush(t->c); /* a total read from the counts sees this unit's writes */
+    return rc ? rc : bv__search(t->c, true, a, q, out, n, total);
 }
 
 static int bind_text(sqlite3_stmt *st, int idx, const char *s)

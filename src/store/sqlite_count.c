@@ -41,6 +41,116 @@ static int bump(bv__conn *c, const char *param, const char *code, const char *sy
     return rc == SQLITE_DONE ? BV_OK : bv__fail(c, rc, "token count");
 }
 
+/* ---- changes pending within a unit: (param, code, system, type) -> delta ---- */
+typedef struct {
+    uint64_t hash;
+    char *key;      /* param \0 code \0 system \0 type \0, one allocation */
+    size_t key_len;
+    int delta;
+} tc_entry;
+
+struct bv__tc_pending {
+    tc_entry *e;
+    size_t cap, n;  /* open addressing, cap a power of two, n <= cap / 2 */
+};
+
+struct bv__tc_pending *bv__token_count_pending_new(void) { return bv_calloc(1, sizeof(struct bv__tc_pending)); }
+
+static void pending_clear(struct bv__tc_pending *p)
+{
+    for (size_t i = 0; i < p->cap; i++) free(p->e[i].key);
+    free(p->e);
+    p->e = NULL;
+    p->cap = p->n = 0;
+}
+
+void bv__token_count_pending_free(struct bv__tc_pending *p)
+{
+    if (!p) return;
+    pending_clear(p);
+    free(p);
+}
+
+static void pending_insert(struct bv__tc_pending *p, uint64_t h, char *key, size_t key_len, int delta)
+{
+    size_t i = (size_t)h & (p->cap - 1);
+    while (p->e[i].key) i = (i + 1) & (p->cap - 1);
+    p->e[i] = (tc_entry){.hash = h, .key = key, .key_len = key_len, .delta = delta};
+    p->n++;
+}
+
+static void pending_add(struct bv__tc_pending *p, const char *param, const char *code, const char *system,
+                        const char *type, int delta)
+{
+    const char *parts[4] = {param, code, system, type};
+    size_t lens[4], len = 0;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a over the four strings and their ends */
+    for (int k = 0; k < 4; k++) {
+        lens[k] = strlen(parts[k]);
+        for (size_t j = 0; j <= lens[k]; j++) h = (h ^ (unsigned char)parts[k][j]) * 1099511628211ull;
+        len += lens[k] + 1;
+    }
+    if (p->cap) {
+        for (size_t i = (size_t)h & (p->cap - 1); p->e[i].key; i = (i + 1) & (p->cap - 1)) {
+            if (p->e[i].hash != h || p->e[i].key_len != len) continue;
+            const char *q = p->e[i].key;
+            bool same = true;
+            for (int k = 0; k < 4 && same; k++) {
+                same = memcmp(q, parts[k], lens[k] + 1) == 0;
+                q += lens[k] + 1;
+            }
+            if (same) {
+                p->e[i].delta += delta;
+                return;
+            }
+        }
+    }
+    if (2 * (p->n + 1) > p->cap) { /* grow: rehash every entry into a table twice as large */
+        struct bv__tc_pending old = *p;
+        p->cap = old.cap ? old.cap * 2 : 64;
+        p->e = bv_calloc(p->cap, sizeof *p->e);
+        p->n = 0;
+        for (size_t i = 0; i < old.cap; i++)
+            if (old.e[i].key) pending_insert(p, old.e[i].hash, old.e[i].key, old.e[i].key_len, old.e[i].delta);
+        free(old.e);
+    }
+    char *key = bv_malloc(len), *w = key;
+    for (int k = 0; k < 4; k++) {
+        memcpy(w, parts[k], lens[k] + 1);
+        w += lens[k] + 1;
+    }
+    pending_insert(p, h, key, len, delta);
+}
+
+int bv__token_count_flush(bv__conn *c)
+{
+    struct bv__tc_pending *p = c->tc;
+    if (!p || !p->n) return BV_OK;
+    int rc = BV_OK;
+    for (size_t i = 0; i < p->cap && !rc; i++) {
+        if (!p->e[i].key || !p->e[i].delta) continue;
+        const char *param = p->e[i].key, *code = param + strlen(param) + 1, *system = code + strlen(code) + 1,
+                   *type = system + strlen(system) + 1;
+        rc = bump(c, param, code, system, type, p->e[i].delta);
+    }
+    pending_clear(p);
+    return rc;
+}
+
+void bv__token_count_discard(bv__conn *c)
+{
+    if (c->tc) pending_clear(c->tc);
+}
+
+/* n += delta now, or later (summed) on a connection that keeps the changes pending */
+static int count_change(bv__conn *c, const char *param, const char *code, const char *system, const char *type,
+                        int delta)
+{
+    if (!c->tc) return bump(c, param, code, system, type, delta);
+    pending_add(c->tc, param, code, system, type, delta);
+    return BV_OK;
+}
+
 int bv__token_count_drop(bv__conn *c, int64_t rid, const char *type)
 {
     sqlite3_stmt *st = bv__stmt(c, ST_TC_OLD);
@@ -49,8 +159,8 @@ int bv__token_count_drop(bv__conn *c, int64_t rid, const char *type)
     int rc, ret = BV_OK;
     /* the resource's current values (DISTINCT: once each), decremented while they are read */
     while (ret == BV_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
-        ret = bump(c, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
-                   (const char *)sqlite3_column_text(st, 2), type, -1);
+        ret = count_change(c, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+                           (const char *)sqlite3_column_text(st, 2), type, -1);
     if (ret == BV_OK && rc != SQLITE_DONE) ret = bv__fail(c, rc, "token count: old values");
     bv__done(st);
     return ret;
@@ -77,7 +187,7 @@ int bv__token_count_add(bv__conn *c, const char *type, const bv_index_row *rows,
     qsort(v, k, sizeof *v, cmp_row); /* equal values side by side: each is counted once */
     int rc = BV_OK;
     for (size_t i = 0; i < k && !rc; i++)
-        if (i == 0 || cmp_row(&v[i - 1], &v[i]) != 0) rc = bump(c, v[i]->param, v[i]->code, v[i]->system, type, 1);
+        if (i == 0 || cmp_row(&v[i - 1], &v[i]) != 0) rc = count_change(c, v[i]->param, v[i]->code, v[i]->system, type, 1);
     free(v);
     return rc;
 }
@@ -85,6 +195,7 @@ int bv__token_count_add(bv__conn *c, const char *type, const bv_index_row *rows,
 int bv_txn_recount_index(bv_store_txn *t)
 {
     if (!t) return BV_EINVAL;
+    bv__token_count_discard(t->c); /* the recount below includes whatever they would change */
     int rc = bv__txn_exec(t, "DELETE FROM ix_token_count;");
     return rc ? rc : bv__txn_exec(t, BV__TOKEN_COUNT_FILL);
 }

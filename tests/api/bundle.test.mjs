@@ -50,6 +50,13 @@ test('transaction: urn:uuid fullUrls are rewritten to the assigned ids in every 
   assert.equal(d.subject.reference, `Patient/${pid}`);
   assert.equal(d.result[0].reference, `Observation/${oid}`);
   for (const t of [o, p.json, d]) assert.ok(!JSON.stringify(t).includes('urn:uuid:'));
+  // the stored bodies carry the commit's time (their JSON is written before the writer, the time
+  // filled in on it): meta.lastUpdated is the entry's lastModified, and now
+  for (const [t, e] of [[o, r.json.entry[0]], [p.json, r.json.entry[1]], [d, r.json.entry[2]]]) {
+    assert.equal(t.meta.versionId, '1');
+    assert.equal(t.meta.lastUpdated, e.response.lastModified);
+    assert.ok(Math.abs(Date.parse(t.meta.lastUpdated) - Date.now()) < 60_000, t.meta.lastUpdated);
+  }
   // the references are indexed: search by subject finds the Observation
   const s = await c.get(`/Observation?subject=Patient/${pid}`);
   assert.equal(s.status, 200, s.text);

@@ -104,6 +104,16 @@ test('kept counts follow creates, updates, deletes, duplicates, transactions and
   await expectCount('Observation', 'A', 4); // +1 created, -1 deleted, -1 changed to C
   await expectCount('Observation', 'C', 1);
   await expectCount('Condition', 'A', 3);
+  // many resources with one code in a transaction: the writer sums their count changes and
+  // applies them once, and a GET entry (processed after the writes) already sees them in its total
+  const many = { resourceType: 'Bundle', type: 'transaction', entry: [
+    ...Array.from({ length: 12 }, () => ({ resource: obs(cc('D', 'D')), request: { method: 'POST', url: 'Observation' } })),
+    { request: { method: 'GET', url: `Observation?code=${encodeURIComponent(`${SYS}|D`)}&_total=accurate&_count=1` } },
+  ] };
+  const m = await c.post('/', many);
+  assert.equal(m.status, 200, m.text.slice(0, 300));
+  assert.equal(m.json.entry[12].resource.total, 12, 'the GET entry counts the transaction\'s creates');
+  await expectCount('Observation', 'D', 12);
 
   await srv.stop();
   srv.kill();
