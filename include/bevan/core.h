@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdbool.h>
 #include <stdarg.h>
+#include <string.h>
 
 /* ---- Limits: every cap on peer input lives here (craft.md guideline 3). ---- */
 #define BV_MAX_BODY_BYTES        (16u * 1024u * 1024u) /* request body; over -> 413 */
@@ -95,6 +96,17 @@ char *bv_url_decode(bv_arena *a, const char *s, size_t len, bool form);
 /* The same, also NULL when the result would hold a NUL (%00 or a raw NUL): for what the HTTP
  * layer hands on as C strings (the path, query parameters). */
 char *bv_url_decode_nonul(bv_arena *a, const char *s, size_t len, bool form);
+
+/* FNV-1a (64-bit) of n bytes, continued from h: start from BV_HASH_BASIS, chain for several parts.
+ * For hash tables and bit masks, never for anything an attacker must not steer. */
+#define BV_HASH_BASIS 0xcbf29ce484222325ull
+static inline uint64_t bv_hash(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+static inline uint64_t bv_hash_str(const char *s) { return bv_hash(BV_HASH_BASIS, s, strlen(s)); }
 
 /* A name and a value: a query or form parameter, a header. */
 typedef struct {

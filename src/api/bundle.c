@@ -12,13 +12,6 @@
 typedef struct { const char *key; const char *val; } map_slot;
 typedef struct { map_slot *slots; size_t cap, n; } str_map;
 
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 static void map_init(bv_arena *a, str_map *m, size_t expected)
 {
     m->cap = 16;
@@ -29,7 +22,7 @@ static void map_init(bv_arena *a, str_map *m, size_t expected)
 
 static map_slot *map_find(const str_map *m, const char *key)
 {
-    size_t i = hash_str(key) & (m->cap - 1);
+    size_t i = bv_hash_str(key) & (m->cap - 1);
     while (m->slots[i].key) {
         if (strcmp(m->slots[i].key, key) == 0) return &m->slots[i];
         i = (i + 1) & (m->cap - 1);

@@ -436,16 +436,6 @@ int fp_item_compare(fp_ctx *c, const fp_item *a, const fp_item *b, int *res)
 
 /* ---- Hash sets ---- */
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
 static uint64_t mix(uint64_t h)
 {
     h ^= h >> 33;
@@ -457,7 +447,7 @@ static uint64_t mix(uint64_t h)
 /* Structural hash consistent with json_equal (members as an unordered set, numbers by value). */
 static uint64_t json_hash(const json_value *v, int depth)
 {
-    const uint64_t basis = 0xcbf29ce484222325ULL;
+    const uint64_t basis = BV_HASH_BASIS;
     if (!v) return 1;
     switch (v->type) {
     case JSON_NULL: return 2;
@@ -466,9 +456,9 @@ static uint64_t json_hash(const json_value *v, int depth)
     case JSON_NUMBER: {
         double d = strtod(v->u.num.text, NULL);   /* JSON-validated text */
         if (d == 0) d = 0;
-        return mix(fnv(basis, &d, sizeof d));
+        return mix(bv_hash(basis, &d, sizeof d));
     }
-    case JSON_STRING: return fnv(basis, v->u.str.s, v->u.str.len);
+    case JSON_STRING: return bv_hash(basis, v->u.str.s, v->u.str.len);
     case JSON_ARRAY: {
         uint64_t h = 5;
         for (size_t i = 0; i < v->u.arr.count && depth < 64; i++) h = mix(h * 31 + json_hash(v->u.arr.items[i], depth + 1));
@@ -478,7 +468,7 @@ static uint64_t json_hash(const json_value *v, int depth)
         uint64_t h = 6;
         for (size_t i = 0; i < v->u.obj.count && depth < 64; i++) {
             const json_member *m = &v->u.obj.members[i];
-            h += mix(fnv(basis, m->key, m->key_len) ^ json_hash(m->value, depth + 1));
+            h += mix(bv_hash(basis, m->key, m->key_len) ^ json_hash(m->value, depth + 1));
         }
         return h;
     }
@@ -488,17 +478,17 @@ static uint64_t json_hash(const json_value *v, int depth)
 
 static uint64_t item_hash(fp_ctx *c, const fp_item *it)
 {
-    const uint64_t basis = 0xcbf29ce484222325ULL;
+    const uint64_t basis = BV_HASH_BASIS;
     fp_item s;
     if (fp_to_system(c->a, it, &s) && s.kind != BV_FP_NODE) {
         switch (s.kind) {
-        case BV_FP_STRING: return fnv(basis ^ 'S', s.str, strlen(s.str));
+        case BV_FP_STRING: return bv_hash(basis ^ 'S', s.str, strlen(s.str));
         case BV_FP_BOOLEAN: return 7 + (uint64_t)s.i;
         case BV_FP_INTEGER: case BV_FP_DECIMAL: {
             double d = s.kind == BV_FP_INTEGER ? (double)s.i : s.d;
             double r = round(d * 1e6);
             if (r == 0) r = 0;
-            return mix(fnv(basis ^ 'N', &r, sizeof r));
+            return mix(bv_hash(basis ^ 'N', &r, sizeof r));
         }
         default: return 9 + (uint64_t)s.kind;   /* dates, times, quantities: compared pairwise */
         }

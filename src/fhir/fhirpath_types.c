@@ -635,12 +635,7 @@ const char *fp_primitive_system(const char *t)
 static const fhir_type *type_slots[FP_TYPE_SLOTS];
 static pthread_once_t type_slots_once = PTHREAD_ONCE_INIT;
 
-static uint32_t name_hash(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
-}
+static uint32_t name_hash(const char *s) { return (uint32_t)bv_hash_str(s); }
 
 static void build_type_slots(void)
 {

@@ -76,13 +76,6 @@ static int64_t mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 bv__ratelimit *bv__ratelimit_new(double rate_per_s, double burst)
 {
     if (rate_per_s <= 0) return NULL;
@@ -105,7 +98,7 @@ unsigned bv__ratelimit_take(bv__ratelimit *r, const char *client, int64_t now_ns
 {
     if (!r || !client) return 0;
     if (now_ns == 0) now_ns = mono_ns();
-    uint64_t h = hash_str(client);
+    uint64_t h = bv_hash_str(client);
     pthread_mutex_lock(&r->mu);
     rl_slot *hit = NULL, *victim = NULL;
     for (unsigned i = 0; i < RL_PROBE; i++) {

@@ -373,12 +373,7 @@ static int parse_number(parser *ps, const unsigned char **pp, json_value **out)
     return BV_OK;
 }
 
-static inline uint64_t key_hash(const char *k, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ull;  /* FNV-1a: keys are short */
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)k[i]) * 0x100000001b3ull;
-    return h;
-}
+static inline uint64_t key_hash(const char *k, size_t n) { return bv_hash(BV_HASH_BASIS, k, n); }
 
 static inline bool same_key(const json_member *m, const char *k, size_t n)
 {

@@ -1236,12 +1236,7 @@ static int put_inner(bv__conn *c, const bv_put *p)
     return p->deleted ? BV_OK : add_rows(c, rid, p->type, p->rows, p->n_rows);
 }
 
-uint64_t bv_store_type_bit(const char *type)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)(type ? type : ""); *p; p++) h = (h ^ *p) * 16777619u;
-    return (uint64_t)1 << (h % 64);
-}
+uint64_t bv_store_type_bit(const char *type) { return (uint64_t)1 << (bv_hash_str(type ? type : "") % 64); }
 
 int bv_txn_put(bv_store_txn *t, const bv_put *p)
 {

@@ -84,10 +84,10 @@ static void pending_add(struct bv__tc_pending *p, const char *param, const char 
 {
     const char *parts[4] = {param, code, system, type};
     size_t lens[4], len = 0;
-    uint64_t h = 1469598103934665603ull; /* FNV-1a over the four strings and their ends */
+    uint64_t h = BV_HASH_BASIS;
     for (int k = 0; k < 4; k++) {
         lens[k] = strlen(parts[k]);
-        for (size_t j = 0; j <= lens[k]; j++) h = (h ^ (unsigned char)parts[k][j]) * 1099511628211ull;
+        h = bv_hash(h, parts[k], lens[k] + 1); /* with its NUL: "ab"+"c" differs from "a"+"bc" */
         len += lens[k] + 1;
     }
     if (p->cap) {
