@@ -199,11 +199,18 @@ static void search_by_post(api_ctx *c, const char *type)
 /* ---- routing ---- */
 static bool segment_is_op(const char *s) { return s && s[0] == '$'; }
 
+/* The path after the FHIR base ("" or "/..."), or NULL when it is not under the base. */
+static const char *path_in_base(const bv_api *api, const char *path)
+{
+    size_t bl = strlen(api->base_path);
+    if (strncmp(path, api->base_path, bl) != 0 || (path[bl] != '/' && path[bl] != '\0')) return NULL;
+    return path + bl;
+}
+
 static void route(api_ctx *c)
 {
     bv_request *req = c->req;
     const char *m = req->method;
-    size_t bl = strlen(c->api->base_path);
     if (strcmp(req->path, "/healthz") == 0) {
         c->resp->content_type = "application/json";
         if (bv_store_healthy(c->api->store)) {
@@ -216,12 +223,12 @@ static void route(api_ctx *c)
         }
         return;
     }
-    if (strncmp(req->path, c->api->base_path, bl) != 0 || (req->path[bl] != '/' && req->path[bl] != '\0')) {
+    const char *rest = path_in_base(c->api, req->path);
+    if (!rest) {
         api_error(c, 404, "not-found", NULL, "no route for %s", req->path);
         return;
     }
     /* split the rest into at most 5 segments */
-    const char *rest = req->path + bl;
     char *segs[6] = {0};
     size_t ns = 0;
     char *copy = bv_arena_strdup(c->a, rest);
@@ -420,9 +427,9 @@ void bv_api_handle(void *ctx, bv_request *req, bv_response *resp)
      * transaction: reading and checking one takes milliseconds, far longer than the writer waits,
      * which then only delayed every other commit (measured: a fifth of the writer's time during
      * ingest). */
-    size_t plen = strlen(req->path), blen = strlen(c->api->base_path);
-    bool bundle = strncmp(req->path, c->api->base_path, blen) == 0 &&
-                  (req->path[blen] == '\0' || strcmp(req->path + blen, "/") == 0);
+    size_t plen = strlen(req->path);
+    const char *rest = path_in_base(c->api, req->path);
+    bool bundle = rest && (!*rest || strcmp(rest, "/") == 0);
     bool may_write = strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0 && !bundle &&
                      !(plen >= 8 && strcmp(req->path + plen - 8, "/_search") == 0);
     if (may_write) bv_store_announce(c->api->store);
@@ -442,9 +449,9 @@ bool bv_api_write_inline(const bv_api *api, const bv_request *req)
     const char *m = req->method;
     bool post = strcmp(m, "POST") == 0;
     if (!post && strcmp(m, "PUT") != 0 && strcmp(m, "DELETE") != 0 && strcmp(m, "PATCH") != 0) return false;
-    size_t bl = strlen(api->base_path);
-    if (strncmp(req->path, api->base_path, bl) != 0 || req->path[bl] != '/') return false;
-    const char *type = req->path + bl + 1;
+    const char *rest = path_in_base(api, req->path);
+    if (!rest || *rest != '/') return false;
+    const char *type = rest + 1;
     const char *slash = strchr(type, '/');
     size_t tl = slash ? (size_t)(slash - type) : strlen(type);
     char tbuf[64];

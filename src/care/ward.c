@@ -55,9 +55,15 @@ static void cursor_skip_to(int64_t seq)
     pthread_mutex_unlock(&sig_mu);
 }
 
+/* The resource types the change feed acts on. */
+static const char *const ward_types[] = {"Observation", "CarePlan", "Task"};
+#define N_WARD_TYPES (sizeof ward_types / sizeof ward_types[0])
+
 static bool ward_relevant(const char *type)
 {
-    return strcmp(type, "Observation") == 0 || strcmp(type, "CarePlan") == 0 || strcmp(type, "Task") == 0;
+    for (size_t i = 0; i < N_WARD_TYPES; i++)
+        if (strcmp(type, ward_types[i]) == 0) return true;
+    return false;
 }
 
 static void on_commit(void *ctx, int64_t last_seq, uint64_t types)
@@ -65,11 +71,9 @@ static void on_commit(void *ctx, int64_t last_seq, uint64_t types)
     (void)last_seq;
     /* Versions of other types wait for the feed's next round (at most a second): most writes are
      * not the ward's, and waking for each group cost about 7 us of CPU per create. */
-    static _Atomic uint64_t relevant_bits;
-    if (!atomic_load(&relevant_bits))
-        atomic_store(&relevant_bits, bv_store_type_bit("Observation") | bv_store_type_bit("CarePlan") |
-                                         bv_store_type_bit("Task"));
-    if (!(types & atomic_load(&relevant_bits))) return;
+    uint64_t relevant = 0;
+    for (size_t i = 0; i < N_WARD_TYPES; i++) relevant |= bv_store_type_bit(ward_types[i]);
+    if (!(types & relevant)) return;
     pthread_mutex_lock(&sig_mu);
     if (sig_store == ctx) {
         sig_gen++;

@@ -178,6 +178,13 @@ static bv__sub *find_sub(bv_notify *n, const char *id, size_t *idx)
     return NULL;
 }
 
+/* With n->mu held, or before the threads start: the types on_commit wakes the dispatcher for. */
+static void refresh_interest(bv_notify *n)
+{
+    n->interest = bv_store_type_bit("Subscription");
+    for (size_t k = 0; k < n->n_subs; k++) n->interest |= bv_store_type_bit(n->subs[k]->type);
+}
+
 /* Dispatcher only: replace or remove the entry for this Subscription id. */
 static void set_sub(bv_notify *n, const char *id, bv__sub *s)
 {
@@ -201,8 +208,7 @@ static void set_sub(bv_notify *n, const char *id, bv__sub *s)
             n->subs[n->n_subs++] = s;
         }
     }
-    n->interest = bv_store_type_bit("Subscription");
-    for (size_t k = 0; k < n->n_subs; k++) n->interest |= bv_store_type_bit(n->subs[k]->type);
+    refresh_interest(n);
     pthread_mutex_unlock(&n->mu);
     bv__sub_free(old);
 }
@@ -840,7 +846,7 @@ static int load_state(bv_notify *n, char *err, size_t errlen)
         n->cursor = bv_store_last_seq(st);
     }
     n->commit_seq = bv_store_last_seq(st);
-    n->interest = bv_store_type_bit("Subscription");
+    refresh_interest(n);
     n->out_head = kv_int(st, a, "notify.out.head", 0);
     n->out_tail = kv_int(st, a, "notify.out.tail", 0);
     n->dead_count = kv_int(st, a, "notify.dead.count", 0);
