@@ -67,6 +67,9 @@ int api_conditional_update_id(bv_arena *a, const json_value *res, const bv_recor
     return 0;
 }
 
+/* Keeps BV_WRITE_CHECKS_FIRST (unless break-glass, unit_opts): every check (condition,
+ * authorisation, If-Match, patch, validation) precedes the one bv_txn_put, and after it only the
+ * AuditEvent is written (its failure ignored). */
 int api_unit_run(bv_store_txn *t, void *ctx)
 {
     api_unit *u = ctx;
@@ -239,6 +242,10 @@ static void unit_done(void *ctx, int rc)
     api_deferred_done(u->c);
 }
 
+/* A break-glass request may store its Task during the unit's checks, before a later check fails:
+ * then the unit needs its own savepoint (BV_WRITE_CHECKS_FIRST would roll back the whole group). */
+static unsigned unit_opts(const api_ctx *c) { return c->az && c->az->btg_reason ? 0 : BV_WRITE_CHECKS_FIRST; }
+
 static void run_unit(api_ctx *c, api_unit *u)
 {
     bv_outcome_init(&u->oo, c->a);
@@ -248,11 +255,11 @@ static void run_unit(api_ctx *c, api_unit *u)
         api_unit *du = bv_arena_alloc(c->a, sizeof *du);
         *du = *u;
         c->resp->deferred = true; /* before the write is queued: its answer may come at once */
-        rc = bv_store_write_async(c->api->store, api_unit_run, du, unit_done, du);
+        rc = bv_store_write_async(c->api->store, api_unit_run, du, unit_opts(c), unit_done, du);
         if (rc == BV_OK) return;
         c->resp->deferred = false;
     } else {
-        rc = bv_store_write(c->api->store, api_unit_run, u);
+        rc = bv_store_write_opt(c->api->store, api_unit_run, u, unit_opts(c));
     }
     answer_unit(c, u, rc);
 }

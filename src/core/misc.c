@@ -94,7 +94,7 @@ void bv_log(bv_log_level lvl, const char *fmt, ...)
     va_end(ap);
 }
 
-static void random_bytes(unsigned char *b, size_t len)
+static void getrandom_all(unsigned char *b, size_t len)
 {
     size_t got = 0;
     while (got < len) {
@@ -102,6 +102,27 @@ static void random_bytes(unsigned char *b, size_t len)
         if (n <= 0) bv_panic("getrandom failed");
         got += (size_t)n;
     }
+}
+
+/* The kernel's CSPRNG, read 256 bytes at a time per thread: one system call per 16 ids instead of
+ * one per id (3 % of an HTTP thread's time per create). Bytes are used once and wiped. Bevan never
+ * forks, so no two processes share a buffer. */
+static void random_bytes(unsigned char *b, size_t len)
+{
+    static _Thread_local unsigned char pool[256];
+    static _Thread_local size_t left;
+    if (len > sizeof pool) {
+        getrandom_all(b, len);
+        return;
+    }
+    if (left < len) {
+        getrandom_all(pool, sizeof pool);
+        left = sizeof pool;
+    }
+    unsigned char *from = pool + sizeof pool - left;
+    memcpy(b, from, len);
+    memset(from, 0, len);
+    left -= len;
 }
 
 static void uuid_format(const unsigned char b[16], char *out)

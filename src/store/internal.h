@@ -71,6 +71,7 @@ typedef struct bv__conn {
 typedef struct bv__unit {
     bv_store_write_fn fn;
     void *ctx;
+    unsigned opts;               /* BV_WRITE_* */
     int rc;
     sem_t done;                  /* posted once the unit is answered; waited on without s->mu */
     bv_store_done_fn done_fn;    /* instead, for bv_store_write_async: called (then the unit freed) */
@@ -102,8 +103,6 @@ struct bv_store {
     bool read_only;
     bool sync_normal;
     unsigned group_max;
-    size_t last_group_n;         /* units in the last group: the writer lingers for as many (linger) */
-    int64_t last_commit_us;      /* CLOCK_MONOTONIC when the last group committed */
     unsigned linger_us;          /* longest wait for announced units before a COMMIT (0 = none) */
     atomic_int incoming;         /* announced writes not queued yet (bv_store_announce) */
     /* Reader connections: a pool of at most max_readers, each lent for one call (bv__reader,

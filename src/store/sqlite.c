@@ -768,7 +768,8 @@ typedef struct {
 } group_state;
 
 /* Runs units (a list already linked at the end of the group's list) in the group's transaction,
- * each in its own SAVEPOINT. */
+ * each in its own SAVEPOINT unless it is the first (alone in the transaction so far) or promised
+ * BV_WRITE_CHECKS_FIRST. */
 static void run_units(bv_store *s, group_state *st, bv__unit *units)
 {
     bv__conn *c = s->wconn;
@@ -778,14 +779,19 @@ static void run_units(bv_store *s, group_state *st, bv__unit *units)
             u->rc = BV_EIO; /* poisoned: run nothing more */
             continue;
         }
-        if (!st->first) {
+        bool alone = !st->first; /* it begins the transaction: a ROLLBACK undoes only it */
+        if (alone) {
             if (bv__step_simple(c, ST_BEGIN_IMMEDIATE) != BV_OK) {
                 u->rc = BV_EIO;
                 continue;
             }
             st->first = u;
         }
-        if (bv__step_simple(c, ST_SAVEPOINT) != BV_OK) {
+        /* A savepoint copies every page the unit touches (a fifth of a small create's writer time),
+         * so none when the unit is alone in the transaction, or promised BV_WRITE_CHECKS_FIRST. */
+        bool own_savepoint = !alone && !(u->opts & BV_WRITE_CHECKS_FIRST);
+        int64_t changes_before = sqlite3_total_changes64(c->db);
+        if (own_savepoint && bv__step_simple(c, ST_SAVEPOINT) != BV_OK) {
             u->rc = BV_EIO;
         } else {
             bv_store_txn t = {.s = s, .c = c, .now_ms = 0, .types = &st->types};
@@ -794,16 +800,22 @@ static void run_units(bv_store *s, group_state *st, bv__unit *units)
             if (u->rc == 0 && !sqlite3_get_autocommit(c->db)) u->rc = bv__token_count_flush(c);
             else bv__token_count_discard(c);
             if (!sqlite3_get_autocommit(c->db)) {
-                bool ok = u->rc != 0 ? bv__step_simple(c, ST_ROLLBACK_TO) == BV_OK &&
-                                           bv__step_simple(c, ST_RELEASE) == BV_OK
-                                     : bv__step_simple(c, ST_RELEASE) == BV_OK;
+                bool ok;
+                if (!own_savepoint) /* failed after a change: only a ROLLBACK undoes it */
+                    ok = u->rc == 0 || sqlite3_total_changes64(c->db) == changes_before;
+                else if (u->rc != 0)
+                    ok = bv__step_simple(c, ST_ROLLBACK_TO) == BV_OK && bv__step_simple(c, ST_RELEASE) == BV_OK;
+                else
+                    ok = bv__step_simple(c, ST_RELEASE) == BV_OK;
                 if (!ok) bv__step_simple(c, ST_ROLLBACK); /* cannot isolate the unit: give up the group */
             }
         }
         if (sqlite3_get_autocommit(c->db)) {
-            units_lost(st->first, u);
+            if (!alone || u->rc == 0) { /* a failed unit alone in it lost nothing of anyone else's */
+                units_lost(st->first, u);
+                st->failures++;
+            }
             st->first = NULL;
-            st->failures++;
         }
     }
 }
@@ -872,13 +884,6 @@ static void wal_wrap(bv_store *s)
     s->wal_pages = 0;
 }
 
-static int64_t mono_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
-}
-
 /* With mu held and units queued: runs them in the open group. */
 static void extend_group(bv_store *s, group_state *st)
 {
@@ -892,15 +897,13 @@ static void extend_group(bv_store *s, group_state *st)
 
 /* Before a COMMIT: units that are about to arrive share it, instead of each paying its own
  * COMMIT, WAL write, sync and listener wake-ups (about 100 us of CPU per group here). Expected
- * are the writes callers announced (bv_store_announce) and, under a steady load (the previous
- * group committed less than 4 x linger_us ago), as many units as that group had. The wait ends
- * when they are in, when nothing is announced and the group is as large as the last one, or
- * after s->linger_us. With mu held. */
+ * are the writes callers announced (bv_store_announce). The wait ends when none is outstanding
+ * or after s->linger_us. Not waiting also for as many units as the last group had: with deferred
+ * writes that kept every client in one lock-step group, each waiting for the slowest, and no
+ * group executing while another synced (docs/storage.md, "Lingering"). With mu held. */
 static void linger(bv_store *s, group_state *st)
 {
-    /* the last group's size predicts this one's only while writes keep coming */
-    size_t want = mono_us() - s->last_commit_us < 4 * (int64_t)s->linger_us ? s->last_group_n : 0;
-    if (!s->linger_us || st->n >= s->group_max || (atomic_load(&s->incoming) <= 0 && st->n >= want)) return;
+    if (!s->linger_us || st->n >= s->group_max || atomic_load(&s->incoming) <= 0) return;
     struct timespec dl;
     clock_gettime(CLOCK_REALTIME, &dl); /* the clock of s->wcond */
     int64_t ns = dl.tv_nsec + (int64_t)s->linger_us * 1000;
@@ -908,7 +911,7 @@ static void linger(bv_store *s, group_state *st)
     dl.tv_nsec = (long)(ns % 1000000000);
     while (st->n < s->group_max) {
         if (!s->head) {
-            if (s->stopping || (atomic_load(&s->incoming) <= 0 && st->n >= want)) break;
+            if (s->stopping || atomic_load(&s->incoming) <= 0) break;
             if (pthread_cond_timedwait(&s->wcond, &s->mu, &dl) != 0) break; /* ETIMEDOUT */
             continue;
         }
@@ -976,11 +979,9 @@ static void *writer_main(void *arg)
             extend_group(s, &st);
         }
         linger(s, &st);
-        s->last_group_n = st.n;
         pthread_mutex_unlock(&s->mu);
 
         commit_group(s, &st, g);
-        s->last_commit_us = mono_us();
         /* The callers are answered by the syncer, after the WAL holding this COMMIT is synced. */
         bv__syncer_push(s, g);
         wal_wrap(s);
@@ -1019,7 +1020,9 @@ static int write_check(bv_store *s, bv_store_write_fn fn)
     return BV_OK;
 }
 
-int bv_store_write(bv_store *s, bv_store_write_fn fn, void *ctx)
+int bv_store_write(bv_store *s, bv_store_write_fn fn, void *ctx) { return bv_store_write_opt(s, fn, ctx, 0); }
+
+int bv_store_write_opt(bv_store *s, bv_store_write_fn fn, void *ctx, unsigned opts)
 {
     int rc = write_check(s, fn);
     if (rc) return rc;
@@ -1027,6 +1030,7 @@ int bv_store_write(bv_store *s, bv_store_write_fn fn, void *ctx)
     memset(&u, 0, sizeof u);
     u.fn = fn;
     u.ctx = ctx;
+    u.opts = opts;
     sem_init(&u.done, 0, 0);
     rc = queue_unit(s, &u);
     if (rc == BV_OK) {
@@ -1040,7 +1044,8 @@ int bv_store_write(bv_store *s, bv_store_write_fn fn, void *ctx)
     return rc;
 }
 
-int bv_store_write_async(bv_store *s, bv_store_write_fn fn, void *ctx, bv_store_done_fn done, void *done_ctx)
+int bv_store_write_async(bv_store *s, bv_store_write_fn fn, void *ctx, unsigned opts, bv_store_done_fn done,
+                         void *done_ctx)
 {
     int rc = write_check(s, fn);
     if (rc) return rc;
@@ -1048,6 +1053,7 @@ int bv_store_write_async(bv_store *s, bv_store_write_fn fn, void *ctx, bv_store_
     bv__unit *u = bv_calloc(1, sizeof *u);
     u->fn = fn;
     u->ctx = ctx;
+    u->opts = opts;
     u->done_fn = done;
     u->done_ctx = done_ctx;
     rc = queue_unit(s, u);
@@ -1187,7 +1193,7 @@ static int add_rows(bv__conn *c, int64_t rid, const char *type, const bv_index_r
     return bv__token_count_add(c, type, rows, n);
 }
 
-/* The body of bv_txn_put, run inside its own savepoint so a put is all-or-nothing. */
+/* The body of bv_txn_put. A failure part-way is undone with its unit (run_units). */
 static int put_inner(bv__conn *c, const bv_put *p)
 {
     int64_t rid = 0, cur = 0;
@@ -1245,9 +1251,9 @@ int bv_txn_put(bv_store_txn *t, const bv_put *p)
     if (rc) return rc;
     if (txn_gone(t)) return BV_EIO;
     if (t->types) *t->types |= bv_store_type_bit(p->type);
-    /* No savepoint of its own: the unit already runs inside one, and a unit whose put failed
-     * must return non-zero, which rolls the whole unit back (store.h). A savepoint per put cost a
-     * third of the writer's time during ingest. */
+    /* No savepoint of its own: the unit is isolated already, and a unit whose put failed must
+     * return non-zero, which rolls the whole unit back (store.h). A savepoint per put cost a third
+     * of the writer's time during ingest. */
     return put_inner(t->c, p);
 }
 

@@ -151,6 +151,19 @@ static void test_uuid_and_rng(void **state)
     assert_int_equal(u1[14], '4');                   /* version 4 */
     assert_true(strchr("89ab", u1[19]) != NULL);     /* RFC 4122 variant */
     assert_string_not_equal(u1, u2);
+    /* ids drawn from the per-thread random pool across several refills: all distinct, and uuid7s
+     * in time order */
+    enum { N = 100 };
+    static char ids[2 * N][40];
+    for (int i = 0; i < N; i++) {
+        bv_uuid7(ids[i]);
+        bv_uuid4(ids[N + i]);
+        assert_int_equal(ids[i][14], '7');
+        assert_int_equal(ids[N + i][14], '4');
+        if (i) assert_true(memcmp(ids[i - 1], ids[i], 13) <= 0); /* the 48-bit ms prefix */
+    }
+    for (int i = 0; i < 2 * N; i++)
+        for (int j = i + 1; j < 2 * N; j++) assert_string_not_equal(ids[i], ids[j]);
     bv_rng r1, r2;
     bv_rng_seed(&r1, 7);
     bv_rng_seed(&r2, 7);

@@ -306,13 +306,14 @@ typedef struct {
     bv_store *s;
     bv_store_write_fn fn;
     void *ctx;
+    unsigned opts;
     int rc;
 } writer_arg;
 
 static void *write_thread(void *varg)
 {
     writer_arg *w = varg;
-    w->rc = bv_store_write(w->s, w->fn, w->ctx);
+    w->rc = bv_store_write_opt(w->s, w->fn, w->ctx, w->opts);
     return NULL;
 }
 
@@ -337,20 +338,67 @@ static void run_as_group(bv_store *s, writer_arg *args, size_t n)
 static void test_unit_isolation(void **state)
 {
     fx *f = *state;
-    uint64_t g0, u0, g1, u1;
-    bv__store_stats(f->s, &g0, &u0, NULL);
+    uint64_t g0, u0, f0, g1, u1, f1;
+    bv__store_stats(f->s, &g0, &u0, &f0);
+    /* a begins the group's transaction (no savepoint: a ROLLBACK undoes only it); b has one */
     put_ctx a = {.type = "Patient", .id = "a", .body = "{}", .fail_with = BV_EPRECOND};
     put_ctx b = {.type = "Patient", .id = "b", .body = "{}"};
-    writer_arg args[2] = {{.fn = put_fn, .ctx = &a}, {.fn = put_fn, .ctx = &b}};
-    run_as_group(f->s, args, 2);
-    bv__store_stats(f->s, &g1, &u1, NULL);
-    assert_int_equal(u1 - u0, 3);
-    assert_int_equal(g1 - g0, 2); /* blocker alone, then a and b together */
+    put_ctx c = {.type = "Patient", .id = "c", .body = "{}", .fail_with = BV_EPRECOND};
+    writer_arg args[3] = {{.fn = put_fn, .ctx = &a}, {.fn = put_fn, .ctx = &b}, {.fn = put_fn, .ctx = &c}};
+    run_as_group(f->s, args, 3);
+    bv__store_stats(f->s, &g1, &u1, &f1);
+    assert_int_equal(u1 - u0, 4);
+    assert_int_equal(g1 - g0, 2); /* blocker alone, then a, b and c together */
+    assert_int_equal(f1 - f0, 0); /* a's rollback is not a failed commit */
+    assert_int_equal(args[2].rc, BV_EPRECOND);
+    bv_record rc_;
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "c", &rc_), BV_ENOTFOUND);
     assert_int_equal(args[0].rc, BV_EPRECOND);
     assert_int_equal(args[1].rc, 0);
     bv_record r;
     assert_int_equal(bv_store_read(f->s, f->a, "Patient", "a", &r), BV_ENOTFOUND);
     assert_int_equal(bv_store_read(f->s, f->a, "Patient", "b", &r), 0);
+    char msg[256];
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
+}
+
+/* Units without a savepoint of their own (BV_WRITE_CHECKS_FIRST): one failing before its first
+ * change costs the group nothing; one failing after a change takes the whole group down with it
+ * (BV_EIO for the others), and nothing of it is stored. */
+static void test_checks_first_units(void **state)
+{
+    fx *f = *state;
+    enum { CF = BV_WRITE_CHECKS_FIRST };
+    uint64_t g0, u0, g1, u1;
+    bv__store_stats(f->s, &g0, &u0, NULL);
+    put_ctx a = {.type = "Patient", .id = "cf-a", .body = "{}"};
+    put_ctx b = {.type = "Patient", .id = "cf-b", .body = "{}", .version = 7}; /* conflict: before any change */
+    put_ctx c = {.type = "Patient", .id = "cf-c", .body = "{}"};
+    writer_arg g[3] = {{.fn = put_fn, .ctx = &a, .opts = CF}, {.fn = put_fn, .ctx = &b, .opts = CF},
+                       {.fn = put_fn, .ctx = &c, .opts = CF}};
+    run_as_group(f->s, g, 3);
+    bv__store_stats(f->s, &g1, &u1, NULL);
+    assert_int_equal(g1 - g0, 2); /* the blocker, then the three together */
+    assert_int_equal(g[0].rc, 0);
+    assert_int_equal(g[1].rc, BV_ECONFLICT);
+    assert_int_equal(g[2].rc, 0);
+    bv_record r;
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "cf-a", &r), 0);
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "cf-b", &r), BV_ENOTFOUND);
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "cf-c", &r), 0);
+
+    put_ctx d = {.type = "Patient", .id = "cf-d", .body = "{}"};
+    put_ctx e = {.type = "Patient", .id = "cf-e", .body = "{}", .fail_with = BV_EPRECOND}; /* after its put */
+    put_ctx h = {.type = "Patient", .id = "cf-h", .body = "{}"};
+    writer_arg g2[3] = {{.fn = put_fn, .ctx = &d, .opts = CF}, {.fn = put_fn, .ctx = &e, .opts = CF},
+                        {.fn = put_fn, .ctx = &h}};
+    run_as_group(f->s, g2, 3);
+    assert_int_equal(g2[0].rc, BV_EIO);     /* rolled back with the broken unit: never acknowledged */
+    assert_int_equal(g2[1].rc, BV_EPRECOND);
+    assert_int_equal(g2[2].rc, 0);          /* the rest of the group runs in a new transaction */
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "cf-d", &r), BV_ENOTFOUND);
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "cf-e", &r), BV_ENOTFOUND);
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "cf-h", &r), 0);
     char msg[256];
     assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
 }
@@ -1452,9 +1500,9 @@ static void test_write_async(void **state)
     }
     cs[N].put.id = "refused";
     cs[N].put.fail_with = BV_EPRECOND;
-    assert_int_equal(bv_store_write_async(f->s, put_fn, &cs[0].put, NULL, NULL), BV_EINVAL); /* no answer */
+    assert_int_equal(bv_store_write_async(f->s, put_fn, &cs[0].put, 0, NULL, NULL), BV_EINVAL); /* no answer */
     for (int i = 0; i <= N; i++)
-        assert_int_equal(bv_store_write_async(f->s, put_fn, &cs[i].put, async_done, &cs[i]), 0);
+        assert_int_equal(bv_store_write_async(f->s, put_fn, &cs[i].put, 0, async_done, &cs[i]), 0);
     wait_answered(&answered, N + 1);
     for (int i = 0; i < N; i++) {
         assert_int_equal(cs[i].rc, 0);
@@ -1468,11 +1516,11 @@ static void test_write_async(void **state)
     bv__store_fail_next_sync(f->s);
     atomic_store(&answered, 0);
     cs[0].put = (put_ctx){.type = "Patient", .id = "during", .body = "{}"};
-    assert_int_equal(bv_store_write_async(f->s, put_fn, &cs[0].put, async_done, &cs[0]), 0);
+    assert_int_equal(bv_store_write_async(f->s, put_fn, &cs[0].put, 0, async_done, &cs[0]), 0);
     wait_answered(&answered, 1);
     assert_int_equal(cs[0].rc, BV_EIO);
     cs[1].put = (put_ctx){.type = "Patient", .id = "after", .body = "{}"};
-    assert_int_equal(bv_store_write_async(f->s, put_fn, &cs[1].put, async_done, &cs[1]), BV_EIO);
+    assert_int_equal(bv_store_write_async(f->s, put_fn, &cs[1].put, 0, async_done, &cs[1]), BV_EIO);
     struct timespec ts = {0, 50 * 1000 * 1000};
     nanosleep(&ts, NULL);
     assert_int_equal(atomic_load(&answered), 1); /* never answered */
@@ -1487,6 +1535,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reentrant_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unit_isolation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_checks_first_units, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_failure_eio, setup, teardown),
         cmocka_unit_test_setup_teardown(test_txn_vanished, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrency, setup, teardown),
