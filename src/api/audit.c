@@ -342,11 +342,11 @@ void audit_auth_failure(api_ctx *c, const char *why)
     enqueue(cfg, &b);
 }
 
-void audit_unit(api_unit *u, bv_store_txn *t)
+int audit_unit(api_unit *u, bv_store_txn *t)
 {
     api_ctx *c = u->c;
     api_az *z = c->az;
-    if (!z) return;
+    if (!z) return 0;
     static const char *const act[] = {[OP_CREATE] = "C", [OP_UPDATE] = "U", [OP_DELETE] = "D", [OP_PATCH] = "U"};
     static const char *const sub[] = {[OP_CREATE] = "create", [OP_UPDATE] = "update", [OP_DELETE] = "delete",
                                       [OP_PATCH] = "patch"};
@@ -356,6 +356,10 @@ void audit_unit(api_unit *u, bv_store_txn *t)
     bv_buf b;
     bv_buf_init(&b, 0);
     build(c, &f, &b);
-    if (az_put_json(t, c->a, "AuditEvent", bv_buf_cstr(&b), b.len) == BV_OK) z->audited = true;
+    int rc = az_put_json(t, c->a, "AuditEvent", bv_buf_cstr(&b), b.len);
     bv_buf_free(&b);
+    if (rc == BV_OK) z->audited = true;
+    /* Refused before any change (the request's own audit records it later): the write stands. A
+     * store error may have left half an AuditEvent: the write must fail so that it is undone. */
+    return rc == BV_OK || rc == BV_EINVAL || rc == BV_ECONFLICT ? 0 : rc;
 }

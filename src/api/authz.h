@@ -115,7 +115,7 @@ int az_put_json(bv_store_txn *t, bv_arena *a, const char *type, const char *json
 void audit_start(api_authz_cfg *cfg, bv_store *s);
 void audit_stop(api_authz_cfg *cfg, bv_store *s);
 void audit_request(api_ctx *c);                                  /* queued (reads, denials, auth failures) */
-void audit_unit(api_unit *u, bv_store_txn *t);                   /* in the write's transaction */
+int audit_unit(api_unit *u, bv_store_txn *t);                    /* in the write's transaction; non-zero: store error */
 void audit_auth_failure(api_ctx *c, const char *why);
 
 /* authsrv.c: /.well-known/smart-configuration and /auth/...; true when it answered */

@@ -42,7 +42,7 @@ static int put_version(api_unit *u, bv_store_txn *t, json_value *res, int64_t ve
     u->rec = (bv_record){.type = u->type, .id = u->id, .version = version, .last_updated_ms = now,
                          .method = method, .body = body, .body_len = len};
     u->wrote = true;
-    audit_unit(u, t);
+    if (audit_unit(u, t)) return fail(u, 500, "exception", "storage error");
     return 0;
 }
 
@@ -69,7 +69,7 @@ int api_conditional_update_id(bv_arena *a, const json_value *res, const bv_recor
 
 /* Keeps BV_WRITE_CHECKS_FIRST (unless break-glass, unit_opts): every check (condition,
  * authorisation, If-Match, patch, validation) precedes the one bv_txn_put, and after it only the
- * AuditEvent is written (its failure ignored). */
+ * AuditEvent is written (refused: ignored; a store error fails the unit). */
 int api_unit_run(bv_store_txn *t, void *ctx)
 {
     api_unit *u = ctx;
@@ -128,7 +128,7 @@ int api_unit_run(bv_store_txn *t, void *ctx)
         if (bv_txn_put(t, &p)) return fail(u, 500, "exception", "storage error");
         u->rec = (bv_record){.type = u->type, .id = u->id, .version = next, .last_updated_ms = now, .deleted = true};
         u->wrote = true;
-        audit_unit(u, t);
+        if (audit_unit(u, t)) return fail(u, 500, "exception", "storage error");
         return 0;
     }
     case OP_PATCH: {
@@ -222,7 +222,8 @@ static void respond_written(api_ctx *c, api_unit *u)
 
 static void answer_unit(api_ctx *c, api_unit *u, int rc)
 {
-    if (rc == BV_EIO || (rc && u->status == 0)) {
+    /* a failure with a success status set before the write: nothing was stored */
+    if (rc == BV_EIO || (rc && (u->status == 0 || u->status < 400))) {
         /* Poisoned (a failed sync or I/O error): a commit may still survive the restart. */
         api_error(c, 500, "exception", NULL, "%s",
                   bv_store_healthy(c->api->store)

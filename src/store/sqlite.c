@@ -797,8 +797,11 @@ static void run_units(bv_store *s, group_state *st, bv__unit *units)
             bv_store_txn t = {.s = s, .c = c, .now_ms = 0, .types = &st->types};
             u->rc = u->fn(&t, u->ctx);
             /* the unit's summed token-count changes, inside its savepoint */
-            if (u->rc == 0 && !sqlite3_get_autocommit(c->db)) u->rc = bv__token_count_flush(c);
-            else bv__token_count_discard(c);
+            if (u->rc == 0 && !sqlite3_get_autocommit(c->db)) {
+                if (bv__token_count_flush(c) != BV_OK) u->rc = BV_EIO; /* its changes are undone */
+            } else {
+                bv__token_count_discard(c);
+            }
             if (!sqlite3_get_autocommit(c->db)) {
                 bool ok;
                 if (!own_savepoint) /* failed after a change: only a ROLLBACK undoes it */
@@ -808,6 +811,9 @@ static void run_units(bv_store *s, group_state *st, bv__unit *units)
                 else
                     ok = bv__step_simple(c, ST_RELEASE) == BV_OK;
                 if (!ok) bv__step_simple(c, ST_ROLLBACK); /* cannot isolate the unit: give up the group */
+                if (!ok && !sqlite3_get_autocommit(c->db) && !atomic_exchange(&s->poisoned, true))
+                    /* not even a ROLLBACK: commit none of it (commit_group sees the poison) */
+                    bv_log(BV_LOG_ERROR, "store: a failed write could not be rolled back: refusing writes until restart");
             }
         }
         if (sqlite3_get_autocommit(c->db)) {
