@@ -126,6 +126,11 @@ const fhir_element *fhir_element_child(const fhir_element *e, const char *json_n
 const fhir_search_param *fhir_search_param_find(const char *resource, const char *code);
 /* All parameters declared for exactly this resource type: *n_out entries starting at the return. */
 const fhir_search_param *fhir_search_params_of(const char *resource, size_t *n_out);
+/* The parameter whose index rows serve sp's searches: sp itself, or an earlier parameter of the
+ * same resource and kind whose expression selects exactly the same elements on that resource
+ * (Patient phonetic -> name, CodeSystem url -> system, ...; src/fhir/search_stored.c). Rows are
+ * extracted only for parameters that store their own; a search uses the storing one's code. */
+const fhir_search_param *fhir_search_param_stored(const fhir_search_param *sp);
 const fhir_compartment_entry *fhir_patient_compartment_find(const char *resource);
 /* Required-binding check for a code (binary search in required_codes). True if the element has no
  * expanded required codes (nothing to check, e.g. mime types, UCUM) or the code is among them. */

@@ -731,6 +731,7 @@ int bv__fhir_extract_index_ex(bv_arena *a, const json_value *resource, bv_index_
     const fhir_search_param *ps = fhir_search_params_of(type, &np);
     for (size_t i = 0; i < np; i++) {
         if (ps[i].type == FHIR_SP_SPECIAL || !ps[i].expression) continue;
+        if (fhir_search_param_stored(&ps[i]) != &ps[i]) continue; /* the same rows as an earlier one */
         extract_param(a, &root, &ps[i], &rl, &next_group, &errs);
     }
     const fhir_search_param *base = fhir_search_params_of("Resource", &np);

@@ -276,7 +276,7 @@ static int value_pred(pctx *c, const pinfo *pi, const char *raw, bv_pred *p)
             if (p->code && (!p->system || strcmp(p->system, BV_UCUM_SYSTEM) == 0) &&
                 bv_ucum_canonical(p->code, p->num, &cn, &canon) && bv_ucum_canonical(p->code, p->num_lo, &clo, NULL) &&
                 bv_ucum_canonical(p->code, p->num_hi, &chi, NULL)) {
-                p->param = bv_arena_printf(a, "%s:ucum", p->param ? p->param : pi->sp->code);
+                p->param = bv_arena_printf(a, "%s:ucum", p->param ? p->param : fhir_search_param_stored(pi->sp)->code);
                 p->system = BV_UCUM_SYSTEM;
                 p->code = canon;
                 p->num = cn;
@@ -307,7 +307,7 @@ static int value_pred(pctx *c, const pinfo *pi, const char *raw, bv_pred *p)
             if (!*code || !*val)
                 return fail(c, "invalid", "parameter '%s': :of-type needs a type code and a value ('%s')", nm, raw);
             p->op = BV_OP_TOKEN;
-            p->param = bv_arena_printf(a, "%s:of-type", pi->sp->code);
+            p->param = bv_arena_printf(a, "%s:of-type", fhir_search_param_stored(pi->sp)->code);
             p->system_given = *sys != '\0';
             p->system = *sys ? sys : NULL;
             p->code = bv_arena_printf(a, "%s|%s", code, val);
@@ -657,7 +657,7 @@ static int parse_param(pctx *c, const char *type, const char *name, const char *
         if (!*segs[i]) continue;   /* empty values are ignored */
         bv_pred *p = &preds[n];
         p->kind = (bv_index_kind)kind_of[sp->type];   /* composite/special were refused above */
-        p->param = sp->code;
+        p->param = fhir_search_param_stored(sp)->code; /* phonetic searches name's rows */
         rc = value_pred(c, &pi, segs[i], p);
         if (rc != P_OK) return rc;
         n++;
@@ -710,7 +710,7 @@ static int parse_sort(pctx *c, const char *type, const char *v, bv_search *s)
         if (!sp || kind_of[sp->type] < 0 || (!sp->expression && strcmp(k, "_id") && strcmp(k, "_lastUpdated")))
             return fail(c, "invalid", "_sort: '%s' is not a search parameter of %s that can be sorted on", k,
                         type ? type : "all resource types");
-        sort[n].param = sp->code;
+        sort[n].param = fhir_search_param_stored(sp)->code;
         sort[n].kind = (bv_index_kind)kind_of[sp->type];
         sort[n].desc = desc;
         n++;

@@ -68,6 +68,12 @@ test('_id and name search; _sort by _id is stable', async () => {
   assert.equal(await c.count(`/Patient?_id=${ids[3]},${ids[4]}`), 2);
   assert.equal(await c.count('/Patient?name=odd'), 12);
   assert.equal(await c.count('/Patient?family=Even'), 13);
+  // phonetic selects the same elements as name: searched through name's rows (not stored twice)
+  assert.equal(await c.count('/Patient?phonetic=odd'), 12);
+  assert.equal(await c.count('/Patient?phonetic:missing=true'), 0);
+  const byPhonetic = await c.get('/Patient?_sort=phonetic,_id&_count=100');
+  const byName = await c.get('/Patient?_sort=name,_id&_count=100');
+  assert.deepEqual(byPhonetic.json.entry.map((e) => e.resource.id), byName.json.entry.map((e) => e.resource.id));
 });
 
 test('reference search', async () => {

@@ -135,6 +135,9 @@ static void test_patient_example(void **state)
     assert_string_equal(org->ref_id, "1");
     assert_string_equal(org->text, "Organization/1");
     for (size_t i = 0; i < n; i++) assert_int_equal(r[i].group, 0);
+    /* phonetic selects the same elements as name: its rows are name's, not stored twice */
+    assert_null(find_string(r, n, "phonetic", "chalmers"));
+    for (size_t i = 0; i < n; i++) assert_string_not_equal(r[i].param, "phonetic");
 
     json_value *g = example(a, "Patient-glossy.json");
     assert_non_null(g);
@@ -145,6 +148,39 @@ static void test_patient_example(void **state)
     assert_string_equal(gp->ref_type, "Practitioner");
     assert_string_equal(gp->ref_id, "example");
     bv_arena_free(a);
+}
+
+/* Parameters that share their rows: exactly the pairs whose expressions select the same
+ * elements of one type, never a reference or a composite. */
+static void test_stored_params(void **state)
+{
+    (void)state;
+    static const char *const shared[][3] = {
+        {"Patient", "phonetic", "name"},           {"Person", "phonetic", "name"},
+        {"Practitioner", "phonetic", "name"},      {"RelatedPerson", "phonetic", "name"},
+        {"CodeSystem", "url", "system"},           {"CapabilityStatement", "version", "fhirversion"},
+    };
+    size_t n_shared = 0;
+    for (size_t i = 0; i < fhir_search_params_count; i++) {
+        const fhir_search_param *sp = &fhir_search_params[i], *st = fhir_search_param_stored(sp);
+        if (st == sp) continue;
+        n_shared++;
+        assert_string_equal(st->resource, sp->resource);
+        assert_int_equal(st->type, sp->type);
+        assert_true(sp->type != FHIR_SP_REFERENCE && sp->type != FHIR_SP_COMPOSITE);
+        assert_true(fhir_search_param_stored(st) == st);
+        bool listed = false;
+        for (size_t k = 0; k < sizeof shared / sizeof shared[0]; k++)
+            listed |= strcmp(shared[k][0], sp->resource) == 0 && strcmp(shared[k][1], sp->code) == 0 &&
+                      strcmp(shared[k][2], st->code) == 0;
+        if (!listed) fprintf(stderr, "unexpected: %s.%s stored as %s\n", sp->resource, sp->code, st->code);
+        assert_true(listed);
+    }
+    assert_int_equal(n_shared, sizeof shared / sizeof shared[0]);
+    const fhir_search_param *code = fhir_search_param_find("Observation", "code");
+    assert_true(fhir_search_param_stored(code) == code);
+    const fhir_search_param *combo = fhir_search_param_find("Observation", "combo-code");
+    assert_true(fhir_search_param_stored(combo) == combo);
 }
 
 static void test_observation_example(void **state)
@@ -379,6 +415,7 @@ int main(void)
         cmocka_unit_test(test_threads),   /* first: the threads race to build the expression cache */
         cmocka_unit_test(test_normalize),
         cmocka_unit_test(test_patient_example),
+        cmocka_unit_test(test_stored_params),
         cmocka_unit_test(test_observation_example),
         cmocka_unit_test(test_special_forms),
         cmocka_unit_test(test_all_examples),
