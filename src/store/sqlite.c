@@ -796,7 +796,7 @@ static void run_units(bv_store *s, group_state *st, bv__unit *units)
         } else {
             bv_store_txn t = {.s = s, .c = c, .now_ms = 0, .types = &st->types};
             u->rc = u->fn(&t, u->ctx);
-            /* the unit's summed token-count changes, inside its savepoint */
+            /* the unit's summed token-count changes, undone with the unit if it fails */
             if (u->rc == 0 && !sqlite3_get_autocommit(c->db)) {
                 if (bv__token_count_flush(c) != BV_OK) u->rc = BV_EIO; /* its changes are undone */
             } else {
