@@ -128,7 +128,7 @@ const fhir_search_param *fhir_search_param_find(const char *resource, const char
 const fhir_search_param *fhir_search_params_of(const char *resource, size_t *n_out);
 /* The parameter whose index rows serve sp's searches: sp itself, or an earlier parameter of the
  * same resource and kind whose expression selects exactly the same elements on that resource
- * (Patient phonetic -> name, CodeSystem url -> system, ...; src/fhir/search_stored.c). Rows are
+ * (Patient phonetic -> name, CodeSystem url -> system, ...; share_rows in src/fhir/extract.c). Rows are
  * extracted only for parameters that store their own; a search uses the storing one's code. */
 const fhir_search_param *fhir_search_param_stored(const fhir_search_param *sp);
 const fhir_compartment_entry *fhir_patient_compartment_find(const char *resource);

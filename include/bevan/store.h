@@ -8,9 +8,10 @@
  * Threads: reads run on the calling thread's own connection (opened lazily, thread-local).
  * Writes run as units on one writer thread; concurrent units are group-committed (one durable
  * sync for many requests), each unit isolated (a SAVEPOINT, or a ROLLBACK when it is alone in the
- * transaction) so one failing unit never affects another. A unit's caller is answered only after the group's COMMIT has been synced: the writer
- * commits and moves on to the next group while a syncer thread makes the previous one durable
- * (fdatasync of the WAL), so the sync of one group overlaps the work of the next. Reads never
+ * transaction) so one failing unit never affects another. A unit's caller is answered only after
+ * the group's COMMIT has been synced: the writer commits and moves on to the next group while a
+ * syncer thread makes the previous one durable (fdatasync of the WAL), so the sync of one group
+ * overlaps the work of the next. Reads never
  * return data whose sync is still outstanding: they wait for it (at most one sync).
  *
  * Committed changes: every stored version has a global seq; bv_store_changes reads them in order

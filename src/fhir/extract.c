@@ -81,6 +81,7 @@ typedef struct {
     const bv_fp_expr *const *branches;
     size_t n_branches;
     bool is_union;
+    size_t stored;                   /* index of the parameter whose rows serve this one (share_rows) */
 } sp_compiled;
 
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
@@ -167,6 +168,42 @@ static void prune_branches(const fp_node *n, const char *rtype, branch_list *out
     out->v[out->n++] = e;
 }
 
+static bool same_branches(const sp_compiled *a, const sp_compiled *b)
+{
+    if (a->n_branches != b->n_branches) return false;
+    for (size_t i = 0; i < a->n_branches; i++) {
+        bool found = false;
+        for (size_t j = 0; j < b->n_branches && !found; j++)
+            found = fp_node_equal(a->branches[i]->root, b->branches[j]->root);
+        if (!found) return false;
+    }
+    return true;
+}
+
+/* Parameters of one resource type and kind whose branches on that type are the same select the
+ * same elements, so their rows are the same: only the first in the table's order stores them
+ * (fhir_search_param_stored). In R4: Patient, Person, Practitioner and RelatedPerson `phonetic` =
+ * `name` ("Patient.name | Person.name | ..." on a Patient is "Patient.name"; Bevan matches phonetic
+ * like name), CodeSystem `url` = `system`, CapabilityStatement `version` = `fhirversion`. Never
+ * references (whose targets can differ), composites or Resource-level parameters. */
+static void share_rows(void)
+{
+    for (size_t i = 0; i < fhir_search_params_count; i++) {
+        const fhir_search_param *sp = &fhir_search_params[i];
+        cache[i].stored = i;
+        bool kind_shares = sp->type == FHIR_SP_STRING || sp->type == FHIR_SP_TOKEN || sp->type == FHIR_SP_URI ||
+                           sp->type == FHIR_SP_DATE || sp->type == FHIR_SP_NUMBER || sp->type == FHIR_SP_QUANTITY;
+        if (!cache[i].expr || !cache[i].n_branches || !kind_shares || !fhir_is_resource_type(sp->resource)) continue;
+        /* the table is sorted by resource: look back over this resource's entries */
+        for (size_t j = i; j-- > 0 && strcmp(fhir_search_params[j].resource, sp->resource) == 0;)
+            if (cache[j].expr && cache[j].stored == j && fhir_search_params[j].type == sp->type &&
+                same_branches(&cache[i], &cache[j])) {
+                cache[i].stored = j;
+                break;
+            }
+    }
+}
+
 static void build_cache(void)
 {
     cache_arena = bv_arena_new(1u << 20);
@@ -207,6 +244,7 @@ static void build_cache(void)
             }
         }
     }
+    share_rows();
 }
 
 static const sp_compiled *compiled_for(const fhir_search_param *sp)
@@ -214,6 +252,12 @@ static const sp_compiled *compiled_for(const fhir_search_param *sp)
     pthread_once(&cache_once, build_cache);
     size_t i = (size_t)(sp - fhir_search_params);
     return i < fhir_search_params_count ? &cache[i] : NULL;
+}
+
+const fhir_search_param *fhir_search_param_stored(const fhir_search_param *sp)
+{
+    const sp_compiled *cc = sp && sp >= fhir_search_params ? compiled_for(sp) : NULL;
+    return cc ? &fhir_search_params[cc->stored] : sp;
 }
 
 /* ---------------------------------------------------------------- string normalisation */

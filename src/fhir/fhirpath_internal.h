@@ -117,6 +117,8 @@ static inline bv_arena *fp_tmp(const fp_ctx *c) { return c->tmp ? c->tmp : c->a;
 /* fhirpath_parse.c */
 fp_node *fp_parse(bv_arena *a, const char *src, char *err, size_t errlen);
 bool fp_typespec_from_node(const fp_node *n, fp_typespec *ts);
+/* Two compiled expressions (sub)trees that are written the same (literals compared by value). */
+bool fp_node_equal(const fp_node *a, const fp_node *b);
 
 /* fhirpath.c */
 int fp_fail(fp_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

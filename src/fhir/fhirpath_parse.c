@@ -701,3 +701,20 @@ bv_fp_expr *bv_fhirpath_compile(bv_arena *a, const char *expr, char *err, size_t
     e->src = bv_arena_strdup(a, expr);
     return e;
 }
+
+static bool str_equal(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
+
+bool fp_node_equal(const fp_node *a, const fp_node *b)
+{
+    if (a == b) return true;
+    if (!a || !b || a->t != b->t || a->op != b->op || a->fn != b->fn || a->nargs != b->nargs ||
+        a->is_type_name != b->is_type_name || !str_equal(a->name, b->name) || a->ts.ns != b->ts.ns ||
+        !str_equal(a->ts.name, b->ts.name))
+        return false;
+    if (a->t == FPN_LIT && (a->lit.kind != b->lit.kind || !str_equal(a->lit.str, b->lit.str) || a->lit.i != b->lit.i ||
+                            a->lit.d != b->lit.d || a->lit.prec != b->lit.prec || a->lit.calendar != b->lit.calendar))
+        return false;
+    for (int k = 0; k < a->nargs; k++)
+        if (!fp_node_equal(a->args[k], b->args[k])) return false;
+    return fp_node_equal(a->l, b->l) && fp_node_equal(a->r, b->r);
+}

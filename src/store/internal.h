@@ -223,9 +223,9 @@ int bv__include(bv__conn *c, bv_arena *a, const bv_include_query *q, bv_record *
 int bv__token_count_drop(bv__conn *c, int64_t rid, const char *type); /* before its rows are deleted */
 int bv__token_count_add(bv__conn *c, const char *type, const bv_index_row *rows, size_t n); /* after insert */
 /* On a connection with c->tc (the writer), drop and add only sum the changes per value; they are
- * applied by flush (at the end of a unit, in its savepoint, and before a search in it) or thrown
- * away by discard (a unit that failed). A transaction of 170 Observations then updates each
- * count row once, not once per resource. */
+ * applied by flush (at the end of a unit, undone with it if it fails, and before a search in it)
+ * or thrown away by discard (a unit that failed). A transaction of 170 Observations then updates
+ * each count row once, not once per resource. */
 struct bv__tc_pending *bv__token_count_pending_new(void);
 void bv__token_count_pending_free(struct bv__tc_pending *p);
 int bv__token_count_flush(bv__conn *c);
