@@ -150,8 +150,14 @@ static void issue(vctx *c, const char *code, const char *fmt, ...)
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int len = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (len >= (int)sizeof msg) { /* cut: drop the last, perhaps partial, UTF-8 sequence (valid JSON) */
+        size_t m = sizeof msg - 1;
+        while (m > 0 && ((unsigned char)msg[m - 1] & 0xC0) == 0x80) m--;
+        if (m > 0 && (unsigned char)msg[m - 1] >= 0xC0) m--;
+        msg[m] = '\0';
+    }
     bv_outcome_add(c->oo, BV_SEV_ERROR, code, c->plen ? c->path : NULL, "%s", msg);
     c->errors++;
 }
@@ -522,8 +528,10 @@ static void report_unknown(vctx *c, const scope *s, const char *key, size_t key_
             memcpy(allowed + k, e->types[j], l + 1);
             k += l;
         }
-        issue(c, "structure", "unknown element '%s': '%s' is not an allowed type for %s[x] (allowed: %s)", kb,
-              name + n, e->name, allowed);
+        char sb[80]; /* the suffix is peer text too */
+        clip(name + n, key_len - (size_t)(name - key) - n, sb, sizeof sb);
+        issue(c, "structure", "unknown element '%s': '%s' is not an allowed type for %s[x] (allowed: %s)", kb, sb,
+              e->name, allowed);
         path_pop(c, old);
         return;
     }

@@ -448,6 +448,25 @@ static void test_choice_types(void **state)
     expect_one(buf, "structure", "Observation.value.ofType(boolean)", "only one type of value[x]");
     snprintf(buf, sizeof buf, "%s", OBS("\"_valueQuantity\":{\"id\":\"v\"}"));
     expect_one(buf, "structure", "Observation._valueQuantity", "only for primitive elements");
+
+    /* A long wrong suffix of 3-byte characters (found by fuzz_resource): quoted clipped like the
+     * key, and the outcome still serialises (a cut inside a UTF-8 sequence made it invalid JSON). */
+    char key[700] = "effectiveDateTime";
+    size_t k = strlen(key);
+    while (k + 3 < sizeof key - 1) k += (size_t)snprintf(key + k, sizeof key - k, "\xef\xbc\x80"); /* U+FF00 */
+    char big[1024];
+    snprintf(big, sizeof big, OBS("\"%s\":1"), key);
+    bv_arena *a = bv_arena_new(0);
+    bv_outcome oo = run(a, big, NULL, true);
+    assert_int_equal(oo.n_errors, 1);
+    assert_string_equal(oo.issues[0].code, "structure");
+    assert_non_null(strstr(oo.issues[0].diagnostics, "...' is not an allowed type for effective[x]"));
+    assert_true(strlen(oo.issues[0].diagnostics) < 300); /* the suffix clipped, not 680 bytes */
+    bv_buf b;
+    bv_buf_init(&b, 0);
+    assert_int_equal(json_write(&b, bv_outcome_to_json(&oo), false), BV_OK);
+    bv_buf_free(&b);
+    bv_arena_free(a);
 }
 
 static void test_bindings(void **state)
