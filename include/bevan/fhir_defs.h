@@ -131,6 +131,15 @@ const fhir_search_param *fhir_search_params_of(const char *resource, size_t *n_o
  * (Patient phonetic -> name, CodeSystem url -> system, ...; share_rows in src/fhir/extract.c). Rows are
  * extracted only for parameters that store their own; a search uses the storing one's code. */
 const fhir_search_param *fhir_search_param_stored(const fhir_search_param *sp);
+/* The param code that sp's index rows carry, as the store's search predicates take it: sp->code
+ * itself (the same pointer) when sp stores its own rows; the sharing parameter's code; or, when sp
+ * selects exactly the union of other parameters' elements (Observation combo-code = code |
+ * component-code; union_rows in src/fhir/extract.c), their codes joined by '|', and sp stores no
+ * rows of its own. */
+const char *fhir_search_param_rows(const fhir_search_param *sp);
+/* The same for component k of a composite ("<code>#<k>", or "a#k|b#k" for a union); NULL for a
+ * parameter that is not a usable composite. */
+const char *fhir_search_param_component_rows(const fhir_search_param *sp, size_t k);
 const fhir_compartment_entry *fhir_patient_compartment_find(const char *resource);
 /* Required-binding check for a code (binary search in required_codes). True if the element has no
  * expanded required codes (nothing to check, e.g. mime types, UCUM) or the code is among them. */

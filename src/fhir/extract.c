@@ -82,6 +82,10 @@ typedef struct {
     size_t n_branches;
     bool is_union;
     size_t stored;                   /* index of the parameter whose rows serve this one (share_rows) */
+    /* The stored code of this parameter's rows: its own code; the sharing parameter's; or, for a
+     * union of other parameters (union_rows), their codes joined by '|'. Composites: per component. */
+    const char *rows;
+    const char **component_rows;
 } sp_compiled;
 
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
@@ -204,6 +208,82 @@ static void share_rows(void)
     }
 }
 
+/* A branch of a is one of b's. */
+static bool has_branch(const sp_compiled *b, const bv_fp_expr *branch)
+{
+    for (size_t j = 0; j < b->n_branches; j++)
+        if (fp_node_equal(branch->root, b->branches[j]->root)) return true;
+    return false;
+}
+
+/* q's index rows are p's for the elements q selects: the same kind and, for composites, the same
+ * components (kinds and expressions), so a group of q's rows is a group of p's. */
+static bool rows_compatible(size_t p, size_t q)
+{
+    const fhir_search_param *sp = &fhir_search_params[p], *sq = &fhir_search_params[q];
+    if (sq->type != sp->type || !cache[q].expr || !cache[q].n_branches || cache[q].stored != q || cache[q].rows)
+        return false;
+    if (sp->type != FHIR_SP_COMPOSITE) return true;
+    if (sq->n_components != sp->n_components || !cache[p].components || !cache[q].components) return false;
+    for (unsigned k = 0; k < sp->n_components; k++)
+        if (cache[p].component_types[k] != cache[q].component_types[k] ||
+            !fp_node_equal(cache[p].components[k]->root, cache[q].components[k]->root))
+            return false;
+    return true;
+}
+
+/* A parameter whose branches on its type are exactly those of two or more other parameters of
+ * that type and kind selects the union of their elements, so its rows would be the union of
+ * theirs under its own name: it stores none, and a search matches their rows ("a|b", one IN in
+ * SQL). In R4 these are Observation's combo-* parameters: combo-code = code | component-code,
+ * combo-code-value-quantity = code-value-quantity | component-code-value-quantity, and so on
+ * (about a fifth of an Observation's rows). Never references or Resource-level parameters. Only
+ * counts differ: a union has no kept token counts (its totals are counted from its rows). */
+static void union_rows(void)
+{
+    for (size_t i = 0; i < fhir_search_params_count; i++) {
+        const fhir_search_param *sp = &fhir_search_params[i];
+        sp_compiled *cp = &cache[i];
+        if (!cp->expr || cp->n_branches < 2 || cp->stored != i || sp->type == FHIR_SP_REFERENCE ||
+            sp->type == FHIR_SP_SPECIAL || !fhir_is_resource_type(sp->resource))
+            continue;
+        size_t lo = i, hi = i + 1, parts[8], n_parts = 0;
+        while (lo > 0 && strcmp(fhir_search_params[lo - 1].resource, sp->resource) == 0) lo--;
+        while (hi < fhir_search_params_count && strcmp(fhir_search_params[hi].resource, sp->resource) == 0) hi++;
+        bool covered[16] = {0};
+        if (cp->n_branches > sizeof covered / sizeof covered[0]) continue;
+        for (size_t j = lo; j < hi && n_parts < 8; j++) {
+            if (j == i || !rows_compatible(i, j)) continue;
+            bool inside = true;
+            for (size_t b = 0; b < cache[j].n_branches && inside; b++) inside = has_branch(cp, cache[j].branches[b]);
+            if (!inside || cache[j].n_branches >= cp->n_branches) continue;
+            parts[n_parts++] = j;
+            for (size_t b = 0; b < cp->n_branches; b++) covered[b] |= has_branch(&cache[j], cp->branches[b]);
+        }
+        bool all = n_parts >= 2;
+        for (size_t b = 0; b < cp->n_branches && all; b++) all = covered[b];
+        if (!all) continue;
+        const char *rows = fhir_search_params[parts[0]].code;
+        for (size_t k = 1; k < n_parts; k++) rows = bv_arena_printf(cache_arena, "%s|%s", rows, fhir_search_params[parts[k]].code);
+        cp->rows = rows;
+        if (sp->type == FHIR_SP_COMPOSITE)
+            for (unsigned c = 0; c < sp->n_components; c++) {
+                const char *cr = cache[parts[0]].component_params[c];
+                for (size_t k = 1; k < n_parts; k++)
+                    cr = bv_arena_printf(cache_arena, "%s|%s", cr, cache[parts[k]].component_params[c]);
+                cp->component_rows[c] = cr;
+            }
+    }
+    /* a parameter sharing a union's rows (none in R4) searches the union's */
+    for (size_t i = 0; i < fhir_search_params_count; i++) {
+        sp_compiled *cp = &cache[i];
+        if (!cp->rows) cp->rows = cache[cp->stored].rows ? cache[cp->stored].rows : fhir_search_params[cp->stored].code;
+        if (cp->component_params && !cp->component_rows[0])
+            for (unsigned c = 0; c < fhir_search_params[i].n_components; c++)
+                cp->component_rows[c] = cp->component_params[c];
+    }
+}
+
 static void build_cache(void)
 {
     cache_arena = bv_arena_new(1u << 20);
@@ -231,6 +311,7 @@ static void build_cache(void)
             cache[i].components = bv_arena_calloc(cache_arena, sp->n_components, sizeof *cache[i].components);
             cache[i].component_types = bv_arena_calloc(cache_arena, sp->n_components, sizeof *cache[i].component_types);
             cache[i].component_params = bv_arena_calloc(cache_arena, sp->n_components, sizeof *cache[i].component_params);
+            cache[i].component_rows = bv_arena_calloc(cache_arena, sp->n_components, sizeof *cache[i].component_rows);
             for (unsigned k = 0; k < sp->n_components; k++) {
                 bool found;
                 cache[i].component_types[k] = type_of_definition(sp->components[k].definition, &found);
@@ -245,6 +326,7 @@ static void build_cache(void)
         }
     }
     share_rows();
+    union_rows();
 }
 
 static const sp_compiled *compiled_for(const fhir_search_param *sp)
@@ -258,6 +340,19 @@ const fhir_search_param *fhir_search_param_stored(const fhir_search_param *sp)
 {
     const sp_compiled *cc = sp && sp >= fhir_search_params ? compiled_for(sp) : NULL;
     return cc ? &fhir_search_params[cc->stored] : sp;
+}
+
+const char *fhir_search_param_rows(const fhir_search_param *sp)
+{
+    const sp_compiled *cc = sp && sp >= fhir_search_params ? compiled_for(sp) : NULL;
+    return cc && cc->rows ? cc->rows : sp->code;
+}
+
+const char *fhir_search_param_component_rows(const fhir_search_param *sp, size_t k)
+{
+    const sp_compiled *cc = sp && sp >= fhir_search_params ? compiled_for(sp) : NULL;
+    if (cc && cc->component_rows && k < sp->n_components && cc->component_rows[k]) return cc->component_rows[k];
+    return NULL;
 }
 
 /* ---------------------------------------------------------------- string normalisation */
@@ -775,7 +870,8 @@ int bv__fhir_extract_index_ex(bv_arena *a, const json_value *resource, bv_index_
     const fhir_search_param *ps = fhir_search_params_of(type, &np);
     for (size_t i = 0; i < np; i++) {
         if (ps[i].type == FHIR_SP_SPECIAL || !ps[i].expression) continue;
-        if (fhir_search_param_stored(&ps[i]) != &ps[i]) continue; /* the same rows as an earlier one */
+        /* the same rows as an earlier one, or the union of others' */
+        if (fhir_search_param_rows(&ps[i]) != ps[i].code) continue;
         extract_param(a, &root, &ps[i], &rl, &next_group, &errs);
     }
     const fhir_search_param *base = fhir_search_params_of("Resource", &np);

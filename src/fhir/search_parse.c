@@ -206,6 +206,14 @@ typedef struct {
     const char *mod_type; /* M_TYPE: the resource type */
 } pinfo;
 
+/* A stored param code with a suffix (":ucum"), on each alternative of a union: "a|b" -> "a:ucum|b:ucum". */
+static const char *with_suffix(bv_arena *a, const char *rows, const char *suffix)
+{
+    const char *bar = strchr(rows, '|');
+    if (!bar) return bv_arena_printf(a, "%s%s", rows, suffix);
+    return bv_arena_printf(a, "%.*s%s|%s", (int)(bar - rows), rows, suffix, with_suffix(a, bar + 1, suffix));
+}
+
 static int value_pred(pctx *c, const pinfo *pi, const char *raw, bv_pred *p)
 {
     bv_arena *a = c->a;
@@ -276,7 +284,7 @@ static int value_pred(pctx *c, const pinfo *pi, const char *raw, bv_pred *p)
             if (p->code && (!p->system || strcmp(p->system, BV_UCUM_SYSTEM) == 0) &&
                 bv_ucum_canonical(p->code, p->num, &cn, &canon) && bv_ucum_canonical(p->code, p->num_lo, &clo, NULL) &&
                 bv_ucum_canonical(p->code, p->num_hi, &chi, NULL)) {
-                p->param = bv_arena_printf(a, "%s:ucum", p->param ? p->param : fhir_search_param_stored(pi->sp)->code);
+                p->param = with_suffix(a, p->param ? p->param : fhir_search_param_rows(pi->sp), ":ucum");
                 p->system = BV_UCUM_SYSTEM;
                 p->code = canon;
                 p->num = cn;
@@ -307,7 +315,7 @@ static int value_pred(pctx *c, const pinfo *pi, const char *raw, bv_pred *p)
             if (!*code || !*val)
                 return fail(c, "invalid", "parameter '%s': :of-type needs a type code and a value ('%s')", nm, raw);
             p->op = BV_OP_TOKEN;
-            p->param = bv_arena_printf(a, "%s:of-type", fhir_search_param_stored(pi->sp)->code);
+            p->param = with_suffix(a, fhir_search_param_rows(pi->sp), ":of-type");
             p->system_given = *sys != '\0';
             p->system = *sys ? sys : NULL;
             p->code = bv_arena_printf(a, "%s|%s", code, val);
@@ -532,6 +540,8 @@ static int parse_composite(pctx *c, const pinfo *pi, const char *value, bv_or *o
         if (!csp[i] || kind_of[csp[i]->type] < 0)
             return unsupported(c, "parameter '%s': a component of this composite is not supported", pi->name);
     }
+    if (!fhir_search_param_component_rows(sp, 0))
+        return unsupported(c, "parameter '%s': this composite is not supported", pi->name);
     if (pi->mod != M_NONE && pi->mod != M_MISSING)
         return fail(c, "invalid", "parameter '%s': composite parameters take no modifier but :missing", pi->name);
     const char **segs;
@@ -545,7 +555,7 @@ static int parse_composite(pctx *c, const pinfo *pi, const char *value, bv_or *o
         p->param = sp->code;
         if (pi->mod == M_MISSING) {   /* no (or some) value: judged on the first component's rows */
             p->kind = (bv_index_kind)kind_of[csp[0]->type];
-            p->param = bv_arena_printf(c->a, "%s#0", sp->code);
+            p->param = fhir_search_param_component_rows(sp, 0);
             pinfo mi = {.sp = csp[0], .name = pi->name, .mod = M_MISSING};
             if (value_pred(c, &mi, segs[i], p) != P_OK) return P_ERR;
             continue;
@@ -559,7 +569,7 @@ static int parse_composite(pctx *c, const pinfo *pi, const char *value, bv_or *o
         for (size_t k = 0; k < nc; k++) {
             pinfo ci = {.sp = csp[k], .name = pi->name, .mod = M_NONE};
             comp[k].kind = (bv_index_kind)kind_of[csp[k]->type];
-            comp[k].param = bv_arena_printf(c->a, "%s#%zu", sp->code, k);   /* may gain ":ucum" */
+            comp[k].param = fhir_search_param_component_rows(sp, k);   /* may gain ":ucum" */
             if (value_pred(c, &ci, parts[k], &comp[k]) != P_OK) return P_ERR;
             if (comp[k].op == BV_OP_NE || comp[k].negate)
                 return fail(c, "invalid", "parameter '%s': 'ne' is not supported inside a composite value", pi->name);
@@ -657,7 +667,7 @@ static int parse_param(pctx *c, const char *type, const char *name, const char *
         if (!*segs[i]) continue;   /* empty values are ignored */
         bv_pred *p = &preds[n];
         p->kind = (bv_index_kind)kind_of[sp->type];   /* composite/special were refused above */
-        p->param = fhir_search_param_stored(sp)->code; /* phonetic searches name's rows */
+        p->param = fhir_search_param_rows(sp); /* phonetic searches name's rows, combo-code code's and component-code's */
         rc = value_pred(c, &pi, segs[i], p);
         if (rc != P_OK) return rc;
         n++;
@@ -710,7 +720,7 @@ static int parse_sort(pctx *c, const char *type, const char *v, bv_search *s)
         if (!sp || kind_of[sp->type] < 0 || (!sp->expression && strcmp(k, "_id") && strcmp(k, "_lastUpdated")))
             return fail(c, "invalid", "_sort: '%s' is not a search parameter of %s that can be sorted on", k,
                         type ? type : "all resource types");
-        sort[n].param = fhir_search_param_stored(sp)->code;
+        sort[n].param = fhir_search_param_rows(sp);
         sort[n].kind = (bv_index_kind)kind_of[sp->type];
         sort[n].desc = desc;
         n++;

@@ -178,7 +178,7 @@ typedef enum { BV__B_TEXT, BV__B_INT, BV__B_REAL } bv__bind_type;
 typedef struct {
     bv__bind_type t;
     const char *s;               /* must outlive the statement's use (caller's arena/query) */
-    int64_t i;
+    int64_t i;                   /* TEXT: its length in bytes, or -1 up to the NUL */
     double d;
 } bv__bind;
 typedef struct {
@@ -192,6 +192,10 @@ void bv__qb_free(bv__qb *q);
 void bv__qb_sql(bv__qb *q, const char *sql);
 void bv__qb_sqlf(bv__qb *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void bv__qb_text(bv__qb *q, const char *s);     /* appends "?" bound to s */
+void bv__qb_textn(bv__qb *q, const char *s, size_t n); /* appends "?" bound to the n bytes at s */
+/* Appends " = ?" bound to a stored param code, or " IN (?, ?, ...)" for a union "a|b|..."
+ * (fhir_search_param_rows: the parameter's rows are those of a, b, ...). */
+void bv__qb_param(bv__qb *q, const char *param);
 void bv__qb_int(bv__qb *q, int64_t v);
 void bv__qb_real(bv__qb *q, double v);
 void bv__qb_append(bv__qb *q, const bv__qb *other);

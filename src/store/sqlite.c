@@ -322,6 +322,35 @@ void bv__qb_text(bv__qb *q, const char *s)
     bv__bind *b = qb_push(q);
     b->t = BV__B_TEXT;
     b->s = s;
+    b->i = -1;
+}
+
+void bv__qb_textn(bv__qb *q, const char *s, size_t n)
+{
+    bv__qb_sql(q, "?");
+    if (q->err) return;
+    bv__bind *b = qb_push(q);
+    b->t = BV__B_TEXT;
+    b->s = s;
+    b->i = (int64_t)n;
+}
+
+void bv__qb_param(bv__qb *q, const char *param)
+{
+    if (!param || !strchr(param, '|')) {
+        bv__qb_sql(q, " = ");
+        bv__qb_text(q, param);
+        return;
+    }
+    bv__qb_sql(q, " IN (");
+    for (const char *s = param;;) {
+        const char *bar = strchr(s, '|');
+        bv__qb_textn(q, s, bar ? (size_t)(bar - s) : strlen(s));
+        if (!bar) break;
+        bv__qb_sql(q, ", ");
+        s = bar + 1;
+    }
+    bv__qb_sql(q, ")");
 }
 
 void bv__qb_int(bv__qb *q, int64_t v)
@@ -360,7 +389,9 @@ int bv__qb_bind(const bv__qb *q, sqlite3_stmt *st)
         const bv__bind *b = &q->b[i];
         int idx = (int)i + 1, rc;
         switch (b->t) {
-        case BV__B_TEXT: rc = b->s ? sqlite3_bind_text(st, idx, b->s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, idx); break;
+        case BV__B_TEXT:
+            rc = b->s ? sqlite3_bind_text(st, idx, b->s, b->i < 0 ? -1 : (int)b->i, SQLITE_STATIC) : sqlite3_bind_null(st, idx);
+            break;
         case BV__B_INT: rc = sqlite3_bind_int64(st, idx, b->i); break;
         default: rc = sqlite3_bind_double(st, idx, b->d); break;
         }

@@ -245,9 +245,9 @@ static int has_set(bv__qb *w, sctx *cx, const bv_pred *p)
     snprintf(H, sizeof H, "h%d", h);
     bv__qb_sqlf(w,
                 "SELECT t%d.rid FROM resources t%d WHERE (t%d.type, t%d.id) IN (SELECT x%d.ref_type, x%d.ref_id"
-                " FROM ix_reference x%d WHERE +x%d.param = ", /* "+": drive by rid (below), not param */
+                " FROM ix_reference x%d WHERE +x%d.param", /* "+": drive by rid (below), not param */
                 t, t, t, t, x, x, x, x);
-    bv__qb_text(w, p->param);
+    bv__qb_param(w, p->param);
     /* The matching resources' rids come from index sets (only live resources have index rows):
      * their type is checked in resources_live (type, rid), not in the table's large rows. */
     bool live = count_by_type_index(p->has);
@@ -267,8 +267,8 @@ static int has_probe(bv__qb *w, sctx *cx, const bv_pred *p, const char *R)
     int x = cx->alias++, h = cx->alias++;
     char H[16];
     snprintf(H, sizeof H, "h%d", h);
-    bv__qb_sqlf(w, "SELECT 1 FROM ix_reference x%d WHERE x%d.param = ", x, x);
-    bv__qb_text(w, p->param);
+    bv__qb_sqlf(w, "SELECT 1 FROM ix_reference x%d WHERE x%d.param", x, x);
+    bv__qb_param(w, p->param);
     bool live = count_by_type_index(p->has);
     bv__qb_sqlf(w, " AND x%d.ref_type = %s.type AND x%d.ref_id = %s.id AND +x%d.rid IN (SELECT %s.rid FROM resources %s%s WHERE ",
                 x, R, x, R, x, H, H, live ? " INDEXED BY resources_live" : "");
@@ -281,8 +281,8 @@ static int has_probe(bv__qb *w, sctx *cx, const bv_pred *p, const char *R)
 static int pred_cond(bv__qb *w, sctx *cx, const bv_pred *p, const char *X)
 {
     char col[32], col2[32];
-    bv__qb_sqlf(w, "%s%s.param = ", cx->plus_param ? "+" : "", X);
-    bv__qb_text(w, p->param);
+    bv__qb_sqlf(w, "%s%s.param", cx->plus_param ? "+" : "", X);
+    bv__qb_param(w, p->param);
     if (p->op == BV_OP_MISSING) return BV_OK; /* any row for the parameter */
 
     switch (p->kind) {
@@ -525,10 +525,10 @@ static bool same_token_key(const bv_pred *a, const bv_pred *b)
 }
 
 /* The rest of an ix_token probe (alias a) for a run of simple tokens on one param and system:
- * "<param> [AND system ...] AND code IN (...)"; the caller wrote up to "x<a>.param = ". */
+ * "<param> [AND system ...] AND code IN (...)"; the caller wrote up to "x<a>.param". */
 static void token_run_sql(bv__qb *w, int a, const bv_pred *run, size_t n)
 {
-    bv__qb_text(w, run[0].param);
+    bv__qb_param(w, run[0].param);
     if (run[0].system_given && run[0].system) {
         bv__qb_sqlf(w, " AND x%d.system = ", a);
         bv__qb_text(w, run[0].system);
@@ -582,7 +582,7 @@ static int emit_group(bv__qb *w, sctx *cx, const bv_or *g, const char *R, bool c
                 int a = cx->alias++;
                 /* "+": the candidate's own rows by (rid, ord); through (param, code IN (...)) it
                  * would be one index seek per listed code for every candidate */
-                bv__qb_sqlf(w, "SELECT 1 FROM ix_token x%d WHERE x%d.rid = %s.rid AND +x%d.param = ", a, a, P, a);
+                bv__qb_sqlf(w, "SELECT 1 FROM ix_token x%d WHERE x%d.rid = %s.rid AND +x%d.param", a, a, P, a);
                 token_run_sql(w, a, &g->preds[i], run);
                 i += run - 1;
             } else {
@@ -607,7 +607,7 @@ static int emit_group(bv__qb *w, sctx *cx, const bv_or *g, const char *R, bool c
                 run++;
             if (run > 1) { /* code=a,b,c... on one system: one index probe list */
                 int a = cx->alias++;
-                bv__qb_sqlf(w, "SELECT x%d.rid FROM ix_token x%d WHERE x%d.param = ", a, a, a);
+                bv__qb_sqlf(w, "SELECT x%d.rid FROM ix_token x%d WHERE x%d.param", a, a, a);
                 token_run_sql(w, a, &g->preds[i], run);
                 i += run - 1;
                 continue;
@@ -868,7 +868,7 @@ static int64_t group_estimate(bv__conn *c, bv_arena *a, const bv_search *q, cons
             run++;
         if (run > 1) {
             int al = cx.alias++;
-            bv__qb_sqlf(&w, "SELECT x%d.rid FROM ix_token x%d WHERE x%d.param = ", al, al, al);
+            bv__qb_sqlf(&w, "SELECT x%d.rid FROM ix_token x%d WHERE x%d.param", al, al, al);
             token_run_sql(&w, al, p, run);
             i += run - 1;
             continue;
@@ -890,7 +890,8 @@ static bool stream_group(const bv_or *g)
 {
     if (g->n != 1 || !g->preds) return false;
     const bv_pred *p = &g->preds[0];
-    if (p->negate || p->res_type || p->has || p->chain || p->n_components || is_direct(p) || !p->param)
+    if (p->negate || p->res_type || p->has || p->chain || p->n_components || is_direct(p) || !p->param ||
+        strchr(p->param, '|')) /* a union's rows are two runs, each in rid order */
         return false;
     if (p->kind == BV_IX_TOKEN) return p->op == BV_OP_TOKEN && p->code && p->system_given;
     if (p->kind == BV_IX_REFERENCE) return p->op == BV_OP_REF && p->ref_type && p->ref_id && !p->text;
@@ -1093,9 +1094,9 @@ static int sort_keys(bv__qb *sel, const bv_search *q, sortkey *keys)
             }
             /* "+" keeps SQLite on the (rid, ord) primary key: through the param index this
              * correlated subquery would scan every row of the parameter for each resource. */
-            bv__qb_sqlf(sel, ", (SELECT %s FROM %s sx WHERE sx.rid = r.rid AND +sx.param = ", agg,
+            bv__qb_sqlf(sel, ", (SELECT %s FROM %s sx WHERE sx.rid = r.rid AND +sx.param", agg,
                         ix_table[k->kind]);
-            bv__qb_text(sel, k->param);
+            bv__qb_param(sel, k->param);
             bv__qb_sqlf(sel, ") AS s%zu", i);
             snprintf(keys[i].expr, sizeof keys[i].expr, "s%zu", i);
         }
@@ -1328,7 +1329,7 @@ static bool count_by_type_index(const bv_search *q)
  * component): ix_token_count (schema 3) keeps, per type, the live resources with such a row. */
 static bool token_counted(const bv_pred *p)
 {
-    return simple_token(p) && p->system_given && p->system && !strchr(p->param, '#');
+    return simple_token(p) && p->system_given && p->system && !strchr(p->param, '#') && !strchr(p->param, '|');
 }
 
 /* A search that is exactly one such condition: its count is the kept one. */

@@ -148,6 +148,37 @@ test('composite parameters join the components of one value', async () => {
   assertOutcome(await c.get('/Observation?code-value-quantity=2708-6'), 400, 'missing component');
 });
 
+// combo-* parameters store no rows of their own: they search the rows of the parameters whose
+// union they are (combo-code = code | component-code; docs/search.md, "Indexes").
+test('combo-* parameters: the code or a component, one value of either', async () => {
+  await same('/Observation?combo-code=8480-6', [ids.o1]);                       // a component's code
+  await same(`/Observation?combo-code=${encodeURIComponent('http://loinc.org|2708-6')}`, [ids.o1, ids.o2]); // the code
+  await same('/Observation?combo-code=8480-6,nope', [ids.o1]);
+  await same('/Observation?combo-code:not=8480-6&status=final', [ids.o2]);
+  await same('/Observation?combo-code:text=oxygen', [ids.o1]);
+  await same('/Observation?combo-code:missing=true', []); // o3's code has text only: still a code
+  await same('/Observation?combo-value-quantity=gt110', [ids.o1]);              // component 120
+  await same('/Observation?combo-value-quantity=97', [ids.o2]);                 // the value
+  await same(`/Observation?combo-value-quantity=${encodeURIComponent('0.97||1')}`, []); // 1 is not %'s canonical
+  await same(`/Observation?combo-value-quantity=${encodeURIComponent('120|http://unitsofmeasure.org|mm[Hg]')}`, [ids.o1]);
+  await same('/Observation?combo-value-quantity:missing=true', [ids.o3]);
+  await same(`/Observation?combo-code-value-quantity=${encodeURIComponent('2708-6$gt93')}`, [ids.o2]);
+  await same(`/Observation?combo-code-value-quantity=${encodeURIComponent('8480-6$gt100')}`, [ids.o1]);
+  // one value of either: the top-level code with a component's value does not match
+  await same(`/Observation?combo-code-value-quantity=${encodeURIComponent('2708-6$gt100')}`, []);
+  await same(`/Observation?combo-code-value-quantity=${encodeURIComponent('8462-4$gt100')}`, []);
+  await same('/Observation?combo-code-value-quantity:missing=false', [ids.o1, ids.o2]);
+  // exact totals, each resource once although o1 has rows under both parameters
+  const t = await c.get(`/Observation?combo-code=${encodeURIComponent('http://loinc.org|2708-6')}&_summary=count`);
+  assert.equal(t.json.total, 2);
+  const t2 = await c.get('/Observation?combo-code:missing=false&_summary=count');
+  assert.equal(t2.json.total, 3);
+  const sorted = await c.get('/Observation?status=final&_sort=-combo-value-quantity');
+  assert.deepEqual(sorted.json.entry.map((e) => e.resource.id), [ids.o1, ids.o2]);
+  const asc = await c.get('/Observation?status=final&_sort=combo-value-quantity');
+  assert.deepEqual(asc.json.entry.map((e) => e.resource.id), [ids.o1, ids.o2]); // min: o1's 80 < o2's 97
+});
+
 test('special parameters answer 400, never silently ignored (even lenient)', async () => {
   assertOutcome(await c.get('/Location?near=42.25|-83.69|11.2|km'), 400, 'near');
   assertOutcome(await c.get('/Location?near=42.25|-83.69|11.2|km', { headers: { Prefer: 'handling=lenient' } }), 400, 'near lenient');

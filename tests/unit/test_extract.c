@@ -181,6 +181,40 @@ static void test_stored_params(void **state)
     assert_true(fhir_search_param_stored(code) == code);
     const fhir_search_param *combo = fhir_search_param_find("Observation", "combo-code");
     assert_true(fhir_search_param_stored(combo) == combo);
+    assert_true(fhir_search_param_rows(code) == code->code);
+}
+
+/* Parameters that are the union of others store no rows and search theirs: exactly these. */
+static void test_union_params(void **state)
+{
+    (void)state;
+    static const char *const unions[][3] = {
+        {"Observation", "combo-code", "code|component-code"},
+        {"Observation", "combo-data-absent-reason", "component-data-absent-reason|data-absent-reason"},
+        {"Observation", "combo-value-concept", "component-value-concept|value-concept"},
+        {"Observation", "combo-value-quantity", "component-value-quantity|value-quantity"},
+        {"Observation", "combo-code-value-concept", "code-value-concept|component-code-value-concept"},
+        {"Observation", "combo-code-value-quantity", "code-value-quantity|component-code-value-quantity"},
+    };
+    size_t n_unions = 0;
+    for (size_t i = 0; i < fhir_search_params_count; i++) {
+        const fhir_search_param *sp = &fhir_search_params[i];
+        const char *rows = fhir_search_param_rows(sp);
+        if (rows == sp->code || fhir_search_param_stored(sp) != sp) continue;
+        n_unions++;
+        bool listed = false;
+        for (size_t k = 0; k < sizeof unions / sizeof unions[0]; k++)
+            listed |= !strcmp(unions[k][0], sp->resource) && !strcmp(unions[k][1], sp->code) && !strcmp(unions[k][2], rows);
+        if (!listed) fprintf(stderr, "unexpected: %s.%s searches %s\n", sp->resource, sp->code, rows);
+        assert_true(listed);
+    }
+    assert_int_equal(n_unions, sizeof unions / sizeof unions[0]);
+    const fhir_search_param *cvq = fhir_search_param_find("Observation", "combo-code-value-quantity");
+    assert_string_equal(fhir_search_param_component_rows(cvq, 0), "code-value-quantity#0|component-code-value-quantity#0");
+    assert_string_equal(fhir_search_param_component_rows(cvq, 1), "code-value-quantity#1|component-code-value-quantity#1");
+    const fhir_search_param *own = fhir_search_param_find("Observation", "code-value-quantity");
+    assert_string_equal(fhir_search_param_component_rows(own, 1), "code-value-quantity#1");
+    assert_null(fhir_search_param_component_rows(fhir_search_param_find("Observation", "code"), 0));
 }
 
 static void test_observation_example(void **state)
@@ -217,6 +251,10 @@ static void test_observation_example(void **state)
     int64_t lo, hi;
     assert_int_equal(bv_fhir_date_range("2016-03-28", &lo, &hi), BV_OK);
     assert_true(date->lo == lo && date->hi == hi);
+    /* combo-* parameters are unions of others (union_rows): no rows of their own */
+    assert_int_equal(count_rows(r, n, "combo-code", BV_IX_TOKEN), 0);
+    assert_int_equal(count_rows(r, n, "combo-value-quantity", BV_IX_QUANTITY), 0);
+    assert_int_equal(count_rows(r, n, "combo-code-value-quantity#0", BV_IX_TOKEN), 0);
     /* composite code-value-quantity: one group holding the codes and the quantity */
     size_t n0 = count_rows(r, n, "code-value-quantity#0", BV_IX_TOKEN);
     size_t n1 = count_rows(r, n, "code-value-quantity#1", BV_IX_QUANTITY);
@@ -334,7 +372,7 @@ static void test_threads(void **state)
     mt_job jobs[8];
     pthread_t th[8];
     for (int i = 0; i < 8; i++) {
-        jobs[i] = (mt_job){.text = buf, .len = len, .expect_rows = 45};   /* Observation-blood-pressure: 45 rows (incl. based-on:identifier, 2 display-only :text rows, 8 :ucum rows) */
+        jobs[i] = (mt_job){.text = buf, .len = len, .expect_rows = 27};   /* Observation-blood-pressure: 27 rows (incl. based-on:identifier, 2 display-only :text rows, 4 :ucum rows; no combo-* rows: unions) */
         assert_int_equal(pthread_create(&th[i], NULL, mt_worker, &jobs[i]), 0);
     }
     for (int i = 0; i < 8; i++) {
@@ -416,6 +454,7 @@ int main(void)
         cmocka_unit_test(test_normalize),
         cmocka_unit_test(test_patient_example),
         cmocka_unit_test(test_stored_params),
+        cmocka_unit_test(test_union_params),
         cmocka_unit_test(test_observation_example),
         cmocka_unit_test(test_special_forms),
         cmocka_unit_test(test_all_examples),
