@@ -12,7 +12,7 @@
 struct sqlite3;
 struct sqlite3_stmt;
 
-#define BV__SCHEMA_VERSION 4
+#define BV__SCHEMA_VERSION 5
 #define BV__APPLICATION_ID 0x4256414e /* "BVAN" in the database header */
 #define BV__DYN_CACHE 32              /* per-connection LRU of dynamic (search) statements */
 #define BV__DYN_CACHE_MAX_SQL 16384   /* longer generated SQL is prepared per call, not cached */

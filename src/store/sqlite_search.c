@@ -1085,7 +1085,10 @@ static int sort_keys(bv__qb *sel, const bv_search *q, sortkey *keys)
             switch (k->kind) {
             case BV_IX_STRING: agg = k->desc ? "max(sx.norm)" : "min(sx.norm)"; break;
             case BV_IX_TOKEN: agg = k->desc ? "max(sx.code)" : "min(sx.code)"; break;
-            case BV_IX_REFERENCE: agg = k->desc ? "max(sx.text)" : "min(sx.text)"; break;
+            case BV_IX_REFERENCE: /* a relative reference's text is not stored (schema 5) */
+                agg = k->desc ? "max(coalesce(sx.text, sx.ref_type || '/' || sx.ref_id))"
+                              : "min(coalesce(sx.text, sx.ref_type || '/' || sx.ref_id))";
+                break;
             case BV_IX_DATE: agg = k->desc ? "max(sx.hi)" : "min(sx.lo)"; break;
             case BV_IX_NUMBER:
             case BV_IX_QUANTITY: agg = k->desc ? "max(sx.num)" : "min(sx.num)"; break;

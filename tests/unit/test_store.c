@@ -9,6 +9,8 @@
 #include "bevan/store.h"
 #include "store/internal.h"
 
+#include <sqlite3.h>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -1076,6 +1078,82 @@ static void test_search_number_quantity_uri_ref(void **state)
     assert_string_equal(ids1(f, "Patient", any), "p1,p3");
     char msg[256];
     assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
+    /* schema 5: "Type/id" as written is not stored as text; other forms are, and match by it */
+    r = (bv_pred){.kind = BV_IX_REFERENCE, .param = "subject", .op = BV_OP_MISSING, .missing = true};
+    bv_index_row o4[] = {
+        {.kind = BV_IX_REFERENCE, .param = "subject", .ref_type = "Patient", .ref_id = "p1", .ref_version = "2",
+         .text = "Patient/p1/_history/2"},
+        {.kind = BV_IX_REFERENCE, .param = "based-on", .ref_type = "ServiceRequest", .ref_id = "9",
+         .text = "http://other.org/fhir/ServiceRequest/9"},
+    };
+    assert_int_equal(put(f->s, "Observation", "o4", "{\"id\":\"o4\"}", o4, 2), 0);
+    assert_string_equal(ids1(f, "Observation", r), "");
+    r = (bv_pred){.kind = BV_IX_REFERENCE, .param = "based-on", .op = BV_OP_REF, .text = "http://other.org/fhir/ServiceRequest/9"};
+    assert_string_equal(ids1(f, "Observation", r), "o2,o4");
+    r = (bv_pred){.kind = BV_IX_REFERENCE, .param = "subject", .op = BV_OP_REF, .text = "Patient/p1/_history/2"};
+    assert_string_equal(ids1(f, "Observation", r), "o4");
+    r = (bv_pred){.kind = BV_IX_REFERENCE, .param = "subject", .op = BV_OP_REF, .ref_type = "Patient", .ref_id = "p1"};
+    assert_string_equal(ids1(f, "Observation", r), "o3,o4"); /* o1 was deleted above */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(f->s->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT group_concat(coalesce(text, '-'), ' ') FROM (SELECT text FROM"
+                                            " ix_reference WHERE param IN ('subject', 'based-on') ORDER BY rid, ord)",
+                                        -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0),
+                        "- http://other.org/fhir/ServiceRequest/9 - Patient/p1/_history/2 http://other.org/fhir/ServiceRequest/9");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    /* a sort on a reference rebuilds the text: Patient/p1 (o3), Patient/p1/_history/2, Patient/p2 */
+    bv_sort by_subject = {.param = "subject", .kind = BV_IX_REFERENCE};
+    assert_string_equal(ids(f, (bv_search){.type = "Observation", .sort = &by_subject, .n_sort = 1}), "o3,o4,o2");
+}
+
+/* Schema 4 -> 5 on open: the reference text index becomes partial, and rows written before keep
+ * their text (still correct); searches by text and by type/id find old and new rows alike. */
+static void test_migration_reference_text(void **state)
+{
+    fx *f = *state;
+    bv_index_row old_rows[] = {
+        {.kind = BV_IX_REFERENCE, .param = "subject", .ref_type = "Patient", .ref_id = "p1", .text = "Patient/p1"}};
+    assert_int_equal(put(f->s, "Observation", "old", "{\"id\":\"old\"}", old_rows, 1), 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s", f->s->path);
+    bv_store_close(f->s);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    /* what a schema-4 store looks like: the full index, and the text of every reference row */
+    assert_int_equal(sqlite3_exec(db, "DROP INDEX ix_reference_url;"
+                                      "CREATE INDEX ix_reference_url ON ix_reference(param, text, rid);"
+                                      "UPDATE ix_reference SET text = ref_type || '/' || ref_id WHERE text IS NULL;"
+                                      "PRAGMA user_version = 4;",
+                                  NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    f->s = open_dir(f->dir, false);
+    assert_non_null(f->s);
+    bv_index_row new_rows[] = {
+        {.kind = BV_IX_REFERENCE, .param = "subject", .ref_type = "Patient", .ref_id = "p1", .text = "Patient/p1"}};
+    assert_int_equal(put(f->s, "Observation", "new", "{\"id\":\"new\"}", new_rows, 1), 0);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT (SELECT user_version FROM pragma_user_version),"
+                                            " (SELECT sql FROM sqlite_master WHERE name = 'ix_reference_url'),"
+                                            " (SELECT group_concat(coalesce(text, '-'), ' ') FROM ix_reference)",
+                                        -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 5);
+    assert_non_null(strstr((const char *)sqlite3_column_text(st, 1), "WHERE text IS NOT NULL"));
+    assert_string_equal((const char *)sqlite3_column_text(st, 2), "Patient/p1 -");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    bv_pred r = {.kind = BV_IX_REFERENCE, .param = "subject", .op = BV_OP_REF, .ref_type = "Patient", .ref_id = "p1"};
+    assert_string_equal(ids1(f, "Observation", r), "new,old");
+    bv_sort by_subject = {.param = "subject", .kind = BV_IX_REFERENCE};
+    bv_sort keys[] = {by_subject, {.param = "_id"}};
+    assert_string_equal(ids(f, (bv_search){.type = "Observation", .sort = keys, .n_sort = 2}), "new,old");
+    char msg[256];
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
 }
 
 static void test_search_sort_paging(void **state)
@@ -1556,6 +1634,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_search_dates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_search_number_quantity_uri_ref, setup, teardown),
         cmocka_unit_test_setup_teardown(test_search_sort_paging, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_reference_text, setup, teardown),
         cmocka_unit_test_setup_teardown(test_search_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_count_by_type, setup, teardown),
         cmocka_unit_test_setup_teardown(test_txn_read_search, setup, teardown),
