@@ -292,7 +292,10 @@ static void build_cache(void)
     for (size_t i = 0; i < fhir_search_params_count; i++) {
         const fhir_search_param *sp = &fhir_search_params[i];
         if (!sp->expression) continue;
-        cache[i].expr = bv_fhirpath_compile(cache_arena, sp->expression, err, sizeof err);
+        /* one compile per distinct expression: "clinical-patient" (32 branches) serves 32 types */
+        for (size_t j = i; j-- > 0 && !cache[i].expr;)
+            if (fhir_search_params[j].expression == sp->expression) cache[i].expr = cache[j].expr;
+        if (!cache[i].expr) cache[i].expr = bv_fhirpath_compile(cache_arena, sp->expression, err, sizeof err);
         if (!cache[i].expr) {
             cache_compile_errors++;
             bv_log(BV_LOG_ERROR, "search parameter %s.%s: cannot compile its expression: %s", sp->resource, sp->code, err);
