@@ -137,6 +137,8 @@ const fhir_search_param *fhir_search_param_stored(const fhir_search_param *sp);
  * component-code; union_rows in src/fhir/extract.c), their codes joined by '|', and sp stores no
  * rows of its own. */
 const char *fhir_search_param_rows(const fhir_search_param *sp);
+/* Whether an index row's param is one that rows (as fhir_search_param_rows gives it) names. */
+bool fhir_search_rows_include(const char *rows, const char *param);
 /* The same for component k of a composite ("<code>#<k>", or "a#k|b#k" for a union); NULL for a
  * parameter that is not a usable composite. */
 const char *fhir_search_param_component_rows(const fhir_search_param *sp, size_t k);

@@ -264,7 +264,8 @@ enum {
 int bv_store_write_opt(bv_store *s, bv_store_write_fn fn, void *ctx, unsigned opts);
 /* The same write without waiting: returns once the unit is queued, and done(done_ctx, rc) is
  * called later, on the store's syncer thread, with what bv_store_write would have returned (after
- * the durable sync, or on failure). It must be short and must not write to the store. A non-zero
+ * the durable sync, or on failure). It must be short and must not write to the store; it may read
+ * (a read there does not wait for the sync of groups committed after its own). A non-zero
  * return means nothing was queued and done is never called. */
 typedef void (*bv_store_done_fn)(void *done_ctx, int rc);
 int bv_store_write_async(bv_store *s, bv_store_write_fn fn, void *ctx, unsigned opts, bv_store_done_fn done,

@@ -457,7 +457,8 @@ static bool query_matches(bv_arena *a, const char *type, const char *query, cons
             char *bar = strchr(val, '|');
             for (size_t k = 0; k < n && !any; k++) {
                 const bv_index_row *r = &rows[k];
-                if (strcmp(r->param, ps[i].name) != 0) continue;
+                /* the rows the parameter's searches read: its own, a sharing one's, a union's */
+                if (!fhir_search_rows_include(fhir_search_param_rows(sp), r->param)) continue;
                 if (sp->type == FHIR_SP_TOKEN) {
                     if (bar) {
                         *bar = '\0';

@@ -221,8 +221,7 @@ static bool has_branch(const sp_compiled *b, const bv_fp_expr *branch)
 static bool rows_compatible(size_t p, size_t q)
 {
     const fhir_search_param *sp = &fhir_search_params[p], *sq = &fhir_search_params[q];
-    if (sq->type != sp->type || !cache[q].expr || !cache[q].n_branches || cache[q].stored != q || cache[q].rows)
-        return false;
+    if (sq->type != sp->type || !cache[q].expr || !cache[q].n_branches || cache[q].stored != q) return false;
     if (sp->type != FHIR_SP_COMPOSITE) return true;
     if (sq->n_components != sp->n_components || !cache[p].components || !cache[q].components) return false;
     for (unsigned k = 0; k < sp->n_components; k++)
@@ -232,48 +231,64 @@ static bool rows_compatible(size_t p, size_t q)
     return true;
 }
 
+#define MAX_UNION_PARTS 8
+
+/* Whether parameter i selects exactly the union of two or more other parameters' elements (see
+ * union_rows); their indexes in parts. Parameters flagged in skip (unions themselves) are no parts. */
+static bool find_union(size_t i, const bool *skip, size_t *parts, size_t *n_parts)
+{
+    const fhir_search_param *sp = &fhir_search_params[i];
+    const sp_compiled *cp = &cache[i];
+    *n_parts = 0;
+    bool covered[16] = {0};
+    if (!cp->expr || cp->n_branches < 2 || cp->n_branches > sizeof covered / sizeof covered[0] || cp->stored != i ||
+        sp->type == FHIR_SP_REFERENCE || sp->type == FHIR_SP_SPECIAL || !fhir_is_resource_type(sp->resource))
+        return false;
+    size_t lo = i, hi = i + 1;
+    while (lo > 0 && strcmp(fhir_search_params[lo - 1].resource, sp->resource) == 0) lo--;
+    while (hi < fhir_search_params_count && strcmp(fhir_search_params[hi].resource, sp->resource) == 0) hi++;
+    for (size_t j = lo; j < hi && *n_parts < MAX_UNION_PARTS; j++) {
+        if (j == i || (skip && skip[j]) || !rows_compatible(i, j) || cache[j].n_branches >= cp->n_branches) continue;
+        bool inside = true;
+        for (size_t b = 0; b < cache[j].n_branches && inside; b++) inside = has_branch(cp, cache[j].branches[b]);
+        if (!inside) continue;
+        parts[(*n_parts)++] = j;
+        for (size_t b = 0; b < cp->n_branches; b++) covered[b] |= has_branch(&cache[j], cp->branches[b]);
+    }
+    bool all = *n_parts >= 2;
+    for (size_t b = 0; b < cp->n_branches && all; b++) all = covered[b];
+    return all;
+}
+
 /* A parameter whose branches on its type are exactly those of two or more other parameters of
  * that type and kind selects the union of their elements, so its rows would be the union of
  * theirs under its own name: it stores none, and a search matches their rows ("a|b", one IN in
  * SQL). In R4 these are Observation's combo-* parameters: combo-code = code | component-code,
  * combo-code-value-quantity = code-value-quantity | component-code-value-quantity, and so on
  * (about a fifth of an Observation's rows). Never references or Resource-level parameters. Only
- * counts differ: a union has no kept token counts (its totals are counted from its rows). */
+ * counts differ: a union has no kept token counts (its totals are counted from its rows).
+ * Two passes: the parts of a union are parameters that store their own rows, never another
+ * union (a part found to be a union itself is left out, and without it the first may not be one). */
 static void union_rows(void)
 {
+    bool *candidate = bv_calloc(fhir_search_params_count ? fhir_search_params_count : 1, sizeof *candidate);
+    size_t parts[MAX_UNION_PARTS], n_parts;
+    for (size_t i = 0; i < fhir_search_params_count; i++) candidate[i] = find_union(i, NULL, parts, &n_parts);
     for (size_t i = 0; i < fhir_search_params_count; i++) {
-        const fhir_search_param *sp = &fhir_search_params[i];
+        if (!candidate[i] || !find_union(i, candidate, parts, &n_parts)) continue;
         sp_compiled *cp = &cache[i];
-        if (!cp->expr || cp->n_branches < 2 || cp->stored != i || sp->type == FHIR_SP_REFERENCE ||
-            sp->type == FHIR_SP_SPECIAL || !fhir_is_resource_type(sp->resource))
-            continue;
-        size_t lo = i, hi = i + 1, parts[8], n_parts = 0;
-        while (lo > 0 && strcmp(fhir_search_params[lo - 1].resource, sp->resource) == 0) lo--;
-        while (hi < fhir_search_params_count && strcmp(fhir_search_params[hi].resource, sp->resource) == 0) hi++;
-        bool covered[16] = {0};
-        if (cp->n_branches > sizeof covered / sizeof covered[0]) continue;
-        for (size_t j = lo; j < hi && n_parts < 8; j++) {
-            if (j == i || !rows_compatible(i, j)) continue;
-            bool inside = true;
-            for (size_t b = 0; b < cache[j].n_branches && inside; b++) inside = has_branch(cp, cache[j].branches[b]);
-            if (!inside || cache[j].n_branches >= cp->n_branches) continue;
-            parts[n_parts++] = j;
-            for (size_t b = 0; b < cp->n_branches; b++) covered[b] |= has_branch(&cache[j], cp->branches[b]);
-        }
-        bool all = n_parts >= 2;
-        for (size_t b = 0; b < cp->n_branches && all; b++) all = covered[b];
-        if (!all) continue;
         const char *rows = fhir_search_params[parts[0]].code;
         for (size_t k = 1; k < n_parts; k++) rows = bv_arena_printf(cache_arena, "%s|%s", rows, fhir_search_params[parts[k]].code);
         cp->rows = rows;
-        if (sp->type == FHIR_SP_COMPOSITE)
-            for (unsigned c = 0; c < sp->n_components; c++) {
+        if (fhir_search_params[i].type == FHIR_SP_COMPOSITE)
+            for (unsigned c = 0; c < fhir_search_params[i].n_components; c++) {
                 const char *cr = cache[parts[0]].component_params[c];
                 for (size_t k = 1; k < n_parts; k++)
                     cr = bv_arena_printf(cache_arena, "%s|%s", cr, cache[parts[k]].component_params[c]);
                 cp->component_rows[c] = cr;
             }
     }
+    free(candidate);
     /* a parameter sharing a union's rows (none in R4) searches the union's */
     for (size_t i = 0; i < fhir_search_params_count; i++) {
         sp_compiled *cp = &cache[i];
@@ -349,6 +364,19 @@ const char *fhir_search_param_rows(const fhir_search_param *sp)
 {
     const sp_compiled *cc = sp && sp >= fhir_search_params ? compiled_for(sp) : NULL;
     return cc && cc->rows ? cc->rows : sp->code;
+}
+
+bool fhir_search_rows_include(const char *rows, const char *param)
+{
+    if (!rows || !param) return false;
+    size_t n = strlen(param);
+    for (const char *s = rows;;) {
+        const char *bar = strchr(s, '|');
+        size_t len = bar ? (size_t)(bar - s) : strlen(s);
+        if (len == n && memcmp(s, param, n) == 0) return true;
+        if (!bar) return false;
+        s = bar + 1;
+    }
 }
 
 const char *fhir_search_param_component_rows(const fhir_search_param *sp, size_t k)

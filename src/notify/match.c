@@ -34,7 +34,8 @@ bool bv__match_is_simple(const bv_search *s)
 
 static bool row_matches(const bv_pred *p, const bv_index_row *r)
 {
-    if (r->kind != p->kind || !bv_streq(r->param, p->param)) return false;
+    /* p->param may name several parameters' rows ("code|component-code" for combo-code) */
+    if (r->kind != p->kind || !fhir_search_rows_include(p->param, r->param)) return false;
     switch (p->kind) {
     case BV_IX_TOKEN:
         if (p->system_given && p->system && !bv_streq(r->system, p->system)) return false;

@@ -174,6 +174,10 @@ void bv__syncer_push(bv_store *s, bv__synced *g)
 void bv__await_durable(bv_store *s)
 {
     if (s->read_only) return;
+    /* A done callback of bv_store_write_async runs here, on the syncer: waiting for a group
+     * committed after its own would wait for this thread (deadlock). Its own group is durable;
+     * it may see later commits before their sync, as the writer does. */
+    if (s->syncer_started && pthread_equal(pthread_self(), s->syncer)) return;
     int64_t gen = atomic_load(&s->commit_gen);
     if (atomic_load(&s->durable_gen) >= gen) return; /* the common case: no sync outstanding */
     pthread_mutex_lock(&s->mu);

@@ -269,6 +269,11 @@ test('scopes: resource types, c r u d s separately, granular v2 category', async
   assert.equal((await g.get(`/Observation/${A}-vital`)).status, 404);
   const gs = await g.get('/Observation');
   assert.deepEqual(gs.json.entry.map((e) => e.resource.id), [`${A}-lab`]);
+  // a granular scope on a parameter that stores no rows of its own (combo-code: code | component-code)
+  const gc = only('patient/Observation.rs?combo-code=http://loinc.org|2345-7 patient/Patient.rs');
+  assert.equal((await gc.get(`/Observation/${A}-lab`)).status, 200, 'combo-code scope: the lab code matches');
+  assert.equal((await gc.get(`/Observation/${A}-vital`)).status, 404, 'combo-code scope: another code does not');
+  assert.deepEqual((await gc.get('/Observation')).json.entry.map((e) => e.resource.id), [`${A}-lab`]);
   const gi = await g.get(`/Patient?_revinclude=Observation:subject`);
   assert.ok(!gi.text.includes(`${A}-vital`), 'a vital-signs Observation is never included');
   const gv = only(`patient/Observation.rs?category=${VITAL} patient/Observation.rs?category=${LAB}`);

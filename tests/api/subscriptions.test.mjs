@@ -134,7 +134,7 @@ test('websocket: bind -> bound, a matching change -> ping, a non-matching one ->
   } finally { ws.close(); }
 });
 
-test('criteria select the right changes: in-memory ones (token, :not, reference, string, _id) and searched ones (quantity, chain)', async () => {
+test('criteria select the right changes: in-memory ones (token, :not, reference, string, _id, a union) and searched ones (quantity, chain)', async () => {
   const crit = {
     A: `Observation?code=${SPO2}&subject=Patient/pA`,
     B: 'Observation?code:not=http://loinc.org|8867-4',
@@ -142,6 +142,7 @@ test('criteria select the right changes: in-memory ones (token, :not, reference,
     D: `Observation?value-quantity=${encodeURIComponent('lt90|http://unitsofmeasure.org|%')}`,
     E: 'Observation?subject.name=smith',
     F: 'Observation?_id=fixed-id-1',
+    G: `Observation?combo-code=${SPO2}`, // in memory: code's and component-code's rows (a union)
   };
   const ids = {};
   const ws = await connectWs(srv.origin);
@@ -158,7 +159,7 @@ test('criteria select the right changes: in-memory ones (token, :not, reference,
     assert.equal((await c.post('/Observation', { ...pulse(70), subject: { reference: 'Patient/pA' } })).status, 201);
     assert.equal((await c.post('/Observation', spo2(95, 'Patient/pB'))).status, 201);
     assert.equal((await c.put('/Observation/fixed-id-1', { ...pulse(60), id: 'fixed-id-1' })).status, 201);
-    const want = { A: 1, B: 2, C: 1, D: 1, E: 2, F: 1 };
+    const want = { A: 1, B: 2, C: 1, D: 1, E: 2, F: 1, G: 2 };
     const total = Object.values(want).reduce((x, y) => x + y, 0);
     const got = {};
     for (let i = 0; i < total; i++) {

@@ -1104,6 +1104,13 @@ static void test_search_number_quantity_uri_ref(void **state)
     assert_string_equal((const char *)sqlite3_column_text(st, 0),
                         "- http://other.org/fhir/ServiceRequest/9 - Patient/p1/_history/2 http://other.org/fhir/ServiceRequest/9");
     sqlite3_finalize(st);
+    /* the partial text index still serves a search by text */
+    assert_int_equal(sqlite3_prepare_v2(db, "EXPLAIN QUERY PLAN SELECT x.rid FROM ix_reference x WHERE x.param = 'based-on'"
+                                            " AND x.text = 'http://other.org/fhir/ServiceRequest/9'",
+                                        -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_non_null(strstr((const char *)sqlite3_column_text(st, 3), "ix_reference_url"));
+    sqlite3_finalize(st);
     sqlite3_close(db);
     /* a sort on a reference rebuilds the text: Patient/p1 (o3), Patient/p1/_history/2, Patient/p2 */
     bv_sort by_subject = {.param = "subject", .kind = BV_IX_REFERENCE};
@@ -1614,6 +1621,58 @@ static void test_write_async(void **state)
     assert_int_equal(atomic_load(&answered), 1); /* never answered */
 }
 
+/* A done callback that reads while a later group is committed and waits for its sync: the read
+ * must not wait for that sync, which only this thread (the syncer) can run. It hung before. */
+typedef struct {
+    bv_store *s;
+    int64_t gen_at_queue;
+    atomic_int state; /* 1: callback waiting for the later commit, 2: read done */
+    int read_rc;
+} read_in_done_ctx;
+
+static void read_in_done(void *vctx, int rc)
+{
+    read_in_done_ctx *c = vctx;
+    (void)rc;
+    atomic_store(&c->state, 1);
+    for (int i = 0; i < 2000 && atomic_load(&c->s->commit_gen) <= c->gen_at_queue + 1; i++) {
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    bv_arena *a = bv_arena_new(0);
+    bv_record r;
+    c->read_rc = bv_store_read(c->s, a, "Patient", "first", &r);
+    bv_arena_free(a);
+    atomic_store(&c->state, 2);
+}
+
+static void *write_second(void *arg)
+{
+    put_ctx p = {.type = "Patient", .id = "second", .body = "{}"};
+    return (void *)(intptr_t)bv_store_write((bv_store *)arg, put_fn, &p);
+}
+
+static void test_read_in_done_callback(void **state)
+{
+    fx *f = *state;
+    static read_in_done_ctx c;
+    c = (read_in_done_ctx){.s = f->s, .gen_at_queue = atomic_load(&f->s->commit_gen), .read_rc = -1};
+    static put_ctx first = {.type = "Patient", .id = "first", .body = "{}"};
+    assert_int_equal(bv_store_write_async(f->s, put_fn, &first, 0, read_in_done, &c), 0);
+    for (int i = 0; i < 5000 && atomic_load(&c.state) == 0; i++) {
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(atomic_load(&c.state), 1);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, write_second, f->s), 0); /* commits while the callback runs */
+    void *ret;
+    pthread_join(th, &ret);
+    assert_int_equal((int)(intptr_t)ret, 0);
+    assert_int_equal(atomic_load(&c.state), 2);
+    assert_int_equal(c.read_rc, BV_OK);
+}
+
 int main(void)
 {
     bv_log_set_level(BV_LOG_ERROR);
@@ -1635,6 +1694,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_search_number_quantity_uri_ref, setup, teardown),
         cmocka_unit_test_setup_teardown(test_search_sort_paging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_reference_text, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_in_done_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_search_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_count_by_type, setup, teardown),
         cmocka_unit_test_setup_teardown(test_txn_read_search, setup, teardown),
