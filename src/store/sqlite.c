@@ -106,8 +106,8 @@ static const char *const migrations[BV__SCHEMA_VERSION] = {
      * (NULL), and the text index holds only the others (absolute URLs, canonicals, other forms):
      * one B-tree insert less per reference row (docs/search.md, "Indexes"). Rows written before
      * keep their text, which stays correct (`bevan reindex` drops it). */
-    "DROP INDEX ix_reference_url;"
-    "CREATE INDEX ix_reference_url ON ix_reference(param, text, rid) WHERE text IS NOT NULL;",
+    ("DROP INDEX ix_reference_url;"
+     "CREATE INDEX ix_reference_url ON ix_reference(param, text, rid) WHERE text IS NOT NULL;"),
 };
 
 #define REC_COLS "type, id, version, last_updated, deleted, method, body, seq"
