@@ -126,13 +126,10 @@ const fhir_element *fhir_element_child(const fhir_element *e, const char *json_n
 const fhir_search_param *fhir_search_param_find(const char *resource, const char *code);
 /* All parameters declared for exactly this resource type: *n_out entries starting at the return. */
 const fhir_search_param *fhir_search_params_of(const char *resource, size_t *n_out);
-/* The parameter whose index rows serve sp's searches: sp itself, or an earlier parameter of the
- * same resource and kind whose expression selects exactly the same elements on that resource
- * (Patient phonetic -> name, CodeSystem url -> system, ...; share_rows in src/fhir/extract.c). Rows are
- * extracted only for parameters that store their own; a search uses the storing one's code. */
-const fhir_search_param *fhir_search_param_stored(const fhir_search_param *sp);
 /* The param code that sp's index rows carry, as the store's search predicates take it: sp->code
- * itself (the same pointer) when sp stores its own rows; the sharing parameter's code; or, when sp
+ * itself (the same pointer) when sp stores its own rows; the code of an earlier parameter of the
+ * same resource and kind whose expression selects exactly the same elements on that resource
+ * (Patient phonetic -> name, CodeSystem url -> system, ...; share_rows in src/fhir/extract.c); or, when sp
  * selects exactly the union of other parameters' elements (Observation combo-code = code |
  * component-code; union_rows in src/fhir/extract.c), their codes joined by '|', and sp stores no
  * rows of its own. */

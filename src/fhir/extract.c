@@ -172,21 +172,25 @@ static void prune_branches(const fp_node *n, const char *rtype, branch_list *out
     out->v[out->n++] = e;
 }
 
-static bool same_branches(const sp_compiled *a, const sp_compiled *b)
+/* A branch is one of b's. */
+static bool has_branch(const sp_compiled *b, const bv_fp_expr *branch)
 {
-    if (a->n_branches != b->n_branches) return false;
-    for (size_t i = 0; i < a->n_branches; i++) {
-        bool found = false;
-        for (size_t j = 0; j < b->n_branches && !found; j++)
-            found = fp_node_equal(a->branches[i]->root, b->branches[j]->root);
-        if (!found) return false;
-    }
+    for (size_t j = 0; j < b->n_branches; j++)
+        if (fp_node_equal(branch->root, b->branches[j]->root)) return true;
+    return false;
+}
+
+/* Every branch of a is one of b's: a selects a part of what b selects. */
+static bool branches_within(const sp_compiled *a, const sp_compiled *b)
+{
+    for (size_t i = 0; i < a->n_branches; i++)
+        if (!has_branch(b, a->branches[i])) return false;
     return true;
 }
 
 /* Parameters of one resource type and kind whose branches on that type are the same select the
  * same elements, so their rows are the same: only the first in the table's order stores them
- * (fhir_search_param_stored). In R4: Patient, Person, Practitioner and RelatedPerson `phonetic` =
+ * (fhir_search_param_rows gives its code). In R4: Patient, Person, Practitioner and RelatedPerson `phonetic` =
  * `name` ("Patient.name | Person.name | ..." on a Patient is "Patient.name"; Bevan matches phonetic
  * like name), CodeSystem `url` = `system`, CapabilityStatement `version` = `fhirversion`. Never
  * references (whose targets can differ), composites or Resource-level parameters. */
@@ -201,19 +205,11 @@ static void share_rows(void)
         /* the table is sorted by resource: look back over this resource's entries */
         for (size_t j = i; j-- > 0 && strcmp(fhir_search_params[j].resource, sp->resource) == 0;)
             if (cache[j].expr && cache[j].stored == j && fhir_search_params[j].type == sp->type &&
-                same_branches(&cache[i], &cache[j])) {
+                cache[j].n_branches == cache[i].n_branches && branches_within(&cache[i], &cache[j])) {
                 cache[i].stored = j;
                 break;
             }
     }
-}
-
-/* A branch of a is one of b's. */
-static bool has_branch(const sp_compiled *b, const bv_fp_expr *branch)
-{
-    for (size_t j = 0; j < b->n_branches; j++)
-        if (fp_node_equal(branch->root, b->branches[j]->root)) return true;
-    return false;
 }
 
 /* q's index rows are p's for the elements q selects: the same kind and, for composites, the same
@@ -248,10 +244,9 @@ static bool find_union(size_t i, const bool *skip, size_t *parts, size_t *n_part
     while (lo > 0 && strcmp(fhir_search_params[lo - 1].resource, sp->resource) == 0) lo--;
     while (hi < fhir_search_params_count && strcmp(fhir_search_params[hi].resource, sp->resource) == 0) hi++;
     for (size_t j = lo; j < hi && *n_parts < MAX_UNION_PARTS; j++) {
-        if (j == i || (skip && skip[j]) || !rows_compatible(i, j) || cache[j].n_branches >= cp->n_branches) continue;
-        bool inside = true;
-        for (size_t b = 0; b < cache[j].n_branches && inside; b++) inside = has_branch(cp, cache[j].branches[b]);
-        if (!inside) continue;
+        if (j == i || (skip && skip[j]) || !rows_compatible(i, j) || cache[j].n_branches >= cp->n_branches ||
+            !branches_within(&cache[j], cp))
+            continue;
         parts[(*n_parts)++] = j;
         for (size_t b = 0; b < cp->n_branches; b++) covered[b] |= has_branch(&cache[j], cp->branches[b]);
     }
@@ -352,12 +347,6 @@ static const sp_compiled *compiled_for(const fhir_search_param *sp)
     pthread_once(&cache_once, build_cache);
     size_t i = (size_t)(sp - fhir_search_params);
     return i < fhir_search_params_count ? &cache[i] : NULL;
-}
-
-const fhir_search_param *fhir_search_param_stored(const fhir_search_param *sp)
-{
-    const sp_compiled *cc = sp && sp >= fhir_search_params ? compiled_for(sp) : NULL;
-    return cc ? &fhir_search_params[cc->stored] : sp;
 }
 
 const char *fhir_search_param_rows(const fhir_search_param *sp)
