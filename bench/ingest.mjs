@@ -2,9 +2,13 @@
 // The hospital and practitioner bundles go first (once); then ROUNDS rounds of the 17 patient
 // bundles with WORKERS concurrent workers (POST entries: every round stores new resources).
 // Prints one JSON line: {bundles, resources, seconds, resources_per_s, failures}.
+// The client is node:http with keep-alive, not fetch(): on this 2-core machine the load generator
+// shares the cores with the server, and fetch (undici) spent about twice the CPU per Bundle
+// (bench/README.md, Run L).
 //   node bench/ingest.mjs BASE_URL DIR [WORKERS=3] [ROUNDS=5]
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import http from 'node:http';
 
 const [base, dir, workersArg = '3', roundsArg = '5'] = process.argv.slice(2);
 if (!base || !dir || !base.startsWith('http://127.0.0.1:')) {
@@ -21,12 +25,26 @@ const sharedB = shared.map(load);
 const patientB = patients.map(load);
 
 let failures = 0;
-async function post(b) {
-  const r = await fetch(base, { method: 'POST', body: b.body, headers: { 'Content-Type': 'application/fhir+json' },
-    signal: AbortSignal.timeout(120_000) });
-  const text = await r.text();
-  if (r.status !== 200) { failures++; console.error(`${b.f}: ${r.status} ${text.slice(0, 300)}`); return 0; }
-  return b.n;
+const target = new URL(base);
+const agent = new http.Agent({ keepAlive: true, maxSockets: workers });
+function post(b) {
+  return new Promise((resolve) => {
+    let settled = false;
+    const fail = (what) => { if (settled) return; settled = true; failures++; console.error(`${b.f}: ${what}`); resolve(0); };
+    const req = http.request({ host: target.hostname, port: target.port, path: target.pathname, method: 'POST', agent,
+      headers: { 'Content-Type': 'application/fhir+json', 'Content-Length': b.body.length }, timeout: 120_000 }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('error', (e) => fail(e.message));
+      res.on('end', () => {
+        if (res.statusCode !== 200) fail(`${res.statusCode} ${Buffer.concat(chunks).toString().slice(0, 300)}`);
+        else if (!settled) { settled = true; resolve(b.n); }
+      });
+    });
+    req.on('error', (e) => fail(e.message));
+    req.on('timeout', () => req.destroy(new Error('no answer in 120 s')));
+    req.end(b.body);
+  });
 }
 
 const queue = [];
