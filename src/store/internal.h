@@ -12,7 +12,14 @@
 struct sqlite3;
 struct sqlite3_stmt;
 
-#define BV__SCHEMA_VERSION 5
+#define BV__SCHEMA_VERSION 6
+
+/* A history row's record columns (as bv__record_from reads them). The current version's body is
+ * stored only in resources (schema 6): its history row's body is NULL and is read from there. */
+#define BV__HIST_COLS                                                                              \
+    "type, id, version, last_updated, deleted, method,"                                            \
+    " coalesce(body, (SELECT r.body FROM resources r WHERE r.type = history.type"                  \
+    " AND r.id = history.id AND r.seq = history.seq)), seq"
 #define BV__APPLICATION_ID 0x4256414e /* "BVAN" in the database header */
 #define BV__DYN_CACHE 32              /* per-connection LRU of dynamic (search) statements */
 #define BV__DYN_CACHE_MAX_SQL 16384   /* longer generated SQL is prepared per call, not cached */
@@ -37,7 +44,7 @@ typedef enum {
     ST_BEGIN, ST_BEGIN_IMMEDIATE, ST_COMMIT, ST_ROLLBACK,
     ST_SAVEPOINT, ST_RELEASE, ST_ROLLBACK_TO,
     ST_PUT_SAVEPOINT, ST_PUT_RELEASE, ST_PUT_ROLLBACK_TO,
-    ST_READ, ST_VREAD, ST_LOOKUP, ST_HIST_INSERT, ST_RES_INSERT, ST_RES_UPDATE, ST_MAX_SEQ,
+    ST_READ, ST_VREAD, ST_LOOKUP, ST_HIST_INSERT, ST_HIST_KEEP, ST_RES_INSERT, ST_RES_UPDATE, ST_MAX_SEQ,
     ST_IX_DEL_STRING, ST_IX_DEL_TOKEN, ST_IX_DEL_REFERENCE, ST_IX_DEL_DATE, ST_IX_DEL_NUMBER,
     ST_IX_DEL_QUANTITY, ST_IX_DEL_URI,
     ST_IX_INS_STRING, ST_IX_INS_TOKEN, ST_IX_INS_REFERENCE, ST_IX_INS_DATE, ST_IX_INS_NUMBER,

@@ -208,7 +208,7 @@ int bv_store_history(bv_store *s, bv_arena *a, const bv_history_query *h, bv_rec
         if ((rc = bv__query_count(c, &cnt, total))) goto out;
     }
     if (h->count > 0) {
-        bv__qb_sql(&rows, "SELECT type, id, version, last_updated, deleted, method, body, seq FROM history");
+        bv__qb_sql(&rows, "SELECT " BV__HIST_COLS " FROM history");
         history_where(&rows, h, true);
         /* For one resource, version order is seq order, and (type, id, version) then serves the
          * whole query; ordering by seq would make SQLite walk the type's history instead. */
@@ -296,10 +296,13 @@ static const invariant invariants[] = {
     {"current row differs from the newest history row",
      "SELECT r.type, r.id FROM resources r LEFT JOIN history h ON h.seq = r.seq"
      " WHERE h.seq IS NULL OR h.type <> r.type OR h.id <> r.id OR h.version <> r.version"
-     " OR h.deleted <> r.deleted OR h.body IS NOT r.body OR h.last_updated <> r.last_updated"
+     " OR h.deleted <> r.deleted OR h.body IS NOT NULL OR h.last_updated <> r.last_updated"
      " OR h.method <> r.method"
      " OR EXISTS (SELECT 1 FROM history x WHERE x.type = r.type AND x.id = r.id AND x.version > r.version)"
      " LIMIT 1"},
+    {"a replaced version without its body",
+     "SELECT h.type, h.id FROM history h WHERE h.deleted = 0 AND h.body IS NULL AND NOT EXISTS"
+     " (SELECT 1 FROM resources r WHERE r.type = h.type AND r.id = h.id AND r.seq = h.seq) LIMIT 1"},
     {"history without a current row",
      "SELECT h.type, h.id FROM history h WHERE NOT EXISTS"
      " (SELECT 1 FROM resources r WHERE r.type = h.type AND r.id = h.id) LIMIT 1"},

@@ -1149,7 +1149,7 @@ static void test_migration_reference_text(void **state)
                                             " (SELECT group_concat(coalesce(text, '-'), ' ') FROM ix_reference)",
                                         -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 5);
+    assert_int_equal(sqlite3_column_int(st, 0), BV__SCHEMA_VERSION);
     assert_non_null(strstr((const char *)sqlite3_column_text(st, 1), "WHERE text IS NOT NULL"));
     assert_string_equal((const char *)sqlite3_column_text(st, 2), "Patient/p1 -");
     sqlite3_finalize(st);
@@ -1159,6 +1159,98 @@ static void test_migration_reference_text(void **state)
     bv_sort by_subject = {.param = "subject", .kind = BV_IX_REFERENCE};
     bv_sort keys[] = {by_subject, {.param = "_id"}};
     assert_string_equal(ids(f, (bv_search){.type = "Observation", .sort = keys, .n_sort = 2}), "new,old");
+    char msg[256];
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
+}
+
+/* The raw history.body column of each version of Patient/b, in version order ("-" for NULL). */
+static const char *raw_history_bodies(fx *f, char *buf, size_t len)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(f->s->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT group_concat(coalesce(body, '-'), ' ') FROM (SELECT body FROM history"
+                                            " WHERE type = 'Patient' AND id = 'b' ORDER BY version)",
+                                        -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return buf;
+}
+
+/* Schema 6: a body is stored once. The current version's history row has none (it is read from
+ * resources); a version moves its body into history when it is replaced or deleted. Every read
+ * path still returns every version's body. */
+static void test_body_stored_once(void **state)
+{
+    fx *f = *state;
+    char buf[256];
+    assert_int_equal(put(f->s, "Patient", "b", "{\"v\":1}", NULL, 0), 0);
+    assert_string_equal(raw_history_bodies(f, buf, sizeof buf), "-");
+    assert_int_equal(put(f->s, "Patient", "b", "{\"v\":2}", NULL, 0), 0);
+    assert_string_equal(raw_history_bodies(f, buf, sizeof buf), "{\"v\":1} -");
+    assert_int_equal(del(f->s, "Patient", "b"), 0);
+    assert_string_equal(raw_history_bodies(f, buf, sizeof buf), "{\"v\":1} {\"v\":2} -");
+    assert_int_equal(put(f->s, "Patient", "b", "{\"v\":4}", NULL, 0), 0);
+    assert_string_equal(raw_history_bodies(f, buf, sizeof buf), "{\"v\":1} {\"v\":2} - -");
+
+    const char *want[] = {"{\"v\":1}", "{\"v\":2}", NULL, "{\"v\":4}"};
+    bv_record r;
+    for (int v = 1; v <= 4; v++) {
+        assert_int_equal(bv_store_vread(f->s, f->a, "Patient", "b", v, &r), 0);
+        if (want[v - 1]) assert_string_equal(r.body, want[v - 1]);
+        else assert_null(r.body);
+    }
+    bv_record *rs;
+    size_t n;
+    bv_history_query q = {.type = "Patient", .id = "b", .count = 10};
+    assert_int_equal(bv_store_history(f->s, f->a, &q, &rs, &n, NULL), 0);
+    assert_int_equal(n, 4);
+    for (size_t i = 0; i < n; i++) {
+        if (want[rs[i].version - 1]) assert_string_equal(rs[i].body, want[rs[i].version - 1]);
+        else assert_null(rs[i].body);
+    }
+    bv_history_query at = {.type = "Patient", .id = "b", .has_at = true, .at_ms = INT64_MAX / 2, .count = 10};
+    assert_int_equal(bv_store_history(f->s, f->a, &at, &rs, &n, NULL), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(rs[0].body, "{\"v\":4}");
+    /* the change feed carries each version's body */
+    assert_int_equal(bv_store_changes(f->s, f->a, 0, 10, &rs, &n), 0);
+    assert_int_equal(n, 4);
+    for (size_t i = 0; i < n; i++) {
+        if (want[i]) assert_string_equal(rs[i].body, want[i]);
+        else assert_null(rs[i].body);
+    }
+    char msg[256];
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
+}
+
+/* Schema 5 -> 6 on open: the current versions' second copies in history are dropped, and the
+ * replaced versions keep theirs. */
+static void test_migration_body_once(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(put(f->s, "Patient", "b", "{\"v\":1}", NULL, 0), 0);
+    assert_int_equal(put(f->s, "Patient", "b", "{\"v\":2}", NULL, 0), 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s", f->s->path);
+    bv_store_close(f->s);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    /* what a schema-5 store looks like: every version's body in history as well */
+    assert_int_equal(sqlite3_exec(db, "UPDATE history SET body = (SELECT r.body FROM resources r WHERE r.seq = history.seq)"
+                                      " WHERE body IS NULL AND deleted = 0;"
+                                      "PRAGMA user_version = 5;",
+                                  NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    f->s = open_dir(f->dir, false);
+    assert_non_null(f->s);
+    char buf[256];
+    assert_string_equal(raw_history_bodies(f, buf, sizeof buf), "{\"v\":1} -");
+    bv_record r;
+    assert_int_equal(bv_store_vread(f->s, f->a, "Patient", "b", 2, &r), 0);
+    assert_string_equal(r.body, "{\"v\":2}");
     char msg[256];
     assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
 }
@@ -1321,10 +1413,19 @@ static void test_check_detects(void **state)
     char msg[256];
     load_search_data(f->s);
     assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
-    assert_int_equal(bv_store_write(f->s, exec_fn, "UPDATE resources SET body = '{}' WHERE id = 'p1'"), 0);
+    /* the current version's body is stored once, in resources (schema 6) */
+    assert_int_equal(bv_store_write(f->s, exec_fn, "UPDATE history SET body = '{}' WHERE id = 'p1'"), 0);
     assert_int_equal(bv_store_check(f->s, msg, sizeof msg), BV_EINTERNAL);
     assert_non_null(strstr(msg, "p1"));
-    assert_int_equal(bv_store_write(f->s, exec_fn, "UPDATE resources SET body = '{\"id\":\"p1\"}' WHERE id = 'p1'"), 0);
+    assert_int_equal(bv_store_write(f->s, exec_fn, "UPDATE history SET body = NULL WHERE id = 'p1'"), 0);
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
+    /* a replaced version must keep its body in history */
+    assert_int_equal(put(f->s, "Patient", "p1", "{\"id\":\"p1\",\"v\":2}", NULL, 0), 0);
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
+    assert_int_equal(bv_store_write(f->s, exec_fn, "UPDATE history SET body = NULL WHERE id = 'p1' AND version = 1"), 0);
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), BV_EINTERNAL);
+    assert_non_null(strstr(msg, "replaced version"));
+    assert_int_equal(bv_store_write(f->s, exec_fn, "UPDATE history SET body = '{}' WHERE id = 'p1' AND version = 1"), 0);
     assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
     assert_int_equal(bv_store_write(f->s, exec_fn, "DELETE FROM history WHERE id = 'p2'"), 0);
     assert_int_equal(bv_store_check(f->s, msg, sizeof msg), BV_EINTERNAL);
@@ -1694,6 +1795,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_search_number_quantity_uri_ref, setup, teardown),
         cmocka_unit_test_setup_teardown(test_search_sort_paging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_reference_text, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_body_stored_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_body_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_in_done_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_search_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_count_by_type, setup, teardown),
