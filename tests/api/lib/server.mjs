@@ -29,10 +29,19 @@ export function sanitizerReport(text) {
 }
 
 const live = new Set();
-process.on('exit', () => { for (const p of live) { try { p.kill('SIGKILL'); } catch { /* gone */ } } });
+// Every folder made here is removed when the test process exits, also when a test failed or
+// never stopped its server (BEVAN_KEEP_TMP=1 keeps them for a post-mortem): runs must not fill /tmp.
+const madeDirs = new Set();
+process.on('exit', () => {
+  for (const p of live) { try { p.kill('SIGKILL'); } catch { /* gone */ } }
+  if (process.env.BEVAN_KEEP_TMP) return;
+  for (const d of madeDirs) { try { rmSync(d, { recursive: true, force: true }); } catch { /* best effort */ } }
+});
 
 export function tempDir(prefix = 'bevan-test-') {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  madeDirs.add(d);
+  return d;
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -55,7 +64,7 @@ function waitExit(child, ms) {
 export async function startServer(opts = {}) {
   const data = opts.data || tempDir();
   const ownData = !opts.data && !opts.keepData;
-  const portFile = join(mkdtempSync(join(tmpdir(), 'bevan-port-')), 'port');
+  const portFile = join(tempDir('bevan-port-'), 'port');
   const args = ['serve', '--listen', '127.0.0.1:0', '--port-file', portFile, '--data', data,
     ...(opts.auth ? [] : ['--auth', 'off']), ...(opts.args || [])];
   const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: process.env });
