@@ -969,6 +969,20 @@ static void test_search_dates(void **state)
     assert_string_equal(ids1(f, "Patient", date_pred("_lastUpdated", BV_OP_LE, lu2, lu2)), "p1,p2");
 }
 
+/* Column col of the first row of sql, run on the store's file through a connection of its own. */
+static const char *raw_column(fx *f, const char *sql, int col, char *buf, size_t len)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(f->s->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, col));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return buf;
+}
+
 static void test_search_number_quantity_uri_ref(void **state)
 {
     fx *f = *state;
@@ -1094,27 +1108,34 @@ static void test_search_number_quantity_uri_ref(void **state)
     assert_string_equal(ids1(f, "Observation", r), "o4");
     r = (bv_pred){.kind = BV_IX_REFERENCE, .param = "subject", .op = BV_OP_REF, .ref_type = "Patient", .ref_id = "p1"};
     assert_string_equal(ids1(f, "Observation", r), "o3,o4"); /* o1 was deleted above */
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open_v2(f->s->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT group_concat(coalesce(text, '-'), ' ') FROM (SELECT text FROM"
-                                            " ix_reference WHERE param IN ('subject', 'based-on') ORDER BY rid, ord)",
-                                        -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_string_equal((const char *)sqlite3_column_text(st, 0),
+    char buf[256];
+    assert_string_equal(raw_column(f, "SELECT group_concat(coalesce(text, '-'), ' ') FROM (SELECT text FROM"
+                                      " ix_reference WHERE param IN ('subject', 'based-on') ORDER BY rid, ord)",
+                                   0, buf, sizeof buf),
                         "- http://other.org/fhir/ServiceRequest/9 - Patient/p1/_history/2 http://other.org/fhir/ServiceRequest/9");
-    sqlite3_finalize(st);
     /* the partial text index still serves a search by text */
-    assert_int_equal(sqlite3_prepare_v2(db, "EXPLAIN QUERY PLAN SELECT x.rid FROM ix_reference x WHERE x.param = 'based-on'"
-                                            " AND x.text = 'http://other.org/fhir/ServiceRequest/9'",
-                                        -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_non_null(strstr((const char *)sqlite3_column_text(st, 3), "ix_reference_url"));
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    assert_non_null(strstr(raw_column(f, "EXPLAIN QUERY PLAN SELECT x.rid FROM ix_reference x WHERE x.param = 'based-on'"
+                                         " AND x.text = 'http://other.org/fhir/ServiceRequest/9'",
+                                      3, buf, sizeof buf),
+                           "ix_reference_url"));
     /* a sort on a reference rebuilds the text: Patient/p1 (o3), Patient/p1/_history/2, Patient/p2 */
     bv_sort by_subject = {.param = "subject", .kind = BV_IX_REFERENCE};
     assert_string_equal(ids(f, (bv_search){.type = "Observation", .sort = &by_subject, .n_sort = 1}), "o3,o4,o2");
+}
+
+/* Closes the store, runs sql on its file (to make it look like a store written by an older
+ * schema), and opens it again, which runs the migrations since. */
+static void reopen_after(fx *f, const char *sql)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s", f->s->path);
+    bv_store_close(f->s);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    f->s = open_dir(f->dir, false);
+    assert_non_null(f->s);
 }
 
 /* Schema 4 -> 5 on open: the reference text index becomes partial, and rows written before keep
@@ -1125,20 +1146,13 @@ static void test_migration_reference_text(void **state)
     bv_index_row old_rows[] = {
         {.kind = BV_IX_REFERENCE, .param = "subject", .ref_type = "Patient", .ref_id = "p1", .text = "Patient/p1"}};
     assert_int_equal(put(f->s, "Observation", "old", "{\"id\":\"old\"}", old_rows, 1), 0);
-    char path[512];
-    snprintf(path, sizeof path, "%s", f->s->path);
-    bv_store_close(f->s);
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     /* what a schema-4 store looks like: the full index, and the text of every reference row */
-    assert_int_equal(sqlite3_exec(db, "DROP INDEX ix_reference_url;"
-                                      "CREATE INDEX ix_reference_url ON ix_reference(param, text, rid);"
-                                      "UPDATE ix_reference SET text = ref_type || '/' || ref_id WHERE text IS NULL;"
-                                      "PRAGMA user_version = 4;",
-                                  NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
-    f->s = open_dir(f->dir, false);
-    assert_non_null(f->s);
+    reopen_after(f, "DROP INDEX ix_reference_url;"
+                    "CREATE INDEX ix_reference_url ON ix_reference(param, text, rid);"
+                    "UPDATE ix_reference SET text = ref_type || '/' || ref_id WHERE text IS NULL;"
+                    "PRAGMA user_version = 4;");
+    sqlite3 *db;
+    const char *path = f->s->path;
     bv_index_row new_rows[] = {
         {.kind = BV_IX_REFERENCE, .param = "subject", .ref_type = "Patient", .ref_id = "p1", .text = "Patient/p1"}};
     assert_int_equal(put(f->s, "Observation", "new", "{\"id\":\"new\"}", new_rows, 1), 0);
@@ -1166,17 +1180,9 @@ static void test_migration_reference_text(void **state)
 /* The raw history.body column of each version of Patient/b, in version order ("-" for NULL). */
 static const char *raw_history_bodies(fx *f, char *buf, size_t len)
 {
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open_v2(f->s->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT group_concat(coalesce(body, '-'), ' ') FROM (SELECT body FROM history"
-                                            " WHERE type = 'Patient' AND id = 'b' ORDER BY version)",
-                                        -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return buf;
+    return raw_column(f, "SELECT group_concat(coalesce(body, '-'), ' ') FROM (SELECT body FROM history"
+                         " WHERE type = 'Patient' AND id = 'b' ORDER BY version)",
+                      0, buf, len);
 }
 
 /* Schema 6: a body is stored once. The current version's history row has none (it is read from
@@ -1233,19 +1239,10 @@ static void test_migration_body_once(void **state)
     fx *f = *state;
     assert_int_equal(put(f->s, "Patient", "b", "{\"v\":1}", NULL, 0), 0);
     assert_int_equal(put(f->s, "Patient", "b", "{\"v\":2}", NULL, 0), 0);
-    char path[512];
-    snprintf(path, sizeof path, "%s", f->s->path);
-    bv_store_close(f->s);
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     /* what a schema-5 store looks like: every version's body in history as well */
-    assert_int_equal(sqlite3_exec(db, "UPDATE history SET body = (SELECT r.body FROM resources r WHERE r.seq = history.seq)"
-                                      " WHERE body IS NULL AND deleted = 0;"
-                                      "PRAGMA user_version = 5;",
-                                  NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
-    f->s = open_dir(f->dir, false);
-    assert_non_null(f->s);
+    reopen_after(f, "UPDATE history SET body = (SELECT r.body FROM resources r WHERE r.seq = history.seq)"
+                    " WHERE body IS NULL AND deleted = 0;"
+                    "PRAGMA user_version = 5;");
     char buf[256];
     assert_string_equal(raw_history_bodies(f, buf, sizeof buf), "{\"v\":1} -");
     bv_record r;
