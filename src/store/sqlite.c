@@ -129,7 +129,7 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_PUT_ROLLBACK_TO] = "ROLLBACK TO p",
     [ST_READ] = "SELECT " REC_COLS " FROM resources WHERE type = ?1 AND id = ?2",
     [ST_VREAD] = "SELECT " BV__HIST_COLS " FROM history WHERE type = ?1 AND id = ?2 AND version = ?3",
-    [ST_LOOKUP] = "SELECT rid, version, seq FROM resources WHERE type = ?1 AND id = ?2",
+    [ST_LOOKUP] = "SELECT rid, version, seq, deleted FROM resources WHERE type = ?1 AND id = ?2",
     /* no body: the new version's body is in resources (schema 6) */
     [ST_HIST_INSERT] = "INSERT INTO history (type, id, version, last_updated, deleted, method)"
                        " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -1259,6 +1259,7 @@ static int add_rows(bv__conn *c, int64_t rid, const char *type, const bv_index_r
 static int put_inner(bv__conn *c, const bv_put *p)
 {
     int64_t rid = 0, cur = 0, cur_seq = 0;
+    bool cur_deleted = false;
     sqlite3_stmt *st = bv__stmt(c, ST_LOOKUP);
     if (!st) return BV_EINTERNAL;
     bind_text(st, 1, p->type);
@@ -1268,17 +1269,23 @@ static int put_inner(bv__conn *c, const bv_put *p)
         rid = sqlite3_column_int64(st, 0);
         cur = sqlite3_column_int64(st, 1);
         cur_seq = sqlite3_column_int64(st, 2);
+        cur_deleted = sqlite3_column_int(st, 3) != 0;
     }
     bv__done(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return bv__fail(c, rc, "lookup");
     /* Versions are contiguous: a put must name the next one (guards against lost updates). */
     if (p->version != cur + 1) return BV_ECONFLICT;
 
-    if (rid) {
+    if (rid && !cur_deleted) { /* a deleted version has no body to keep */
         if (!(st = bv__stmt(c, ST_HIST_KEEP))) return BV_EINTERNAL;
         sqlite3_bind_int64(st, 1, rid);
         sqlite3_bind_int64(st, 2, cur_seq);
         if ((rc = step_done(c, st, "keep the replaced version"))) return rc;
+        if (sqlite3_changes(c->db) != 1) { /* the body would be lost: refuse the put */
+            bv_log(BV_LOG_ERROR, "store: %s/%s: no history row %lld for the replaced version", p->type, p->id,
+                   (long long)cur_seq);
+            return BV_EINTERNAL;
+        }
     }
     if (!(st = bv__stmt(c, ST_HIST_INSERT))) return BV_EINTERNAL;
     bind_text(st, 1, p->type);

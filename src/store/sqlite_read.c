@@ -310,6 +310,8 @@ static const invariant invariants[] = {
      "SELECT type, id FROM (SELECT type, id, version,"
      " lag(version) OVER (PARTITION BY type, id ORDER BY seq) AS pv FROM history)"
      " WHERE (pv IS NULL AND version <> 1) OR (pv IS NOT NULL AND version <> pv + 1) LIMIT 1"},
+    {"a deleted version with a body in history",
+     "SELECT type, id FROM history WHERE deleted <> 0 AND body IS NOT NULL LIMIT 1"},
     {"deleted flag and body disagree",
      "SELECT type, id FROM resources WHERE (deleted <> 0) = (body IS NOT NULL) LIMIT 1"},
     {"index rows for a deleted resource",

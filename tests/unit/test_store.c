@@ -1424,6 +1424,20 @@ static void test_check_detects(void **state)
     assert_non_null(strstr(msg, "replaced version"));
     assert_int_equal(bv_store_write(f->s, exec_fn, "UPDATE history SET body = '{}' WHERE id = 'p1' AND version = 1"), 0);
     assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
+    /* a deleted version has no body anywhere */
+    assert_int_equal(del(f->s, "Patient", "p3"), 0);
+    assert_int_equal(put(f->s, "Patient", "p3", "{\"id\":\"p3\"}", NULL, 0), 0); /* re-created */
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
+    assert_int_equal(bv_store_write(f->s, exec_fn, "UPDATE history SET body = '{}' WHERE id = 'p3' AND deleted = 1"), 0);
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), BV_EINTERNAL);
+    assert_non_null(strstr(msg, "deleted version"));
+    assert_int_equal(bv_store_write(f->s, exec_fn, "UPDATE history SET body = NULL WHERE id = 'p3' AND deleted = 1"), 0);
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
+    /* a current row whose seq names no history row: the next put refuses rather than lose the body */
+    assert_int_equal(bv_store_write(f->s, exec_fn, "UPDATE resources SET seq = seq + 1000000 WHERE id = 'p4'"), 0);
+    assert_int_equal(put(f->s, "Patient", "p4", "{\"id\":\"p4\",\"v\":2}", NULL, 0), BV_EINTERNAL);
+    assert_int_equal(bv_store_write(f->s, exec_fn, "UPDATE resources SET seq = seq - 1000000 WHERE id = 'p4'"), 0);
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
     assert_int_equal(bv_store_write(f->s, exec_fn, "DELETE FROM history WHERE id = 'p2'"), 0);
     assert_int_equal(bv_store_check(f->s, msg, sizeof msg), BV_EINTERNAL);
 }
