@@ -1404,6 +1404,17 @@ static void test_txn_read_search(void **state)
 /* ---- Check, reopen, read-only, backup ---- */
 static int exec_fn(bv_store_txn *t, void *ctx) { return bv__txn_exec(t, ctx); }
 
+/* bad_sql breaks an invariant: bevan check must fail naming want; repair_sql mends it again. */
+static void check_catches(fx *f, char *bad_sql, const char *want, char *repair_sql)
+{
+    char msg[256];
+    assert_int_equal(bv_store_write(f->s, exec_fn, bad_sql), 0);
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), BV_EINTERNAL);
+    assert_non_null(strstr(msg, want));
+    assert_int_equal(bv_store_write(f->s, exec_fn, repair_sql), 0);
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
+}
+
 static void test_check_detects(void **state)
 {
     fx *f = *state;
@@ -1411,28 +1422,18 @@ static void test_check_detects(void **state)
     load_search_data(f->s);
     assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
     /* the current version's body is stored once, in resources (schema 6) */
-    assert_int_equal(bv_store_write(f->s, exec_fn, "UPDATE history SET body = '{}' WHERE id = 'p1'"), 0);
-    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), BV_EINTERNAL);
-    assert_non_null(strstr(msg, "p1"));
-    assert_int_equal(bv_store_write(f->s, exec_fn, "UPDATE history SET body = NULL WHERE id = 'p1'"), 0);
-    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
+    check_catches(f, "UPDATE history SET body = '{}' WHERE id = 'p1'", "p1", "UPDATE history SET body = NULL WHERE id = 'p1'");
     /* a replaced version must keep its body in history */
     assert_int_equal(put(f->s, "Patient", "p1", "{\"id\":\"p1\",\"v\":2}", NULL, 0), 0);
     assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
-    assert_int_equal(bv_store_write(f->s, exec_fn, "UPDATE history SET body = NULL WHERE id = 'p1' AND version = 1"), 0);
-    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), BV_EINTERNAL);
-    assert_non_null(strstr(msg, "replaced version"));
-    assert_int_equal(bv_store_write(f->s, exec_fn, "UPDATE history SET body = '{}' WHERE id = 'p1' AND version = 1"), 0);
-    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
+    check_catches(f, "UPDATE history SET body = NULL WHERE id = 'p1' AND version = 1", "replaced version",
+                  "UPDATE history SET body = '{}' WHERE id = 'p1' AND version = 1");
     /* a deleted version has no body anywhere */
     assert_int_equal(del(f->s, "Patient", "p3"), 0);
     assert_int_equal(put(f->s, "Patient", "p3", "{\"id\":\"p3\"}", NULL, 0), 0); /* re-created */
     assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
-    assert_int_equal(bv_store_write(f->s, exec_fn, "UPDATE history SET body = '{}' WHERE id = 'p3' AND deleted = 1"), 0);
-    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), BV_EINTERNAL);
-    assert_non_null(strstr(msg, "deleted version"));
-    assert_int_equal(bv_store_write(f->s, exec_fn, "UPDATE history SET body = NULL WHERE id = 'p3' AND deleted = 1"), 0);
-    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
+    check_catches(f, "UPDATE history SET body = '{}' WHERE id = 'p3' AND deleted = 1", "deleted version",
+                  "UPDATE history SET body = NULL WHERE id = 'p3' AND deleted = 1");
     /* a current row whose seq names no history row: the next put refuses rather than lose the body */
     assert_int_equal(bv_store_write(f->s, exec_fn, "UPDATE resources SET seq = seq + 1000000 WHERE id = 'p4'"), 0);
     assert_int_equal(put(f->s, "Patient", "p4", "{\"id\":\"p4\",\"v\":2}", NULL, 0), BV_EINTERNAL);
