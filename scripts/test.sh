@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything CI runs: generated-code freshness, banned functions, a strict gcc build with every
-# test, an ASan+UBSan clang build with every test (unit and API), and fuzz-corpus replay.
+# test, a strict gcc -O3 build of the server, an ASan+UBSan clang build with every test (unit and
+# API), and fuzz-corpus replay.
 # The last line is CTest's summary of the sanitizer run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,10 @@ echo "== gcc strict build + all tests"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBEVAN_WERROR=ON >/dev/null
 cmake --build build -j"$JOBS"
 ctest --test-dir build --output-on-failure --no-tests=error -j"$JOBS"
+
+echo "== gcc -O3 build of the server (warnings only the optimiser's analysis finds: -Werror)"
+cmake -S . -B build-o3 -DCMAKE_BUILD_TYPE=Release -DBEVAN_WERROR=ON >/dev/null
+cmake --build build-o3 -j"$JOBS" --target bevan >/dev/null
 
 echo "== fuzz corpus replay + ${FUZZ_SECONDS:-60}s per target, two at a time (clang, libFuzzer, ASan+UBSan)"
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DBEVAN_FUZZ=ON \

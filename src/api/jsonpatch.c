@@ -106,7 +106,10 @@ static int do_remove(bv_arena *a, json_value **root, const char *path, json_valu
     if (json_is(t.parent, JSON_OBJECT)) json_remove(t.parent, t.key);
     else {
         size_t idx;
-        array_index(t.key, json_count(t.parent), false, &idx);
+        if (!array_index(t.key, json_count(t.parent), false, &idx)) { /* get_at found it: cannot happen */
+            snprintf(err, errlen, "array index out of range in '%s'", path);
+            return -1;
+        }
         json_array_remove(t.parent, idx);
     }
     return 0;

@@ -257,10 +257,10 @@ static bool open_alert(wctx *c, const char *plan_id, bv_alert_family f, json_val
 {
     const char *v = kv_get(c, alert_key(c, plan_id, f));
     if (!v) return false;
-    const char *sp = strchr(v, ' ');
-    if (!sp) return false;
-    *task_id = bv_arena_strndup(c->a, v, (size_t)(sp - v));
-    *flag_id = sp + 1;
+    size_t cut = strcspn(v, " "); /* "TASK-ID FLAG-ID" */
+    if (!v[cut]) return false;
+    *task_id = bv_arena_strndup(c->a, v, cut);
+    *flag_id = v + cut + 1;
     *task = read_current(c, "Task", *task_id, tver);
     return *task && task_open(json_get_str(*task, "status"));
 }

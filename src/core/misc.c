@@ -82,7 +82,7 @@ void bv_log(bv_log_level lvl, const char *fmt, ...)
 {
     if (lvl < log_level) return;
     static const char *const names[] = {"debug", "info", "warn", "error"};
-    char ts[32];
+    char ts[64]; /* room for any int year, so the format never truncates */
     bv_format_instant(bv_now_ms(), ts, sizeof ts);
     va_list ap;
     va_start(ap, fmt);

@@ -996,7 +996,7 @@ static int eval_binary(fp_ctx *c, const fp_node *n, const fp_env *env, fp_coll *
     if (rc) return rc;
     fp_op op = n->op;
     if (op == FPO_AND || op == FPO_OR || op == FPO_IMPLIES || op == FPO_XOR) {
-        int lb, rb;
+        int lb = -1, rb = -1; /* empty until fp_to_bool says otherwise */
         if ((rc = fp_to_bool(c, &l, &lb))) return rc;
         if (op == FPO_AND && lb == 0) { push_bool(c, out, false); return BV_OK; }
         if (op == FPO_OR && lb == 1) { push_bool(c, out, true); return BV_OK; }

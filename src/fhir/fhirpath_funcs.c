@@ -291,7 +291,7 @@ FN(tail) { UNUSED_FN_ARGS; for (size_t i = 1; i < in->n; i++) fp_push(c, out, &i
 
 FN(skip)
 {
-    int64_t k;
+    int64_t k = 0;
     bool present;
     int rc = arg_int(c, call, 0, env, &k, &present);
     if (rc) return rc;
@@ -302,7 +302,7 @@ FN(skip)
 
 FN(take)
 {
-    int64_t k;
+    int64_t k = 0;
     bool present;
     int rc = arg_int(c, call, 0, env, &k, &present);
     if (rc) return rc;
@@ -652,7 +652,7 @@ FN(lastIndexOf)
 FN(substring)
 {
     const char *s;
-    int64_t start, len = -1;
+    int64_t start = 0, len = -1;
     bool present, plen = false;
     int rc;
     if ((rc = in_string(c, call, in, &s)) || !s) return rc;
