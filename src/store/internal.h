@@ -210,6 +210,8 @@ int bv__qb_bind(const bv__qb *q, struct sqlite3_stmt *st);
 
 /* ---- sqlite_sync.c: the syncer thread ---- */
 int bv__syncer_start(bv_store *s, char *err, size_t errlen);
+/* Whether fd is the file now at path (inode and device), asking for no timestamp (sqlite_sync.c). */
+bool bv__same_file(const char *path, int fd);
 void bv__syncer_stop(bv_store *s);               /* after the writer has exited */
 void bv__syncer_push(bv_store *s, bv__synced *g);  /* writer thread: g is heap-allocated */
 /* Waits until every commit generation started so far is synced: call after a read. */

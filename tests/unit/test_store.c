@@ -710,6 +710,31 @@ static void test_wal_wraps(void **state)
     rm_flat(dir);
 }
 
+/* The syncer's check that its descriptor is still the WAL SQLite writes (it reopens otherwise). */
+static void test_same_file(void **state)
+{
+    (void)state;
+    char dir[64], path[96], other[96];
+    snprintf(dir, sizeof dir, "/tmp/bevan-same-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/a", dir);
+    snprintf(other, sizeof other, "%s/b", dir);
+    int fd = open(path, O_CREAT | O_RDWR, 0600);
+    assert_true(fd >= 0);
+    assert_true(bv__same_file(path, fd));
+    int fd2 = open(other, O_CREAT | O_RDWR, 0600);
+    assert_true(fd2 >= 0);
+    assert_false(bv__same_file(path, fd2)); /* another file */
+    assert_int_equal(rename(other, path), 0); /* path now names the other file */
+    assert_false(bv__same_file(path, fd));
+    assert_true(bv__same_file(path, fd2));
+    assert_int_equal(unlink(path), 0);
+    assert_false(bv__same_file(path, fd2)); /* gone */
+    close(fd);
+    close(fd2);
+    rm_flat(dir);
+}
+
 /* ---- Search ---- */
 static int64_t ms_at(int y, int mo, int d, int h, int mi, int s)
 {
@@ -1800,6 +1825,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_txn_vanished, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrency, setup, teardown),
         cmocka_unit_test(test_wal_wraps),
+        cmocka_unit_test(test_same_file),
         cmocka_unit_test(test_announced_writes_share_a_commit),
         cmocka_unit_test_setup_teardown(test_wal_frames_coalesced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_search_token_string, setup, teardown),
