@@ -14,18 +14,29 @@
  * write exactly as before. Readers never see a frame the writer still holds: the index header
  * that makes frames visible is published only after they are written.
  *
+ * It also starts the kernel's writeback of a database file every TRICKLE_BYTES written to it (only
+ * checkpoints write it in WAL mode): a checkpoint pass copies megabytes of pages and ends with one
+ * fdatasync of the file, and the WAL syncs that answer clients queued behind that burst on the
+ * device (p99 of random updates 28-31 ms, of creates 6-7 ms). Started early, the pages go out in
+ * smaller pieces between the WAL syncs. sync_file_range(WRITE) only starts writeback: durability
+ * still comes from SQLite's sync at the end of the checkpoint, and it reports write errors as
+ * before (the error is kept for every descriptor of the file; this one never waits on it).
+ *
  * The frame layout this relies on is SQLite's documented file format (sqlite.org/fileformat.html,
  * "WAL file format"): a 32-byte header at offset 0, then frames of a 24-byte header and one page;
  * bytes 4-7 of a frame header are non-zero for the frame that commits a transaction. */
+#define _GNU_SOURCE /* sync_file_range */
 #include "internal.h"
 
 #include <sqlite3.h>
 
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define WAL_HEADER_BYTES 32
 #define FRAME_HEADER_BYTES 24
@@ -33,6 +44,8 @@
 /* The unix VFS writes at most 128 KiB - 1 bytes per call (it masks the length to 17 bits), so
  * the buffer goes out in pieces ending at 64 KiB-aligned offsets: whole pages in between. */
 #define PIECE ((sqlite3_int64)64 << 10)
+/* Database-file bytes written between two starts of writeback (measured 256 KiB-1 MiB alike). */
+#define TRICKLE_BYTES ((size_t)1 << 20)
 
 typedef struct wb_file wb_file;
 struct wb_file {
@@ -45,6 +58,10 @@ struct wb_file {
     size_t len, cap;
     sqlite3_int64 off;   /* file offset of buf[0] */
     bool commit_pending; /* the last buffered write was a commit frame's header */
+    const char *name;    /* a main database file: its path (valid until close), for trickle_fd */
+    int trickle_fd;      /* a main database file: its descriptor for sync_file_range, opened at
+                            the first write (readers never write), or -1 */
+    size_t unstarted;    /* database-file bytes written since writeback was last started */
 };
 
 static sqlite3_vfs *real_vfs;
@@ -53,6 +70,7 @@ static sqlite3_vfs *real_vfs;
 static sqlite3_vfs bevan_vfs;
 static atomic_bool failed_in_barrier;
 static atomic_ullong wal_writes; /* calls into the platform VFS that wrote WAL bytes (tests) */
+static atomic_ullong trickles;   /* starts of a database file's writeback (tests) */
 
 /* Hands the buffer to the kernel. On failure the frames are dropped: the caller returns the error
  * to SQLite, whose transaction then fails (its frames beyond the published header are ignored). */
@@ -77,6 +95,7 @@ static int wb_close(sqlite3_file *p)
 {
     wb_file *f = (wb_file *)p;
     int rc = wb_flush(f);
+    if (f->trickle_fd >= 0) close(f->trickle_fd);
     if (f->is_wal && f->db) f->db->wal = NULL;
     if (!f->is_wal && f->wal) f->wal->db = NULL;
     free(f->buf);
@@ -98,10 +117,26 @@ static uint32_t be32(const unsigned char *b)
     return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | (uint32_t)b[3];
 }
 
+/* After amt bytes written to a main database file: start their writeback once enough are pending. */
+static void trickle(wb_file *f, int amt)
+{
+    if (!f->name || amt <= 0) return;
+    f->unstarted += (size_t)amt;
+    if (f->unstarted < TRICKLE_BYTES) return;
+    f->unstarted = 0;
+    if (f->trickle_fd < 0) f->trickle_fd = open(f->name, O_RDONLY | O_CLOEXEC);
+    if (f->trickle_fd >= 0 && sync_file_range(f->trickle_fd, 0, 0, SYNC_FILE_RANGE_WRITE) == 0)
+        atomic_fetch_add(&trickles, 1);
+}
+
 static int wb_write(sqlite3_file *p, const void *data, int amt, sqlite3_int64 off)
 {
     wb_file *f = (wb_file *)p;
-    if (!f->is_wal || amt <= 0) return f->real->pMethods->xWrite(f->real, data, amt, off);
+    if (!f->is_wal || amt <= 0) {
+        int rc = f->real->pMethods->xWrite(f->real, data, amt, off);
+        if (rc == SQLITE_OK) trickle(f, amt);
+        return rc;
+    }
     if (f->len && off != f->off + (sqlite3_int64)f->len) {
         int rc = wb_flush(f); /* not an append (a restarted log, a rolled-back spill): write out first */
         if (rc != SQLITE_OK) return rc;
@@ -243,6 +278,7 @@ static int wb_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *p, int
     (void)vfs;
     wb_file *f = (wb_file *)p;
     memset(f, 0, sizeof *f);
+    f->trickle_fd = -1;
     f->real = (sqlite3_file *)((char *)f + WB_HEAD);
     int rc = real_vfs->xOpen(real_vfs, name, f->real, flags, out_flags);
     if (rc != SQLITE_OK) {
@@ -251,6 +287,7 @@ static int wb_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *p, int
         return rc;
     }
     f->is_wal = (flags & SQLITE_OPEN_WAL) != 0;
+    if ((flags & SQLITE_OPEN_MAIN_DB) && name) f->name = name;
     if (f->is_wal && name) {
         sqlite3_file *db = sqlite3_database_file_object(name);
         if (db && db->pMethods == &wb_methods) {
@@ -370,3 +407,5 @@ const char *bv__vfs_register(void)
 bool bv__vfs_failed(void) { return atomic_load(&failed_in_barrier); }
 
 unsigned long long bv__vfs_wal_writes(void) { return atomic_load(&wal_writes); }
+
+unsigned long long bv__vfs_trickles(void) { return atomic_load(&trickles); }
