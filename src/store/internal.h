@@ -157,6 +157,9 @@ struct bv_store {
     _Atomic bool poisoned;       /* a sync failed: refuse writes until restart (never retry-and-ack) */
     _Atomic bool fail_next_sync; /* test hook: the next sync fails as if fdatasync returned EIO */
     int wal_fd;                  /* syncer thread only; -1 until opened */
+    int writeback_fd;            /* the database file, for the VFS's early writeback; closed only
+                                    after every connection (walbuf.c); -1 if none */
+    char *writeback_name;        /* the database file as SQLite names it, while registered */
     struct {
         bv_store_commit_fn fn;
         void *ctx;
@@ -169,6 +172,9 @@ const char *bv__vfs_register(void); /* its name, or NULL to use SQLite's default
 bool bv__vfs_failed(void);          /* frames of a published commit could not be written */
 unsigned long long bv__vfs_wal_writes(void); /* writes of buffered WAL frames so far (tests) */
 unsigned long long bv__vfs_trickles(void);   /* database-file writeback starts so far (tests) */
+/* Registers fd (>= 0) as the store's descriptor of the database file SQLite names db_name, whose
+ * writeback the VFS then starts early during checkpoints; fd < 0 forgets db_name. */
+void bv__vfs_writeback_fd(const char *db_name, int fd);
 
 /* ---- sqlite.c: connections and statements ---- */
 bv__conn *bv__reader(bv_store *s, int *err);      /* borrows a reader connection (waits if all are lent) */

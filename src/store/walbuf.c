@@ -21,6 +21,9 @@
  * smaller pieces between the WAL syncs. sync_file_range(WRITE) only starts writeback: durability
  * still comes from SQLite's sync at the end of the checkpoint, and it reports write errors as
  * before (the error is kept for every descriptor of the file; this one never waits on it).
+ * The descriptor used is the store's (bv__vfs_writeback_fd), not one per connection: closing any
+ * descriptor of a file drops every POSIX lock the process holds on it, SQLite's included, so the
+ * store closes its own only after its last connection (SQLite never closes its own early either).
  *
  * The frame layout this relies on is SQLite's documented file format (sqlite.org/fileformat.html,
  * "WAL file format"): a 32-byte header at offset 0, then frames of a 24-byte header and one page;
@@ -31,12 +34,12 @@
 #include <sqlite3.h>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define WAL_HEADER_BYTES 32
 #define FRAME_HEADER_BYTES 24
@@ -58,9 +61,7 @@ struct wb_file {
     size_t len, cap;
     sqlite3_int64 off;   /* file offset of buf[0] */
     bool commit_pending; /* the last buffered write was a commit frame's header */
-    const char *name;    /* a main database file: its path (valid until close), for trickle_fd */
-    int trickle_fd;      /* a main database file: its descriptor for sync_file_range, opened at
-                            the first write (readers never write), or -1 */
+    const char *name;    /* a main database file: its path (valid until close) */
     size_t unstarted;    /* database-file bytes written since writeback was last started */
 };
 
@@ -71,6 +72,33 @@ static sqlite3_vfs bevan_vfs;
 static atomic_bool failed_in_barrier;
 static atomic_ullong wal_writes; /* calls into the platform VFS that wrote WAL bytes (tests) */
 static atomic_ullong trickles;   /* starts of a database file's writeback (tests) */
+
+/* Database files whose writeback is started early, each with the store's descriptor of it. */
+#define MAX_WRITEBACK 8
+static struct {
+    char *name; /* as SQLite names the file (sqlite3_db_filename) */
+    int fd;
+} writeback[MAX_WRITEBACK];
+static pthread_mutex_t writeback_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void bv__vfs_writeback_fd(const char *db_name, int fd)
+{
+    pthread_mutex_lock(&writeback_mu);
+    for (int i = 0; i < MAX_WRITEBACK; i++) {
+        if (fd >= 0 && !writeback[i].name) { /* register (a full table: no early writeback) */
+            writeback[i].name = bv_strdup(db_name);
+            writeback[i].fd = fd;
+            break;
+        }
+        if (fd < 0 && writeback[i].name && strcmp(writeback[i].name, db_name) == 0) { /* forget */
+            free(writeback[i].name);
+            writeback[i].name = NULL;
+            writeback[i].fd = -1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&writeback_mu);
+}
 
 /* Hands the buffer to the kernel. On failure the frames are dropped: the caller returns the error
  * to SQLite, whose transaction then fails (its frames beyond the published header are ignored). */
@@ -95,7 +123,6 @@ static int wb_close(sqlite3_file *p)
 {
     wb_file *f = (wb_file *)p;
     int rc = wb_flush(f);
-    if (f->trickle_fd >= 0) close(f->trickle_fd);
     if (f->is_wal && f->db) f->db->wal = NULL;
     if (!f->is_wal && f->wal) f->wal->db = NULL;
     free(f->buf);
@@ -124,9 +151,13 @@ static void trickle(wb_file *f, int amt)
     f->unstarted += (size_t)amt;
     if (f->unstarted < TRICKLE_BYTES) return;
     f->unstarted = 0;
-    if (f->trickle_fd < 0) f->trickle_fd = open(f->name, O_RDONLY | O_CLOEXEC);
-    if (f->trickle_fd >= 0 && sync_file_range(f->trickle_fd, 0, 0, SYNC_FILE_RANGE_WRITE) == 0)
-        atomic_fetch_add(&trickles, 1);
+    pthread_mutex_lock(&writeback_mu); /* held: the store cannot close the descriptor meanwhile */
+    for (int i = 0; i < MAX_WRITEBACK; i++)
+        if (writeback[i].name && strcmp(writeback[i].name, f->name) == 0) {
+            if (sync_file_range(writeback[i].fd, 0, 0, SYNC_FILE_RANGE_WRITE) == 0) atomic_fetch_add(&trickles, 1);
+            break;
+        }
+    pthread_mutex_unlock(&writeback_mu);
 }
 
 static int wb_write(sqlite3_file *p, const void *data, int amt, sqlite3_int64 off)
@@ -278,7 +309,6 @@ static int wb_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *p, int
     (void)vfs;
     wb_file *f = (wb_file *)p;
     memset(f, 0, sizeof *f);
-    f->trickle_fd = -1;
     f->real = (sqlite3_file *)((char *)f + WB_HEAD);
     int rc = real_vfs->xOpen(real_vfs, name, f->real, flags, out_flags);
     if (rc != SQLITE_OK) {

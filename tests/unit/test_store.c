@@ -662,6 +662,25 @@ static void test_announced_writes_share_a_commit(void **state)
     rm_flat(dir);
 }
 
+/* This process's open descriptors of path. */
+static int descriptors_of(const char *path)
+{
+    char real[4096], link[300], target[4096];
+    if (!realpath(path, real)) return -1;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
+        ssize_t len = readlink(link, target, sizeof target - 1);
+        if (len <= 0) continue;
+        target[len] = 0;
+        if (strcmp(target, real) == 0) n++;
+    }
+    closedir(d);
+    return n;
+}
+
 static void test_wal_wraps(void **state)
 {
     (void)state;
@@ -710,7 +729,13 @@ static void test_wal_wraps(void **state)
     assert_true(bv__vfs_trickles() - trickles_before >= 2);
     char msg[256];
     assert_int_equal(bv_store_check(s, msg, sizeof msg), 0);
+    char db[96];
+    snprintf(db, sizeof db, "%s/bevan.db", dir);
+    int open_fds = descriptors_of(db);
     bv_store_close(s);
+    /* one per connection plus the store's own for the early writeback, and none left after close */
+    assert_true(open_fds >= 3);
+    assert_int_equal(descriptors_of(db), 0);
     rm_flat(dir);
 }
 
