@@ -157,9 +157,6 @@ struct bv_store {
     _Atomic bool poisoned;       /* a sync failed: refuse writes until restart (never retry-and-ack) */
     _Atomic bool fail_next_sync; /* test hook: the next sync fails as if fdatasync returned EIO */
     int wal_fd;                  /* syncer thread only; -1 until opened */
-    int writeback_fd;            /* the database file, for the VFS's early writeback; closed only
-                                    after every connection (walbuf.c); -1 if none */
-    char *writeback_name;        /* the database file as SQLite names it, while registered */
     struct {
         bv_store_commit_fn fn;
         void *ctx;
@@ -172,9 +169,6 @@ const char *bv__vfs_register(void); /* its name, or NULL to use SQLite's default
 bool bv__vfs_failed(void);          /* frames of a published commit could not be written */
 unsigned long long bv__vfs_wal_writes(void); /* writes of buffered WAL frames so far (tests) */
 unsigned long long bv__vfs_trickles(void);   /* database-file writeback starts so far (tests) */
-/* Registers fd (>= 0) as the store's descriptor of the database file SQLite names db_name, whose
- * writeback the VFS then starts early during checkpoints; fd < 0 forgets db_name. */
-void bv__vfs_writeback_fd(const char *db_name, int fd);
 
 /* ---- sqlite.c: connections and statements ---- */
 bv__conn *bv__reader(bv_store *s, int *err);      /* borrows a reader connection (waits if all are lent) */
@@ -217,8 +211,9 @@ int bv__qb_bind(const bv__qb *q, struct sqlite3_stmt *st);
 
 /* ---- sqlite_sync.c: the syncer thread ---- */
 int bv__syncer_start(bv_store *s, char *err, size_t errlen);
-/* Whether fd is the file now at path (inode and device), asking for no timestamp (sqlite_sync.c). */
-bool bv__same_file(const char *path, int fd);
+/* 1 if fd is the file now at path (inode and device), 0 if path names another file or none, -1 if
+ * that cannot be told; asks for no timestamp when statx works (sqlite_sync.c). */
+int bv__same_file(const char *path, int fd);
 void bv__syncer_stop(bv_store *s);               /* after the writer has exited */
 void bv__syncer_push(bv_store *s, bv__synced *g);  /* writer thread: g is heap-allocated */
 /* Waits until every commit generation started so far is synced: call after a read. */

@@ -6,12 +6,10 @@
 #include <sqlite3.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 /* ---- Schema. Migration i brings user_version from i to i + 1; append, never edit. ---- */
 static const char *const migrations[BV__SCHEMA_VERSION] = {
@@ -611,18 +609,6 @@ static int load_high_marks(bv__conn *c, int64_t *seq, int64_t *ms)
 
 static void *writer_main(void *arg);
 
-/* The store's own descriptor of the database file, for the VFS to start its writeback during
- * checkpoints (walbuf.c). Without it checkpoints still work, only with one burst at their end. */
-static void register_writeback(bv_store *s)
-{
-    const char *name = sqlite3_db_filename(s->wconn->db, "main");
-    if (!name || !*name) return;
-    s->writeback_fd = open(name, O_RDONLY | O_CLOEXEC);
-    if (s->writeback_fd < 0) return;
-    s->writeback_name = bv_strdup(name);
-    bv__vfs_writeback_fd(s->writeback_name, s->writeback_fd);
-}
-
 /* WAL pages after a commit at which the checkpointer copies the WAL back into the database
  * (PASSIVE: it never blocks the writer or readers). SQLite's own auto-checkpoint would run it in
  * the committing writer, stalling every queued write behind the checkpoint's syncs. */
@@ -701,7 +687,6 @@ int bv_store_open(const bv_store_options *opt, bv_store **out, char *err, size_t
     pthread_cond_init(&s->scond, NULL);
     pthread_cond_init(&s->dcond, NULL);
     s->wal_fd = -1;
-    s->writeback_fd = -1;
     pthread_mutex_init(&s->pool_mu, NULL);
     pthread_cond_init(&s->pool_cv, NULL);
     s->max_readers = opt->max_readers ? opt->max_readers : 8;
@@ -743,7 +728,6 @@ int bv_store_open(const bv_store_options *opt, bv_store **out, char *err, size_t
         rc = conn_open(s, true, &s->cconn, err, errlen);
         if (rc) goto fail;
         sqlite3_wal_hook(s->wconn->db, wal_hook_cb, s);
-        register_writeback(s);
         if (pthread_create(&s->ckpt, NULL, ckpt_main, s) != 0) {
             snprintf(err, errlen, "cannot start the checkpointer thread");
             rc = BV_EINTERNAL;
@@ -786,10 +770,6 @@ void bv_store_close(bv_store *s)
         next = c->next;
         conn_free(c);
     }
-    /* Only now, with no connection open: closing it drops the process's locks on the file. */
-    if (s->writeback_name) bv__vfs_writeback_fd(s->writeback_name, -1);
-    if (s->writeback_fd >= 0) close(s->writeback_fd);
-    free(s->writeback_name);
     pthread_cond_destroy(&s->pool_cv);
     pthread_mutex_destroy(&s->pool_mu);
     pthread_cond_destroy(&s->wcond);

@@ -21,9 +21,11 @@
  * smaller pieces between the WAL syncs. sync_file_range(WRITE) only starts writeback: durability
  * still comes from SQLite's sync at the end of the checkpoint, and it reports write errors as
  * before (the error is kept for every descriptor of the file; this one never waits on it).
- * The descriptor used is the store's (bv__vfs_writeback_fd), not one per connection: closing any
- * descriptor of a file drops every POSIX lock the process holds on it, SQLite's included, so the
- * store closes its own only after its last connection (SQLite never closes its own early either).
+ * The descriptor used is one per database file in the process, opened at the first writeback and
+ * closed only when the last of its files opened through this VFS closes: closing any descriptor of
+ * a file drops every POSIX lock the process holds on it, SQLite's included (SQLite itself defers
+ * closing its own while another connection holds locks). A connection opened on the same file
+ * through another VFS is not counted: the store opens every connection through this one.
  *
  * The frame layout this relies on is SQLite's documented file format (sqlite.org/fileformat.html,
  * "WAL file format"): a 32-byte header at offset 0, then frames of a 24-byte header and one page;
@@ -40,6 +42,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define WAL_HEADER_BYTES 32
 #define FRAME_HEADER_BYTES 24
@@ -61,7 +64,7 @@ struct wb_file {
     size_t len, cap;
     sqlite3_int64 off;   /* file offset of buf[0] */
     bool commit_pending; /* the last buffered write was a commit frame's header */
-    const char *name;    /* a main database file: its path (valid until close) */
+    struct wb_db *shared; /* a main database file: what every connection to it shares */
     size_t unstarted;    /* database-file bytes written since writeback was last started */
 };
 
@@ -73,31 +76,48 @@ static atomic_bool failed_in_barrier;
 static atomic_ullong wal_writes; /* calls into the platform VFS that wrote WAL bytes (tests) */
 static atomic_ullong trickles;   /* starts of a database file's writeback (tests) */
 
-/* Database files whose writeback is started early, each with the store's descriptor of it. */
-#define MAX_WRITEBACK 8
-static struct {
-    char *name; /* as SQLite names the file (sqlite3_db_filename) */
+/* A main database file open through this VFS: how many of its files are open in the process, and
+ * the descriptor used to start its writeback (-1 until the first). All under db_mu. */
+typedef struct wb_db {
+    struct wb_db *next;
+    char *name; /* as SQLite names the file: its full path */
+    int files;
     int fd;
-} writeback[MAX_WRITEBACK];
-static pthread_mutex_t writeback_mu = PTHREAD_MUTEX_INITIALIZER;
+} wb_db;
+static wb_db *dbs;
+static pthread_mutex_t db_mu = PTHREAD_MUTEX_INITIALIZER;
 
-void bv__vfs_writeback_fd(const char *db_name, int fd)
+static wb_db *db_attach(const char *name)
 {
-    pthread_mutex_lock(&writeback_mu);
-    for (int i = 0; i < MAX_WRITEBACK; i++) {
-        if (fd >= 0 && !writeback[i].name) { /* register (a full table: no early writeback) */
-            writeback[i].name = bv_strdup(db_name);
-            writeback[i].fd = fd;
-            break;
-        }
-        if (fd < 0 && writeback[i].name && strcmp(writeback[i].name, db_name) == 0) { /* forget */
-            free(writeback[i].name);
-            writeback[i].name = NULL;
-            writeback[i].fd = -1;
-            break;
-        }
+    pthread_mutex_lock(&db_mu);
+    wb_db *d = dbs;
+    while (d && strcmp(d->name, name) != 0) d = d->next;
+    if (!d) {
+        d = bv_calloc(1, sizeof *d);
+        d->name = bv_strdup(name);
+        d->fd = -1;
+        d->next = dbs;
+        dbs = d;
     }
-    pthread_mutex_unlock(&writeback_mu);
+    d->files++;
+    pthread_mutex_unlock(&db_mu);
+    return d;
+}
+
+/* After SQLite closed one of d's files: the last one also closes the descriptor (no lock of SQLite's
+ * on the file is left in the process then). */
+static void db_detach(wb_db *d)
+{
+    pthread_mutex_lock(&db_mu);
+    if (--d->files == 0) {
+        wb_db **p = &dbs;
+        while (*p != d) p = &(*p)->next;
+        *p = d->next;
+        if (d->fd >= 0) close(d->fd);
+        free(d->name);
+        free(d);
+    }
+    pthread_mutex_unlock(&db_mu);
 }
 
 /* Hands the buffer to the kernel. On failure the frames are dropped: the caller returns the error
@@ -128,6 +148,7 @@ static int wb_close(sqlite3_file *p)
     free(f->buf);
     f->buf = NULL;
     int rc2 = f->real->pMethods->xClose(f->real);
+    if (f->shared) db_detach(f->shared); /* after SQLite's own close, which may release its locks */
     return rc != SQLITE_OK ? rc : rc2;
 }
 
@@ -147,17 +168,17 @@ static uint32_t be32(const unsigned char *b)
 /* After amt bytes written to a main database file: start their writeback once enough are pending. */
 static void trickle(wb_file *f, int amt)
 {
-    if (!f->name || amt <= 0) return;
+    if (!f->shared || amt <= 0) return;
     f->unstarted += (size_t)amt;
     if (f->unstarted < TRICKLE_BYTES) return;
     f->unstarted = 0;
-    pthread_mutex_lock(&writeback_mu); /* held: the store cannot close the descriptor meanwhile */
-    for (int i = 0; i < MAX_WRITEBACK; i++)
-        if (writeback[i].name && strcmp(writeback[i].name, f->name) == 0) {
-            if (sync_file_range(writeback[i].fd, 0, 0, SYNC_FILE_RANGE_WRITE) == 0) atomic_fetch_add(&trickles, 1);
-            break;
-        }
-    pthread_mutex_unlock(&writeback_mu);
+    wb_db *d = f->shared;
+    pthread_mutex_lock(&db_mu);
+    if (d->fd < 0) d->fd = open(d->name, O_RDONLY | O_CLOEXEC);
+    int fd = d->fd;
+    pthread_mutex_unlock(&db_mu);
+    /* fd stays open: this file is one of d's, so d->files > 0 until it closes */
+    if (fd >= 0 && sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE) == 0) atomic_fetch_add(&trickles, 1);
 }
 
 static int wb_write(sqlite3_file *p, const void *data, int amt, sqlite3_int64 off)
@@ -317,7 +338,7 @@ static int wb_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *p, int
         return rc;
     }
     f->is_wal = (flags & SQLITE_OPEN_WAL) != 0;
-    if ((flags & SQLITE_OPEN_MAIN_DB) && name) f->name = name;
+    if ((flags & SQLITE_OPEN_MAIN_DB) && name) f->shared = db_attach(name);
     if (f->is_wal && name) {
         sqlite3_file *db = sqlite3_database_file_object(name);
         if (db && db->pMethods == &wb_methods) {

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -731,11 +732,65 @@ static void test_wal_wraps(void **state)
     assert_int_equal(bv_store_check(s, msg, sizeof msg), 0);
     char db[96];
     snprintf(db, sizeof db, "%s/bevan.db", dir);
-    int open_fds = descriptors_of(db);
     bv_store_close(s);
-    /* one per connection plus the store's own for the early writeback, and none left after close */
-    assert_true(open_fds >= 3);
-    assert_int_equal(descriptors_of(db), 0);
+    assert_int_equal(descriptors_of(db), 0); /* the early writeback's descriptor too */
+    rm_flat(dir);
+}
+
+/* Whether another process sees a lock on SQLite's SHARED byte range of path (the process itself
+ * cannot: its own POSIX locks never conflict with it). */
+static bool shared_lock_seen(const char *path)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(path, O_RDWR);
+        struct flock probe = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0x40000002, .l_len = 510};
+        _exit(fd >= 0 && fcntl(fd, F_GETLK, &probe) == 0 && probe.l_type != F_UNLCK ? 0 : 1);
+    }
+    int status = 0;
+    assert_true(pid > 0 && waitpid(pid, &status, 0) == pid);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* The VFS's descriptor for early writeback is closed only with the file's last connection: closing
+ * any descriptor of a file drops every POSIX lock the process holds on it (walbuf.c). */
+static void test_writeback_keeps_locks(void **state)
+{
+    (void)state;
+    char dir[64], db[96];
+    snprintf(dir, sizeof dir, "/tmp/bevan-locks-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(db, sizeof db, "%s/bevan.db", dir);
+    bv_store_options o = {.dir = dir};
+    bv_store *s = NULL;
+    char err[256], body[6001], id[32];
+    assert_int_equal(bv_store_open(&o, &s, err, sizeof err), 0);
+    memset(body, 'x', sizeof body - 1);
+    body[sizeof body - 1] = 0;
+    memcpy(body, "{\"p\":\"", 6);
+    memcpy(body + sizeof body - 3, "\"}", 2);
+    for (int i = 0; i < 250; i++) { /* about 3,000 WAL frames: fewer than start a checkpoint pass */
+        snprintf(id, sizeof id, "k%d", i);
+        assert_int_equal(put(s, "Patient", id, body, NULL, 0), 0);
+    }
+    assert_true(shared_lock_seen(db)); /* the store's connections hold SQLite's SHARED lock */
+
+    /* A second connection through the same VFS copies the WAL into the file: the writeback starts. */
+    sqlite3 *other = NULL;
+    assert_int_equal(sqlite3_open_v2(db, &other, SQLITE_OPEN_READWRITE, "bevan"), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "SELECT count(*) FROM resources", NULL, NULL, NULL), SQLITE_OK);
+    unsigned long long before = bv__vfs_trickles();
+    int log = 0, copied = 0;
+    assert_int_equal(sqlite3_wal_checkpoint_v2(other, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &copied), SQLITE_OK);
+    print_message("checkpoint: %d of %d frames copied\n", copied, log);
+    assert_true(bv__vfs_trickles() > before);
+    assert_int_equal(sqlite3_close(other), SQLITE_OK);
+    assert_true(shared_lock_seen(db)); /* closing it left the store's locks in place */
+    assert_true(descriptors_of(db) > 0);
+
+    bv_store_close(s);
+    assert_false(shared_lock_seen(db));
+    assert_int_equal(descriptors_of(db), 0); /* the writeback descriptor went with the last one */
     rm_flat(dir);
 }
 
@@ -750,15 +805,15 @@ static void test_same_file(void **state)
     snprintf(other, sizeof other, "%s/b", dir);
     int fd = open(path, O_CREAT | O_RDWR, 0600);
     assert_true(fd >= 0);
-    assert_true(bv__same_file(path, fd));
+    assert_int_equal(bv__same_file(path, fd), 1);
     int fd2 = open(other, O_CREAT | O_RDWR, 0600);
     assert_true(fd2 >= 0);
-    assert_false(bv__same_file(path, fd2)); /* another file */
-    assert_int_equal(rename(other, path), 0); /* path now names the other file */
-    assert_false(bv__same_file(path, fd));
-    assert_true(bv__same_file(path, fd2));
+    assert_int_equal(bv__same_file(path, fd2), 0); /* another file */
+    assert_int_equal(rename(other, path), 0);        /* path now names the other file */
+    assert_int_equal(bv__same_file(path, fd), 0);
+    assert_int_equal(bv__same_file(path, fd2), 1);
     assert_int_equal(unlink(path), 0);
-    assert_false(bv__same_file(path, fd2)); /* gone */
+    assert_int_equal(bv__same_file(path, fd2), 0); /* gone */
     close(fd);
     close(fd2);
     rm_flat(dir);
@@ -1855,6 +1910,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrency, setup, teardown),
         cmocka_unit_test(test_wal_wraps),
         cmocka_unit_test(test_same_file),
+        cmocka_unit_test(test_writeback_keeps_locks),
         cmocka_unit_test(test_announced_writes_share_a_commit),
         cmocka_unit_test_setup_teardown(test_wal_frames_coalesced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_search_token_string, setup, teardown),
