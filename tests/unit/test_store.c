@@ -663,6 +663,14 @@ static void test_announced_writes_share_a_commit(void **state)
     rm_flat(dir);
 }
 
+/* A new folder /tmp/bevan-TAG-XXXXXX in dir, and the path of NAME inside it in file. */
+static void temp_dir_with(char *dir, size_t dir_len, const char *tag, char *file, size_t file_len, const char *name)
+{
+    snprintf(dir, dir_len, "/tmp/bevan-%s-XXXXXX", tag);
+    assert_non_null(mkdtemp(dir));
+    snprintf(file, file_len, "%s/%s", dir, name);
+}
+
 /* This process's open descriptors of path. */
 static int descriptors_of(const char *path)
 {
@@ -686,9 +694,7 @@ static void test_wal_wraps(void **state)
 {
     (void)state;
     char dir[64], wal[96];
-    snprintf(dir, sizeof dir, "/tmp/bevan-wal-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    snprintf(wal, sizeof wal, "%s/bevan.db-wal", dir);
+    temp_dir_with(dir, sizeof dir, "wal", wal, sizeof wal, "bevan.db-wal");
     bv_store_options o = {.dir = dir, .ckpt_pages = 64};
     bv_store *s = NULL;
     char err[256];
@@ -758,9 +764,7 @@ static void test_writeback_keeps_locks(void **state)
 {
     (void)state;
     char dir[64], db[96];
-    snprintf(dir, sizeof dir, "/tmp/bevan-locks-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    snprintf(db, sizeof db, "%s/bevan.db", dir);
+    temp_dir_with(dir, sizeof dir, "locks", db, sizeof db, "bevan.db");
     bv_store_options o = {.dir = dir};
     bv_store *s = NULL;
     char err[256], body[6001], id[32];
@@ -799,9 +803,7 @@ static void test_same_file(void **state)
 {
     (void)state;
     char dir[64], path[96], other[96];
-    snprintf(dir, sizeof dir, "/tmp/bevan-same-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/a", dir);
+    temp_dir_with(dir, sizeof dir, "same", path, sizeof path, "a");
     snprintf(other, sizeof other, "%s/b", dir);
     int fd = open(path, O_CREAT | O_RDWR, 0600);
     assert_true(fd >= 0);
