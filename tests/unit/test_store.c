@@ -1262,23 +1262,16 @@ static void test_migration_reference_text(void **state)
                     "CREATE INDEX ix_reference_url ON ix_reference(param, text, rid);"
                     "UPDATE ix_reference SET text = ref_type || '/' || ref_id WHERE text IS NULL;"
                     "PRAGMA user_version = 4;");
-    sqlite3 *db;
-    const char *path = f->s->path;
     bv_index_row new_rows[] = {
         {.kind = BV_IX_REFERENCE, .param = "subject", .ref_type = "Patient", .ref_id = "p1", .text = "Patient/p1"}};
     assert_int_equal(put(f->s, "Observation", "new", "{\"id\":\"new\"}", new_rows, 1), 0);
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT (SELECT user_version FROM pragma_user_version),"
-                                            " (SELECT sql FROM sqlite_master WHERE name = 'ix_reference_url'),"
-                                            " (SELECT group_concat(coalesce(text, '-'), ' ') FROM ix_reference)",
-                                        -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), BV__SCHEMA_VERSION);
-    assert_non_null(strstr((const char *)sqlite3_column_text(st, 1), "WHERE text IS NOT NULL"));
-    assert_string_equal((const char *)sqlite3_column_text(st, 2), "Patient/p1 -");
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    char buf[256], version[16];
+    snprintf(version, sizeof version, "%d", BV__SCHEMA_VERSION);
+    assert_string_equal(raw_column(f, "SELECT user_version FROM pragma_user_version", 0, buf, sizeof buf), version);
+    assert_non_null(strstr(raw_column(f, "SELECT sql FROM sqlite_master WHERE name = 'ix_reference_url'", 0, buf, sizeof buf),
+                           "WHERE text IS NOT NULL"));
+    assert_string_equal(raw_column(f, "SELECT group_concat(coalesce(text, '-'), ' ') FROM ix_reference", 0, buf, sizeof buf),
+                        "Patient/p1 -");
     bv_pred r = {.kind = BV_IX_REFERENCE, .param = "subject", .op = BV_OP_REF, .ref_type = "Patient", .ref_id = "p1"};
     assert_string_equal(ids1(f, "Observation", r), "new,old");
     bv_sort by_subject = {.param = "subject", .kind = BV_IX_REFERENCE};
