@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Bevan core benchmarks (issue 2): measured, never asserted.
 #   read by id      wrk -t2 -c16 -d10s --latency   GET /fhir/Patient/{id}
-#   durable create  wrk -t2 -c8  -d10s --latency   POST /fhir/Patient (small Patient, synchronous=FULL)
+#   durable create  wrk -t2 -c8  -d10s --latency   POST /fhir/Patient (small Patient, synchronous=FULL),
+#                   then at 16 and 32 connections for reference; GET /healthz's sync figures of the run
 #   ingest          node bench/ingest.mjs: the Synthea sample transaction bundles, 3 workers
 #   idle RSS        VmRSS of the server after start and after the load
 #   ceiling         bench/hello.sh (hello-world libmicrohttpd under the same wrk), when present
 # Builds if needed, runs bevan on 127.0.0.1 with a port file and a temporary data folder, prints a
 # table and writes it (with the machine and the exact commands) to bench/results/YYYY-MM-DD-core.md.
 # Environment: DURATION (default 10s), WORKERS (3), ROUNDS (5), THREADS (bevan --threads, default
-# nproc), BEVAN_BIN (default build/bevan), SYNTHEA (default ../shared/data/synthea-r4), NO_HELLO=1.
+# nproc), BEVAN_BIN (default build/bevan), SYNTHEA (default ../shared/data/synthea-r4), NO_HELLO=1,
+# SWEEP (connection counts of the reference create runs after the one at 8; default "16 32", "" for none).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -17,6 +19,7 @@ DURATION=${DURATION:-10s}
 WORKERS=${WORKERS:-3}
 ROUNDS=${ROUNDS:-5}
 THREADS=${THREADS:-}
+SWEEP=${SWEEP-16 32}
 SYNTHEA=${SYNTHEA:-$root/../shared/data/synthea-r4}
 
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
@@ -140,11 +143,25 @@ echo "per-thread CPU during read: $read_threads"
 
 cmd_create="wrk -t2 -c8 -d$DURATION --latency -s bench/wrk/create.lua $BASE/Patient"
 before=$(thread_ticks "$PID")
+curl -sS "http://127.0.0.1:$PORT/healthz" >"$work/health0.json"
 wrk -t2 -c8 -d"$DURATION" --latency -s "$here/wrk/create.lua" "$BASE/Patient" >"$work/create.txt"
+curl -sS "http://127.0.0.1:$PORT/healthz" >"$work/health1.json"
 after=$(thread_ticks "$PID")
 create_threads=$(thread_cpu_report "$before" "$after" "$secs")
 cat "$work/create.txt"
 echo "per-thread CPU during create: $create_threads"
+# the server's own view of the run: group sizes and how long the WAL syncs took (docs/operations.md)
+create_durability=$(node "$here/health-diff.mjs" "$work/health0.json" "$work/health1.json")
+echo "durable-write path during create: $create_durability"
+# Reference: the same creates at more connections. At 8 a create is bound by its latency (8 in
+# flight at a time); more connections show what the server does when it is not.
+sweep_rows=""
+for conns in $SWEEP; do
+    wrk -t2 -c"$conns" -d"$DURATION" --latency -s "$here/wrk/create.lua" "$BASE/Patient" >"$work/create-$conns.txt"
+    sweep_rows="$sweep_rows| durable create, $conns connections | $(wrk_field "$work/create-$conns.txt" rps) creates/s, p50 $(wrk_field "$work/create-$conns.txt" p50), p99 $(wrk_field "$work/create-$conns.txt" p99) (non-2xx: $(wrk_field "$work/create-$conns.txt" non2xx)) | (reference) | |
+"
+    echo "create at $conns connections: $(wrk_field "$work/create-$conns.txt" rps)/s"
+done
 created=$(curl -sS "$BASE/Patient?_summary=count" | sed -E 's/.*"total":([0-9]+).*/\1/')
 sleep 2
 rss_after=$(rss_kb "$PID")
@@ -186,7 +203,7 @@ table=$(cat <<EOF
 |---|---|---|---|
 | read by id, 16 connections | $read_rps req/s, p50 $read_p50, p99 $read_p99 (non-2xx: $read_non2xx) | ≥ 30,000 req/s, p99 < 3 ms | $(verdict "$read_rps" 30000) / $(verdict "$(p99_ms "$read_p99")" 3 low) |
 | durable create, 8 connections | $cr_rps creates/s, p50 $cr_p50, p99 $cr_p99 (non-2xx: $cr_non2xx) | ≥ 8,000/s | $(verdict "$cr_rps" 8000) |
-| transaction ingest (Synthea, $WORKERS workers, $ROUNDS rounds) | $ingest_rps resources/s | ≥ 10,000/s | $(verdict "$ingest_rps" 10000) |
+${sweep_rows}| transaction ingest (Synthea, $WORKERS workers, $ROUNDS rounds) | $ingest_rps resources/s | ≥ 10,000/s | $(verdict "$ingest_rps" 10000) |
 | idle RSS after start | $(mb "$rss_start") MB | < 30 MB | $(verdict "$(mb "$rss_start")" 30 low) |
 | idle RSS after read+create load | $(mb "$rss_after") MB (peak $(mb "$hwm") MB) | (reference: page caches, at most 32 MiB + 8 × 4 MiB, and allocator arenas after the load) | |
 | idle RSS after ingest | $rss_ingest MB | (reference, as above) | |
@@ -212,6 +229,8 @@ mkdir -p "$root/bench/results"
     echo
     echo "Per-thread CPU during create: $create_threads"
     echo
+    echo "Durable-write path during the create run at 8 connections (GET /healthz before and after): $create_durability"
+    echo
     echo "Read body size: $read_bytes bytes. Ingest: \`$ingest_json\`"
     echo
     echo "## Commands"
@@ -221,6 +240,7 @@ mkdir -p "$root/bench/results"
     echo "build/bevan serve --listen 127.0.0.1:0 --port-file \$TMP/port --data \$TMP/data --auth off${THREADS:+ --threads $THREADS}"
     echo "$cmd_read"
     echo "$cmd_create"
+    for conns in $SWEEP; do echo "${cmd_create/-c8/-c$conns}"; done
     echo "$cmd_ingest"
     echo "grep VmRSS /proc/\$PID/status"
     [ -x "$here/hello.sh" ] && echo "bench/hello.sh"
@@ -231,6 +251,7 @@ mkdir -p "$root/bench/results"
     echo '```'
     echo "--- read"; cat "$work/read.txt"
     echo "--- create"; cat "$work/create.txt"
+    for conns in $SWEEP; do echo "--- create, $conns connections"; cat "$work/create-$conns.txt"; done
     [ -f "$work/hello.txt" ] && { echo "--- hello.sh"; cat "$work/hello.txt"; }
     echo '```'
 } >"$out"

@@ -232,6 +232,25 @@ int bv_store_on_commit(bv_store *s, bv_store_commit_fn fn, void *ctx);
 int bv_store_kv_get(bv_store *s, bv_arena *a, const char *key, const char **value);
 /* False once a durable sync has failed: every write is refused (BV_EIO) until a restart. */
 bool bv_store_healthy(bv_store *s);
+/* What the durable-write path has done since the store opened (GET /healthz, docs/operations.md,
+ * "Durability"): group commits, the write units in them, and the syncer's fdatasyncs of the WAL
+ * with their durations in a histogram of BV_SYNC_BUCKETS buckets, four per power of two (bucket 0:
+ * under 16 us; the last: 2^24 us and over). Counters only grow; a benchmark takes the difference
+ * of two readings. */
+#define BV_SYNC_BUCKETS 82
+typedef struct {
+    uint64_t groups, units, commit_failures;
+    uint64_t syncs;                     /* 0 with --sync normal */
+    uint64_t sync_us_total, sync_us_max;
+    uint64_t sync_hist[BV_SYNC_BUCKETS];
+} bv_store_durability;
+void bv_store_durability_get(bv_store *s, bv_store_durability *out);
+/* The bucket of a duration, and a bucket's exclusive upper limit in us (UINT64_MAX: the last). */
+int bv_store_sync_bucket(uint64_t us);
+uint64_t bv_store_sync_bucket_limit_us(int bucket);
+/* The limit of the bucket holding the q-th fraction (0 < q <= 1) of the counted syncs: at most a
+ * quarter octave above the true quantile. 0 when nothing is counted. */
+uint64_t bv_store_sync_quantile_us(const uint64_t hist[BV_SYNC_BUCKETS], double q);
 /* PRAGMA integrity_check + Bevan's own invariants (current row = newest history row, index rows
  * only for live resources). On failure returns BV_EINTERNAL and a description in msg. */
 int bv_store_check(bv_store *s, char *msg, size_t msglen);

@@ -207,6 +207,33 @@ static const char *path_in_base(const bv_api *api, const char *path)
     return path + bl;
 }
 
+/* /healthz "durability": counts and sync times of the durable-write path since the start, no
+ * patient data (docs/operations.md, "Durability"). The histogram lists non-empty buckets as
+ * [exclusive upper limit in us (null: unbounded), count]. */
+static void health_durability(bv_buf *b, bv_store *s)
+{
+    if (!s) return;
+    bv_store_durability d;
+    bv_store_durability_get(s, &d);
+    bv_buf_printf(b,
+                  ",\"durability\":{\"groups\":%llu,\"writes\":%llu,\"failedCommits\":%llu,\"syncs\":%llu,"
+                  "\"syncTotalUs\":%llu,\"syncMeanUs\":%llu,\"syncP50Us\":%llu,\"syncP99Us\":%llu,\"syncMaxUs\":%llu,\"syncHistogramUs\":[",
+                  (unsigned long long)d.groups, (unsigned long long)d.units, (unsigned long long)d.commit_failures,
+                  (unsigned long long)d.syncs, (unsigned long long)d.sync_us_total,
+                  (unsigned long long)(d.syncs ? d.sync_us_total / d.syncs : 0),
+                  (unsigned long long)bv_store_sync_quantile_us(d.sync_hist, 0.5),
+                  (unsigned long long)bv_store_sync_quantile_us(d.sync_hist, 0.99), (unsigned long long)d.sync_us_max);
+    const char *sep = "";
+    for (int i = 0; i < BV_SYNC_BUCKETS; i++) {
+        if (!d.sync_hist[i]) continue;
+        uint64_t limit = bv_store_sync_bucket_limit_us(i);
+        if (limit == UINT64_MAX) bv_buf_printf(b, "%s[null,%llu]", sep, (unsigned long long)d.sync_hist[i]);
+        else bv_buf_printf(b, "%s[%llu,%llu]", sep, (unsigned long long)limit, (unsigned long long)d.sync_hist[i]);
+        sep = ",";
+    }
+    bv_buf_puts(b, "]}");
+}
+
 static void route(api_ctx *c)
 {
     bv_request *req = c->req;
@@ -214,13 +241,15 @@ static void route(api_ctx *c)
     if (strcmp(req->path, "/healthz") == 0) {
         c->resp->content_type = "application/json";
         if (bv_store_healthy(c->api->store)) {
-            bv_buf_puts(&c->resp->body, "{\"status\":\"ok\"}");
+            bv_buf_puts(&c->resp->body, "{\"status\":\"ok\"");
             c->resp->status = 200;
         } else {
             /* a durable sync failed: writes are refused until an operator restarts the server */
-            bv_buf_puts(&c->resp->body, "{\"status\":\"failed\",\"reason\":\"storage sync failed; restart required\"}");
+            bv_buf_puts(&c->resp->body, "{\"status\":\"failed\",\"reason\":\"storage sync failed; restart required\"");
             c->resp->status = 503;
         }
+        health_durability(&c->resp->body, c->api->store);
+        bv_buf_puts(&c->resp->body, "}");
         return;
     }
     const char *rest = path_in_base(c->api, req->path);

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* bv__same_file when statx cannot say. It reads the times (see below): slower syncs, same answer. */
@@ -76,6 +77,8 @@ static int wal_open(bv_store *s)
     return rc;
 }
 
+static void count_sync(bv_store *s, uint64_t us);
+
 static int wal_sync(bv_store *s)
 {
     if (s->sync_normal) return BV_OK; /* --sync normal: durable at the next checkpoint only */
@@ -89,11 +92,71 @@ static int wal_sync(bv_store *s)
         bv_log(BV_LOG_ERROR, "store: writing WAL frames failed after their commit");
         return BV_EIO;
     }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (fdatasync(s->wal_fd) != 0) {
         bv_log(BV_LOG_ERROR, "store: fdatasync of the WAL failed: %s", strerror(errno));
         return BV_EIO;
     }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    count_sync(s, (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000));
     return BV_OK;
+}
+
+/* ---- Durability statistics (bv_store_durability) ---- */
+#define SYNC_FIRST_OCTAVE 4 /* bucket 0 holds everything under 2^4 us */
+
+int bv_store_sync_bucket(uint64_t us)
+{
+    if (us < ((uint64_t)1 << SYNC_FIRST_OCTAVE)) return 0;
+    int octave = 63 - __builtin_clzll(us);
+    int quarter = (int)((us >> (octave - 2)) & 3); /* the two bits after the leading one */
+    int b = 1 + (octave - SYNC_FIRST_OCTAVE) * 4 + quarter;
+    return b < BV_SYNC_BUCKETS ? b : BV_SYNC_BUCKETS - 1;
+}
+
+uint64_t bv_store_sync_bucket_limit_us(int bucket)
+{
+    if (bucket <= 0) return (uint64_t)1 << SYNC_FIRST_OCTAVE;
+    if (bucket >= BV_SYNC_BUCKETS - 1) return UINT64_MAX;
+    int octave = SYNC_FIRST_OCTAVE + (bucket - 1) / 4;
+    uint64_t quarter = (uint64_t)((bucket - 1) % 4);
+    return (5 + quarter) << (octave - 2);
+}
+
+uint64_t bv_store_sync_quantile_us(const uint64_t hist[BV_SYNC_BUCKETS], double q)
+{
+    uint64_t total = 0;
+    for (int i = 0; i < BV_SYNC_BUCKETS; i++) total += hist[i];
+    if (!total) return 0;
+    double want = q * (double)total, seen = 0;
+    for (int i = 0; i < BV_SYNC_BUCKETS; i++) {
+        seen += (double)hist[i];
+        if (hist[i] && seen >= want) return bv_store_sync_bucket_limit_us(i);
+    }
+    return bv_store_sync_bucket_limit_us(BV_SYNC_BUCKETS - 1);
+}
+
+/* Syncer thread only (so the maximum needs no compare-and-swap); relaxed: read whole by anyone. */
+static void count_sync(bv_store *s, uint64_t us)
+{
+    atomic_fetch_add_explicit(&s->syncs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->sync_us_total, us, memory_order_relaxed);
+    if (us > atomic_load_explicit(&s->sync_us_max, memory_order_relaxed))
+        atomic_store_explicit(&s->sync_us_max, us, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->sync_hist[bv_store_sync_bucket(us)], 1, memory_order_relaxed);
+}
+
+void bv_store_durability_get(bv_store *s, bv_store_durability *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!s) return;
+    bv__store_stats(s, &out->groups, &out->units, &out->commit_failures);
+    out->syncs = atomic_load_explicit(&s->syncs, memory_order_relaxed);
+    out->sync_us_total = atomic_load_explicit(&s->sync_us_total, memory_order_relaxed);
+    out->sync_us_max = atomic_load_explicit(&s->sync_us_max, memory_order_relaxed);
+    for (int i = 0; i < BV_SYNC_BUCKETS; i++)
+        out->sync_hist[i] = atomic_load_explicit(&s->sync_hist[i], memory_order_relaxed);
 }
 
 static void *syncer_main(void *arg)

@@ -14,6 +14,20 @@ test('GET /healthz answers 200 ok', async () => {
   assert.equal(r.json.status, 'ok');
 });
 
+test('GET /healthz counts durable writes and times their syncs', async () => {
+  const before = (await req('GET', `${srv.origin}/healthz`)).json.durability;
+  for (let i = 0; i < 3; i++) assert.equal((await c.post('/Patient', { resourceType: 'Patient', gender: 'other' })).status, 201);
+  const d = (await req('GET', `${srv.origin}/healthz`)).json.durability;
+  assert.equal(d.writes - before.writes, 3, 'each create is one write unit');
+  assert.ok(d.groups - before.groups >= 1 && d.syncs - before.syncs >= 1, 'a group commit and its sync');
+  assert.equal(d.failedCommits, 0);
+  const counted = d.syncHistogramUs.reduce((n, [, count]) => n + count, 0);
+  assert.equal(counted, d.syncs, 'the histogram holds every sync');
+  for (const [limit] of d.syncHistogramUs) assert.ok(limit === null || limit >= 16);
+  assert.ok(d.syncP50Us > 0 && d.syncP50Us <= d.syncP99Us);
+  assert.ok(d.syncMeanUs <= d.syncMaxUs && d.syncTotalUs >= d.syncMaxUs);
+});
+
 test('metadata: a CapabilityStatement for FHIR 4.0.1 listing Patient and its interactions', async () => {
   const r = await c.get('/metadata');
   assert.equal(r.status, 200);

@@ -821,6 +821,55 @@ static void test_same_file(void **state)
     rm_flat(dir);
 }
 
+/* The durable-write statistics of GET /healthz: every acknowledged write was counted in a group,
+ * every group's sync was timed, and the histogram's buckets partition the durations. */
+static void test_durability_stats(void **state)
+{
+    fx *f = *state;
+    bv_store_durability d0, d1;
+    bv_store_durability_get(f->s, &d0);
+    for (int i = 0; i < 5; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "d%d", i);
+        assert_int_equal(put(f->s, "Patient", id, "{}", NULL, 0), 0);
+    }
+    bv_store_durability_get(f->s, &d1);
+    assert_int_equal(d1.units - d0.units, 5);
+    assert_true(d1.groups - d0.groups >= 1 && d1.groups - d0.groups <= 5);
+    assert_true(d1.syncs - d0.syncs >= 1 && d1.syncs - d0.syncs <= d1.groups - d0.groups);
+    uint64_t counted = 0;
+    for (int i = 0; i < BV_SYNC_BUCKETS; i++) counted += d1.sync_hist[i];
+    assert_int_equal(counted, d1.syncs);
+    assert_true(d1.sync_us_max > 0 && d1.sync_us_max * d1.syncs >= d1.sync_us_total);
+    uint64_t p50 = bv_store_sync_quantile_us(d1.sync_hist, 0.5);
+    assert_true(p50 > 0 && p50 <= bv_store_sync_quantile_us(d1.sync_hist, 0.99));
+
+    /* buckets: under 16 us, then four per power of two, each [limit of the previous, its limit) */
+    assert_int_equal(bv_store_sync_bucket(0), 0);
+    assert_int_equal(bv_store_sync_bucket(15), 0);
+    assert_int_equal(bv_store_sync_bucket(16), 1);
+    assert_int_equal(bv_store_sync_bucket_limit_us(1), 20);
+    assert_int_equal(bv_store_sync_bucket(20), 2);
+    assert_int_equal(bv_store_sync_bucket(31), 4);
+    assert_int_equal(bv_store_sync_bucket(32), 5);
+    assert_int_equal(bv_store_sync_bucket_limit_us(BV_SYNC_BUCKETS - 2), (uint64_t)1 << 24);
+    assert_int_equal(bv_store_sync_bucket((uint64_t)1 << 24), BV_SYNC_BUCKETS - 1);
+    assert_int_equal(bv_store_sync_bucket(UINT64_MAX), BV_SYNC_BUCKETS - 1);
+    assert_true(bv_store_sync_bucket_limit_us(BV_SYNC_BUCKETS - 1) == UINT64_MAX);
+    for (uint64_t us = 1; us < ((uint64_t)1 << 25); us = us * 9 / 8 + 1) {
+        int b = bv_store_sync_bucket(us);
+        assert_true(us < bv_store_sync_bucket_limit_us(b));
+        if (b > 0) assert_true(us >= bv_store_sync_bucket_limit_us(b - 1));
+    }
+    uint64_t hist[BV_SYNC_BUCKETS] = {0};
+    assert_int_equal(bv_store_sync_quantile_us(hist, 0.5), 0);
+    hist[bv_store_sync_bucket(100)] = 98; /* [96, 112) */
+    hist[bv_store_sync_bucket(5000)] = 2; /* [4096, 5120) */
+    assert_int_equal(bv_store_sync_quantile_us(hist, 0.5), 112);
+    assert_int_equal(bv_store_sync_quantile_us(hist, 0.98), 112);
+    assert_int_equal(bv_store_sync_quantile_us(hist, 0.99), 5120);
+}
+
 /* ---- Search ---- */
 static int64_t ms_at(int y, int mo, int d, int h, int mi, int s)
 {
@@ -1905,6 +1954,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrency, setup, teardown),
         cmocka_unit_test(test_wal_wraps),
         cmocka_unit_test(test_same_file),
+        cmocka_unit_test_setup_teardown(test_durability_stats, setup, teardown),
         cmocka_unit_test(test_writeback_keeps_locks),
         cmocka_unit_test(test_announced_writes_share_a_commit),
         cmocka_unit_test_setup_teardown(test_wal_frames_coalesced, setup, teardown),
