@@ -13,6 +13,7 @@ struct sqlite3;
 struct sqlite3_stmt;
 
 #define BV__SCHEMA_VERSION 6
+#define BV__STMT_JOURNAL_BYTES (8 << 20) /* a savepoint's journal kept in memory up to this */
 
 /* A history row's record columns (as bv__record_from reads them). The current version's body is
  * stored only in resources (schema 6): its history row's body is NULL and is read from there. */

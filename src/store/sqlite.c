@@ -422,6 +422,13 @@ static void sqlite_global_init(void)
     /* Memory statistics take a global mutex on every allocation, serialising reader threads.
      * Only possible before SQLite initialises; harmless (ignored) if someone else was first. */
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    /* A unit with a SAVEPOINT of its own (a transaction Bundle sharing a group) has every page it
+     * changes copied to a statement journal first. In memory (temp_store=MEMORY) that journal is
+     * a chain of 1 KiB blocks, allocated and freed by the thousand per Bundle (about a tenth of
+     * the writer's time under ingest, in malloc). With temp_store=FILE on the writer it is one
+     * block of this size instead, and spills to an unlinked temporary file (SQLITE_TMPDIR, TMPDIR,
+     * /var/tmp or /tmp) only beyond it (docs/storage.md, "Savepoints"; hazard REL-14). */
+    sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, BV__STMT_JOURNAL_BYTES);
     sqlite3_initialize();
     vfs_name = bv__vfs_register();
 }
@@ -475,7 +482,7 @@ static int conn_open(bv_store *s, bool writer, bv__conn **out, char *err, size_t
              "PRAGMA journal_size_limit=67108864;"
              "PRAGMA wal_autocheckpoint=%d;"
              "PRAGMA cache_size=%d;"
-             "PRAGMA temp_store=MEMORY;"
+             "%s"
              "%s",
              /* NORMAL everywhere: in WAL mode SQLite then syncs only around checkpoints, and the
               * syncer thread fdatasyncs the WAL after every COMMIT before anyone is answered
@@ -487,6 +494,8 @@ static int conn_open(bv_store *s, bool writer, bv__conn **out, char *err, size_t
               * the next read after any commit, and RSS is what operators see: small by default
               * (--reader-cache-mb for read-heavy stores) */
              writer ? -32768 : -s->reader_cache_kb,
+             /* readers sort in memory; the writer's statement journals: sqlite_global_init */
+             writer ? "" : "PRAGMA temp_store=MEMORY;",
              writer || s->read_only ? "" : "PRAGMA query_only=ON;");
     if (conn_exec(c, pragmas, err, errlen) != BV_OK) goto fail;
     *out = c;

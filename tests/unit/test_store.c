@@ -365,6 +365,85 @@ static void test_unit_isolation(void **state)
     assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
 }
 
+/* Rewrites (or, with version 1, writes) many resources with large bodies in one unit; then fails
+ * with fail_with, having noted whether SQLite had spilled a statement journal to a file. */
+typedef struct {
+    int n, version, fail_with;
+    const char *body;
+    bool spilled;
+} many_ctx;
+
+static bool statement_journal_spilled(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    bool seen = false;
+    struct dirent *e;
+    while (d && (e = readdir(d)) && !seen) {
+        char link[300], target[512];
+        snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
+        ssize_t len = readlink(link, target, sizeof target - 1);
+        if (len <= 0) continue;
+        target[len] = '\0';
+        seen = strstr(target, "etilqs_") != NULL; /* SQLite's temporary files */
+    }
+    if (d) closedir(d);
+    return seen;
+}
+
+static int many_fn(bv_store_txn *t, void *vctx)
+{
+    many_ctx *m = vctx;
+    for (int i = 0; i < m->n; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "m%d", i);
+        bv_put p = {.type = "Basic", .id = id, .version = m->version, .last_updated_ms = bv_txn_now_ms(t),
+                    .method = m->version == 1 ? "POST" : "PUT", .body = m->body, .body_len = strlen(m->body)};
+        int rc = bv_txn_put(t, &p);
+        if (rc) return rc;
+    }
+    m->spilled = statement_journal_spilled();
+    return m->fail_with;
+}
+
+/* A unit with its own savepoint that changes more than BV__STMT_JOURNAL_BYTES of existing pages:
+ * its statement journal spills to a temporary file, and its rollback still restores every page,
+ * while the group's other units are stored. */
+static void test_savepoint_spill(void **state)
+{
+    fx *f = *state;
+    enum { N = 2500 };
+    char *old_body = malloc(4001), *new_body = malloc(4001);
+    memset(old_body, 'a', 4000);
+    memset(new_body, 'b', 4000);
+    old_body[4000] = new_body[4000] = '\0';
+    many_ctx first = {.n = N, .version = 1, .body = old_body};
+    assert_int_equal(bv_store_write(f->s, many_fn, &first), 0);
+
+    put_ctx a = {.type = "Patient", .id = "a", .body = "{}"};
+    many_ctx big = {.n = N, .version = 2, .body = new_body, .fail_with = BV_EPRECOND};
+    put_ctx c = {.type = "Patient", .id = "c", .body = "{}"};
+    writer_arg args[3] = {{.fn = put_fn, .ctx = &a}, {.fn = many_fn, .ctx = &big}, {.fn = put_fn, .ctx = &c}};
+    run_as_group(f->s, args, 3);
+    assert_int_equal(args[0].rc, 0);
+    assert_int_equal(args[1].rc, BV_EPRECOND);
+    assert_int_equal(args[2].rc, 0);
+    assert_true(big.spilled); /* the journal of N x 4 KB did not stay in memory */
+    bv_record r;
+    for (int i = 0; i < N; i += 97) {
+        char id[16];
+        snprintf(id, sizeof id, "m%d", i);
+        assert_int_equal(bv_store_read(f->s, f->a, "Basic", id, &r), 0);
+        assert_int_equal(r.version, 1);
+        assert_true(r.body_len == 4000 && r.body[0] == 'a' && r.body[3999] == 'a');
+    }
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "a", &r), 0);
+    assert_int_equal(bv_store_read(f->s, f->a, "Patient", "c", &r), 0);
+    char msg[256];
+    assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
+    free(old_body);
+    free(new_body);
+}
+
 /* Units without a savepoint of their own (BV_WRITE_CHECKS_FIRST): one failing before its first
  * change costs the group nothing; one failing after a change takes the whole group down with it
  * (BV_EIO for the others), and nothing of it is stored. */
@@ -1948,6 +2027,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reentrant_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unit_isolation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_savepoint_spill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checks_first_units, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_failure_eio, setup, teardown),
         cmocka_unit_test_setup_teardown(test_txn_vanished, setup, teardown),
