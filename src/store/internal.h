@@ -159,7 +159,7 @@ struct bv_store {
     _Atomic bool fail_next_sync; /* test hook: the next sync fails as if fdatasync returned EIO */
     int wal_fd;                  /* syncer thread only; -1 until opened */
     /* Written by the syncer only, read by anyone (bv_store_durability_get). */
-    _Atomic uint64_t syncs, sync_us_total, sync_us_max;
+    _Atomic uint64_t sync_us_total, sync_us_max;
     _Atomic uint64_t sync_hist[BV_SYNC_BUCKETS];
     struct {
         bv_store_commit_fn fn;

@@ -140,7 +140,6 @@ uint64_t bv_store_sync_quantile_us(const uint64_t hist[BV_SYNC_BUCKETS], double 
 /* Syncer thread only (so the maximum needs no compare-and-swap); relaxed: read whole by anyone. */
 static void count_sync(bv_store *s, uint64_t us)
 {
-    atomic_fetch_add_explicit(&s->syncs, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->sync_us_total, us, memory_order_relaxed);
     if (us > atomic_load_explicit(&s->sync_us_max, memory_order_relaxed))
         atomic_store_explicit(&s->sync_us_max, us, memory_order_relaxed);
@@ -152,11 +151,12 @@ void bv_store_durability_get(bv_store *s, bv_store_durability *out)
     memset(out, 0, sizeof *out);
     if (!s) return;
     bv__store_stats(s, &out->groups, &out->units, &out->commit_failures);
-    out->syncs = atomic_load_explicit(&s->syncs, memory_order_relaxed);
     out->sync_us_total = atomic_load_explicit(&s->sync_us_total, memory_order_relaxed);
     out->sync_us_max = atomic_load_explicit(&s->sync_us_max, memory_order_relaxed);
-    for (int i = 0; i < BV_SYNC_BUCKETS; i++)
+    for (int i = 0; i < BV_SYNC_BUCKETS; i++) { /* syncs: the histogram's sum, so the two always agree */
         out->sync_hist[i] = atomic_load_explicit(&s->sync_hist[i], memory_order_relaxed);
+        out->syncs += out->sync_hist[i];
+    }
 }
 
 static void *syncer_main(void *arg)
