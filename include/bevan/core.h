@@ -130,6 +130,7 @@ void bv_thread_name(const char *name);
 
 /* ---- Time ---- */
 int64_t bv_now_ms(void);                       /* wall clock, ms since epoch */
+int64_t bv_mono_ns(void);                      /* monotonic clock, ns: for intervals */
 /* Formats ms-since-epoch as an xs:dateTime in UTC with ms: 2024-01-02T03:04:05.678Z (buf >= 32). */
 void bv_format_instant(int64_t ms, char *buf, size_t buflen);
 /* RFC 7231 HTTP-date: "Tue, 15 Nov 1994 08:12:31 GMT" (buf >= 32). */

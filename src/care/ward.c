@@ -677,8 +677,7 @@ typedef struct {
 static int batch_unit(bv_store_txn *t, void *ctxp)
 {
     batch_ctx *b = ctxp;
-    struct timespec ts0, ts1;
-    clock_gettime(CLOCK_MONOTONIC, &ts0);
+    int64_t t0 = bv_mono_ns();
     wctx c = {.w = b->w, .t = t, .a = b->a, .now = bv_ward_now_ms()};
     news2_queue q = {.n = 0};
     int rc = 0;
@@ -690,8 +689,7 @@ static int batch_unit(bv_store_txn *t, void *ctxp)
     }
     for (size_t i = 0; i < q.n && !rc; i++) rc = evaluate_news2(&c, &q.plans[i], q.at[i]);
     if (!rc) rc = kv_set_int(&c, "ward.cursor", b->cursor_to);
-    clock_gettime(CLOCK_MONOTONIC, &ts1);
-    b->unit_us = (ts1.tv_sec - ts0.tv_sec) * 1000000 + (ts1.tv_nsec - ts0.tv_nsec) / 1000;
+    b->unit_us = (bv_mono_ns() - t0) / 1000;
     return rc;
 }
 

@@ -17,6 +17,13 @@ int64_t bv_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t bv_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 void bv_format_instant(int64_t ms, char *buf, size_t buflen)
 {
     time_t secs = (time_t)(ms / 1000);

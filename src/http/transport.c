@@ -69,13 +69,6 @@ struct bv__ratelimit {
     rl_slot slots[RL_SLOTS];
 };
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 bv__ratelimit *bv__ratelimit_new(double rate_per_s, double burst)
 {
     if (rate_per_s <= 0) return NULL;
@@ -97,7 +90,7 @@ void bv__ratelimit_free(bv__ratelimit *r)
 unsigned bv__ratelimit_take(bv__ratelimit *r, const char *client, int64_t now_ns)
 {
     if (!r || !client) return 0;
-    if (now_ns == 0) now_ns = mono_ns();
+    if (now_ns == 0) now_ns = bv_mono_ns();
     uint64_t h = bv_hash_str(client);
     pthread_mutex_lock(&r->mu);
     rl_slot *hit = NULL, *victim = NULL;

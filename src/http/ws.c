@@ -58,12 +58,7 @@ struct bv__ws_hub {
     bool stopped;              /* the I/O thread has ended: adopt closes at once */
 };
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+static int64_t mono_ms(void) { return bv_mono_ns() / 1000000; }
 
 static void hub_wake(bv__ws_hub *hub)
 {

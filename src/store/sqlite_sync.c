@@ -21,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 /* bv__same_file when statx cannot say. It reads the times (see below): slower syncs, same answer. */
@@ -92,14 +91,12 @@ static int wal_sync(bv_store *s)
         bv_log(BV_LOG_ERROR, "store: writing WAL frames failed after their commit");
         return BV_EIO;
     }
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t t0 = bv_mono_ns();
     if (fdatasync(s->wal_fd) != 0) {
         bv_log(BV_LOG_ERROR, "store: fdatasync of the WAL failed: %s", strerror(errno));
         return BV_EIO;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    count_sync(s, (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000));
+    count_sync(s, (uint64_t)((bv_mono_ns() - t0) / 1000));
     return BV_OK;
 }
 
