@@ -120,31 +120,27 @@ static void db_detach(wb_db *d)
     pthread_mutex_unlock(&db_mu);
 }
 
-/* Hands the buffer to the kernel. On failure the frames are dropped: the caller returns the error
- * to SQLite, whose transaction then fails (its frames beyond the published header are ignored). */
-/* Writes len bytes at off in pieces the platform VFS takes whole (see PIECE); returns how many
- * calls it made in *calls. */
-static int write_pieces(wb_file *f, const unsigned char *data, size_t len, sqlite3_int64 off, unsigned *calls)
+/* Writes len bytes at off in pieces the platform VFS takes whole (see PIECE). */
+static int write_pieces(wb_file *f, const unsigned char *data, size_t len, sqlite3_int64 off)
 {
     int rc = SQLITE_OK;
-    *calls = 0;
     for (size_t done = 0; done < len && rc == SQLITE_OK;) {
         sqlite3_int64 at = off + (sqlite3_int64)done;
         size_t piece = PIECE - (size_t)(at % PIECE); /* up to the next PIECE-aligned offset */
         if (piece > len - done) piece = len - done;
         rc = f->real->pMethods->xWrite(f->real, data + done, (int)piece, at);
-        ++*calls;
+        if (f->is_wal) atomic_fetch_add(&wal_writes, 1);
         done += piece;
     }
     return rc;
 }
 
+/* Hands the buffer to the kernel. On failure the frames are dropped: the caller returns the error
+ * to SQLite, whose transaction then fails (its frames beyond the published header are ignored). */
 static int wb_flush(wb_file *f)
 {
     if (f->len == 0) return SQLITE_OK;
-    unsigned calls;
-    int rc = write_pieces(f, f->buf, f->len, f->off, &calls);
-    atomic_fetch_add(&wal_writes, calls);
+    int rc = write_pieces(f, f->buf, f->len, f->off);
     f->len = 0;
     f->commit_pending = false;
     return rc;
@@ -195,11 +191,10 @@ static void trickle(wb_file *f, int amt)
 static int wb_write(sqlite3_file *p, const void *data, int amt, sqlite3_int64 off)
 {
     wb_file *f = (wb_file *)p;
-    unsigned calls;
     if (!f->is_wal || amt <= 0) {
         /* in pieces: a statement journal spilling to its file writes it in one call (sqlite_global_init) */
         int rc = amt <= 0 ? f->real->pMethods->xWrite(f->real, data, amt, off)
-                          : write_pieces(f, data, (size_t)amt, off, &calls);
+                          : write_pieces(f, data, (size_t)amt, off);
         if (rc == SQLITE_OK) trickle(f, amt);
         return rc;
     }
@@ -209,7 +204,7 @@ static int wb_write(sqlite3_file *p, const void *data, int amt, sqlite3_int64 of
     }
     if ((size_t)amt > FLUSH_AT) {
         int rc = wb_flush(f);
-        return rc != SQLITE_OK ? rc : write_pieces(f, data, (size_t)amt, off, &calls);
+        return rc != SQLITE_OK ? rc : write_pieces(f, data, (size_t)amt, off);
     }
     if (f->len + (size_t)amt > f->cap) {
         size_t cap = f->cap ? f->cap : 64u << 10;
@@ -217,7 +212,7 @@ static int wb_write(sqlite3_file *p, const void *data, int amt, sqlite3_int64 of
         unsigned char *nb = realloc(f->buf, cap);
         if (!nb) {
             int rc = wb_flush(f);
-            return rc != SQLITE_OK ? rc : write_pieces(f, data, (size_t)amt, off, &calls);
+            return rc != SQLITE_OK ? rc : write_pieces(f, data, (size_t)amt, off);
         }
         f->buf = nb;
         f->cap = cap;
