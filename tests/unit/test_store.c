@@ -365,6 +365,30 @@ static void test_unit_isolation(void **state)
     assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
 }
 
+/* This process's open descriptors whose file is named text (whole) or whose name contains it. */
+static int descriptors_naming(const char *text, bool whole)
+{
+    char link[300], target[4096];
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
+        ssize_t len = readlink(link, target, sizeof target - 1);
+        if (len <= 0) continue;
+        target[len] = 0;
+        if (whole ? strcmp(target, text) == 0 : strstr(target, text) != NULL) n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static int descriptors_of(const char *path)
+{
+    char real[4096];
+    return realpath(path, real) ? descriptors_naming(real, true) : -1;
+}
+
 /* Rewrites (or, with version 1, writes) many resources with large bodies in one unit; then fails
  * with fail_with, having noted whether SQLite had spilled a statement journal to a file. */
 typedef struct {
@@ -372,23 +396,6 @@ typedef struct {
     const char *body;
     bool spilled;
 } many_ctx;
-
-static bool statement_journal_spilled(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    bool seen = false;
-    struct dirent *e;
-    while (d && (e = readdir(d)) && !seen) {
-        char link[300], target[512];
-        snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
-        ssize_t len = readlink(link, target, sizeof target - 1);
-        if (len <= 0) continue;
-        target[len] = '\0';
-        seen = strstr(target, "etilqs_") != NULL; /* SQLite's temporary files */
-    }
-    if (d) closedir(d);
-    return seen;
-}
 
 static int many_fn(bv_store_txn *t, void *vctx)
 {
@@ -401,7 +408,7 @@ static int many_fn(bv_store_txn *t, void *vctx)
         int rc = bv_txn_put(t, &p);
         if (rc) return rc;
     }
-    m->spilled = statement_journal_spilled();
+    m->spilled = descriptors_naming("etilqs_", false) > 0; /* SQLite's temporary files */
     return m->fail_with;
 }
 
@@ -751,23 +758,6 @@ static void temp_dir_with(char *dir, size_t dir_len, const char *tag, char *file
 }
 
 /* This process's open descriptors of path. */
-static int descriptors_of(const char *path)
-{
-    char real[4096], link[300], target[4096];
-    if (!realpath(path, real)) return -1;
-    DIR *d = opendir("/proc/self/fd");
-    if (!d) return -1;
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));) {
-        snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
-        ssize_t len = readlink(link, target, sizeof target - 1);
-        if (len <= 0) continue;
-        target[len] = 0;
-        if (strcmp(target, real) == 0) n++;
-    }
-    closedir(d);
-    return n;
-}
 
 static void test_wal_wraps(void **state)
 {
