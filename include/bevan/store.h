@@ -233,7 +233,7 @@ int bv_store_kv_get(bv_store *s, bv_arena *a, const char *key, const char **valu
 /* False once a durable sync has failed: every write is refused (BV_EIO) until a restart. */
 bool bv_store_healthy(bv_store *s);
 /* What the durable-write path has done since the store opened (GET /healthz, docs/operations.md,
- * "Durability"): group commits, the write units in them, and the syncer's fdatasyncs of the WAL
+ * "Health"): group commits, the write units in them, and the syncer's fdatasyncs of the WAL
  * with their durations in a histogram of BV_SYNC_BUCKETS buckets, four per power of two (bucket 0:
  * under 16 us; the last: 2^24 us and over). Counters only grow; a benchmark takes the difference
  * of two readings. */

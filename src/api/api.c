@@ -208,7 +208,7 @@ static const char *path_in_base(const bv_api *api, const char *path)
 }
 
 /* /healthz "durability": counts and sync times of the durable-write path since the start, no
- * patient data (docs/operations.md, "Durability"). The histogram lists non-empty buckets as
+ * patient data (docs/operations.md, "Health"). The histogram lists non-empty buckets as
  * [exclusive upper limit in us (null: unbounded), count]. */
 static void health_durability(bv_buf *b, bv_store *s)
 {

@@ -427,7 +427,7 @@ static void sqlite_global_init(void)
      * a chain of 1 KiB blocks, allocated and freed by the thousand per Bundle (about a tenth of
      * the writer's time under ingest, in malloc). With temp_store=FILE on the writer it is one
      * block of this size instead, and spills to an unlinked temporary file (SQLITE_TMPDIR, TMPDIR,
-     * /var/tmp or /tmp) only beyond it (docs/storage.md, "Savepoints"; hazard REL-14). */
+     * /var/tmp or /tmp) only beyond it (docs/storage.md, "Durability and group commit"; hazard REL-14). */
     sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, BV__STMT_JOURNAL_BYTES);
     sqlite3_initialize();
     vfs_name = bv__vfs_register();
