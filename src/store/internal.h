@@ -173,6 +173,7 @@ const char *bv__vfs_register(void); /* its name, or NULL to use SQLite's default
 bool bv__vfs_failed(void);          /* frames of a published commit could not be written */
 unsigned long long bv__vfs_wal_writes(void); /* writes of buffered WAL frames so far (tests) */
 unsigned long long bv__vfs_trickles(void);   /* database-file writeback starts so far (tests) */
+unsigned long long bv__vfs_wal_kicks(void);  /* WAL writeback starts at commits so far (tests) */
 
 /* ---- sqlite.c: connections and statements ---- */
 bv__conn *bv__reader(bv_store *s, int *err);      /* borrows a reader connection (waits if all are lent) */

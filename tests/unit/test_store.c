@@ -636,7 +636,7 @@ static void test_wal_frames_coalesced(void **state)
                             {.kind = BV_IX_STRING, .param = "name", .norm = "smith"},
                             {.kind = BV_IX_DATE, .param = "birthdate", .lo = 0, .hi = 86399999}};
     char id[32];
-    unsigned long long before = bv__vfs_wal_writes();
+    unsigned long long before = bv__vfs_wal_writes(), kicks_before = bv__vfs_wal_kicks();
     for (int i = 0; i < 200; i++) {
         snprintf(id, sizeof id, "c%d", i);
         assert_int_equal(put(f->s, "Patient", id, "{\"resourceType\":\"Patient\"}", rows, 3), 0);
@@ -647,6 +647,8 @@ static void test_wal_frames_coalesced(void **state)
      * ~24 writes each through SQLite's own VFS */
     assert_true(writes >= 200);
     assert_true(writes <= 3 * 200);
+    /* and each commit started the writeback of its frames before the syncer's fdatasync */
+    assert_int_equal(bv__vfs_wal_kicks() - kicks_before, 200);
     bv_record r;
     assert_int_equal(bv_store_read(f->s, f->a, "Patient", "c199", &r), 0); /* readers see the frames */
 }
@@ -805,10 +807,13 @@ static void test_wal_wraps(void **state)
     assert_true(bv__vfs_trickles() - trickles_before >= 2);
     char msg[256];
     assert_int_equal(bv_store_check(s, msg, sizeof msg), 0);
-    char db[96];
+    char db[96], real_wal[4096];
     snprintf(db, sizeof db, "%s/bevan.db", dir);
+    assert_non_null(realpath(wal, real_wal));
+    assert_true(descriptors_naming(real_wal, false) >= 2); /* SQLite's, the syncer's, the writer's */
     bv_store_close(s);
     assert_int_equal(descriptors_of(db), 0); /* the early writeback's descriptor too */
+    assert_int_equal(descriptors_naming(real_wal, false), 0); /* (SQLite deletes the WAL at close) */
     rm_flat(dir);
 }
 
