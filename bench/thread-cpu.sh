@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Per-thread CPU per write, from /proc counters around a load: the figure that separates real
 # changes from this machine's ±10-20 % noise in requests/s (run as interleaved pairs of binaries).
-#   bench/thread-cpu.sh create BIN [serve args]   wrk -t2 -c$C (default 8) -d5s bench/wrk/create.lua
+#   bench/thread-cpu.sh create BIN [serve args]   wrk -t2 -c$C (default 8) -d${DUR}s (default 5) bench/wrk/create.lua,
+#                                                 and the run's WAL syncs from GET /healthz (bench/health-diff.mjs)
 #   bench/thread-cpu.sh ingest BIN [serve args]   node bench/ingest.mjs (3 workers, $ROUNDS rounds, default 3)
 # Prints requests/s (or resources/s), p50/p99 for creates, and user/sys µs per create (or per
 # resource) for each thread name, then the total. Needs ../shared/data/synthea-r4 for ingest.
@@ -20,12 +21,15 @@ snap() {
 }
 if [ "$mode" = create ]; then
   wrk -t2 -c"${C:-8}" -d1s -s "$here/wrk/create.lua" "$base/Patient" >/dev/null
+  curl -sS "${base%/fhir}/healthz" >"$d/h0"
   snap >"$d/a"
-  out=$(wrk -t2 -c"${C:-8}" -d5s --latency -s "$here/wrk/create.lua" "$base/Patient")
+  out=$(wrk -t2 -c"${C:-8}" -d"${DUR:-5}s" --latency -s "$here/wrk/create.lua" "$base/Patient")
   snap >"$d/b"
+  curl -sS "${base%/fhir}/healthz" >"$d/h1"
   rate=$(echo "$out" | awk '/Requests\/sec/ {printf "%d", $2}')
-  n=$((rate * 5))
+  n=$((rate * ${DUR:-5}))
   echo "$out" | awk -v r="$rate" '/ 50%/ {p50=$2} / 99%/ {p99=$2} END {printf "creates/s %d p50 %s p99 %s\n", r, p50, p99}'
+  node "$here/health-diff.mjs" "$d/h0" "$d/h1"
   unit=create
 else
   dir=${SYNTHEA:-$here/../../shared/data/synthea-r4}
