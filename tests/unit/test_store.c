@@ -383,6 +383,7 @@ static int descriptors_naming(const char *text, bool whole)
     return n;
 }
 
+/* This process's open descriptors of path. */
 static int descriptors_of(const char *path)
 {
     char real[4096];
@@ -758,8 +759,6 @@ static void temp_dir_with(char *dir, size_t dir_len, const char *tag, char *file
     assert_non_null(mkdtemp(dir));
     snprintf(file, file_len, "%s/%s", dir, name);
 }
-
-/* This process's open descriptors of path. */
 
 static void test_wal_wraps(void **state)
 {
