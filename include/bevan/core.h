@@ -43,6 +43,23 @@ typedef enum {
 
 /* Abort with a message: for broken invariants and out-of-memory (policy: OOM is fatal, like Redis/h2o). */
 void bv_panic(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+/* The process heap of a long-running server (mem.c; docs/operations.md, "Memory").
+ * bv_heap_tune, once at start: an allocator arena per CPU (at least 2) instead of glibc's 8 per CPU, and
+ * freed blocks kept in the heap during load. bv_heap_idle_tick, from one thread about once a
+ * second: returns the heap's free memory to the kernel once after each burst of requests, when
+ * none started during the last tick (activity, a counter of requests, unchanged), none is in
+ * flight (busy false) and the resident size grew by at least min_growth_kb (if > 0) since the
+ * last trim (or since rss_after_trim_kb's first value).
+ * Returns true when it trimmed. */
+typedef struct {
+    unsigned long activity_seen;
+    bool active;               /* requests seen since the last trim */
+    long rss_after_trim_kb;
+} bv_heap_idle;
+void bv_heap_tune(void);
+bool bv_heap_idle_tick(bv_heap_idle *st, unsigned long activity, bool busy, long min_growth_kb);
+unsigned long bv_heap_trims(void); /* trims done by bv_heap_idle_tick since start */
+long bv_rss_kb(void);              /* resident set size of this process; -1 if unknown */
 void *bv_malloc(size_t n);               /* never returns NULL */
 void *bv_calloc(size_t n, size_t size);  /* never returns NULL */
 void *bv_realloc(void *p, size_t n);     /* never returns NULL */

@@ -115,6 +115,7 @@ typedef struct bv_http_server bv_http_server;
 int bv_http_start(const bv_http_options *opt, bv_http_handler handler, void *ctx, bv_http_server **out,
                   char *err, size_t errlen);
 int bv_http_port(const bv_http_server *s);            /* the bound port (after port 0) */
+int bv_http_in_flight(bv_http_server *s);             /* requests received and not yet answered */
 /* Stops accepting, lets in-flight requests finish, frees the server. */
 void bv_http_stop(bv_http_server *s);
 

@@ -249,7 +249,8 @@ static void route(api_ctx *c)
             c->resp->status = 503;
         }
         health_durability(&c->resp->body, c->api->store);
-        bv_buf_puts(&c->resp->body, "}");
+        /* resident size, and how often the idle server gave its heap back (docs/operations.md, "Memory") */
+        bv_buf_printf(&c->resp->body, ",\"memory\":{\"rssKb\":%ld,\"heapTrims\":%lu}}", bv_rss_kb(), bv_heap_trims());
         return;
     }
     const char *rest = path_in_base(c->api, req->path);

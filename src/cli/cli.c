@@ -14,7 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <malloc.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -309,23 +309,19 @@ static const char serve_help[] =
     "  --policy FILE              roles and labels (default DATA/policy.json, else built-in)\n"
     "SIGTERM or SIGINT finishes in-flight requests and exits 0.\n";
 
-/* Request arenas grow in large blocks; keep freed blocks in the heap instead of returning them to
- * the kernel, which would make every large request pay page faults again. */
-static void tune_malloc(void)
-{
-    mallopt(M_MMAP_THRESHOLD, 64 << 20);
-    mallopt(M_TRIM_THRESHOLD, 256 << 20);
-}
-
 /* Everything the server answers: the web pages under /web/, the API otherwise. */
 typedef struct {
     bv_api *api;
     bv_web *web;
+    atomic_ulong requests; /* started, but for /healthz: what keeps the heap from being trimmed */
 } serve_ctx;
 
 static void serve_handle(void *ctx, bv_request *req, bv_response *resp)
 {
     serve_ctx *sc = ctx;
+    /* Health probes (a load balancer's, every few seconds) are not load: they must not keep the
+     * memory of the last burst from going back (wait_for_stop). */
+    if (strcmp(req->path, "/healthz") != 0) atomic_fetch_add_explicit(&sc->requests, 1, memory_order_relaxed);
     if (bv_web_handle(sc->web, req, resp)) return;
     bv_api_handle(sc->api, req, resp);
 }
@@ -369,9 +365,29 @@ static int ws_bind_check(void *ctx, const char *token, const char *subscription_
     return -1;
 }
 
+/* Waits for SIGTERM or SIGINT. Meanwhile, once a second: after a burst of requests, the heap's
+ * free memory goes back to the kernel (bv_heap_idle_tick: at least 4 MiB grown, a second with no
+ * request started and none in flight). */
+static int wait_for_stop(const sigset_t *set, serve_ctx *sc, bv_http_server *srv)
+{
+    bv_heap_idle idle = {.rss_after_trim_kb = bv_rss_kb()};
+    for (;;) {
+        struct timespec tick = {.tv_sec = 1};
+        int sig = sigtimedwait(set, NULL, &tick);
+        if (sig > 0) return sig;
+        if (errno != EAGAIN && errno != EINTR) {
+            bv_log(BV_LOG_ERROR, "sigtimedwait: %s", strerror(errno));
+            return SIGTERM;
+        }
+        unsigned long started = atomic_load_explicit(&sc->requests, memory_order_relaxed);
+        if (bv_heap_idle_tick(&idle, started, bv_http_in_flight(srv) > 0, 4096))
+            bv_log(BV_LOG_DEBUG, "idle: heap trimmed, RSS %ld kB", idle.rss_after_trim_kb);
+    }
+}
+
 int bv_cmd_serve(int argc, char **argv)
 {
-    tune_malloc();
+    bv_heap_tune();
     options o = {.data = "./data", .listen = "127.0.0.1:8080", .seed = 1};
     if (parse_options(argc, argv, &o, serve_help) < 0) return 2;
     /* Block the stop signals in every thread; the main thread waits for them. */
@@ -482,8 +498,7 @@ int bv_cmd_serve(int argc, char **argv)
     }
     bv_log(BV_LOG_INFO, "Bevan serving FHIR R4 at %s://%s:%d/fhir (data %s)", o.tls_cert ? "https" : "http", host,
            port, o.data);
-    int sig = 0;
-    sigwait(&set, &sig);
+    int sig = wait_for_stop(&set, &sc, srv);
     bv_log(BV_LOG_INFO, "signal %d: finishing in-flight requests", sig);
     bv_http_stop(srv);
     bv_ward_stop(ward);
@@ -666,7 +681,7 @@ static void collect(const char *path, char ***files, size_t *n, size_t *cap)
 
 int bv_cmd_import(int argc, char **argv)
 {
-    tune_malloc();
+    bv_heap_tune();
     options o = {.data = "./data"};
     int first = parse_options(argc, argv, &o, import_help);
     if (first < 0) return 2;

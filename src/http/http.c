@@ -835,6 +835,8 @@ fail_early:
     return BV_EINVAL;
 }
 
+int bv_http_in_flight(bv_http_server *s) { return atomic_load(&s->in_flight); }
+
 int bv_http_port(const bv_http_server *s) { return s ? s->port : 0; }
 
 static void stop_workers(bv_http_server *s)

@@ -28,6 +28,35 @@ test('GET /healthz counts durable writes and times their syncs', async () => {
   assert.ok(d.syncMeanUs <= d.syncMaxUs && d.syncTotalUs >= d.syncMaxUs);
 });
 
+test('GET /healthz reports memory; an idle server gives its heap back once after a burst', async () => {
+  const health = async () => (await req('GET', `${srv.origin}/healthz`)).json.memory;
+  const start = await health();
+  assert.ok(start.rssKb > 0 && Number.isInteger(start.heapTrims));
+  // a burst: three transactions of 1,500 Patients, each parsed into a tree of several MB
+  for (let b = 0; b < 3; b++) {
+    const entry = Array.from({ length: 1500 }, (_, i) => ({
+      fullUrl: `urn:uuid:${crypto.randomUUID()}`,
+      resource: { resourceType: 'Patient', name: [{ family: `Heap${b}x${i}`, given: ['Burst', 'Test'] }],
+        text: { status: 'generated', div: `<div xmlns="http://www.w3.org/1999/xhtml">${'burst '.repeat(60)}</div>` } },
+      request: { method: 'POST', url: 'Patient' },
+    }));
+    const r = await c.post('', { resourceType: 'Bundle', type: 'transaction', entry });
+    assert.equal(r.status, 200);
+  }
+  const peak = await health();
+  // health probes are not load: polling must not keep the trim from happening (bounded: 10 s)
+  let m = peak;
+  for (let i = 0; i < 50 && m.heapTrims === start.heapTrims; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    m = await health();
+  }
+  assert.ok(m.heapTrims > start.heapTrims, `the heap was trimmed after the burst (RSS ${start.rssKb} -> ${peak.rssKb} kB)`);
+  assert.ok(m.rssKb <= peak.rssKb, `RSS ${peak.rssKb} -> ${m.rssKb} kB`);
+  const trims = m.heapTrims;
+  await new Promise((resolve) => setTimeout(resolve, 2500));
+  assert.equal((await health()).heapTrims, trims, 'once per burst, not every idle second');
+});
+
 test('metadata: a CapabilityStatement for FHIR 4.0.1 listing Patient and its interactions', async () => {
   const r = await c.get('/metadata');
   assert.equal(r.status, 200);

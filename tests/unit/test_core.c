@@ -171,13 +171,37 @@ static void test_uuid_and_rng(void **state)
     for (int i = 0; i < 1000; i++) assert_true(bv_rng_below(&r1, 10) < 10);
 }
 
+/* The idle trim (bv_heap_idle_tick): once after each burst, never while busy or during activity,
+ * and only when the resident size grew enough. */
+static void test_heap_idle(void **state)
+{
+    (void)state;
+    long rss = bv_rss_kb();
+    assert_true(rss > 0);
+    unsigned long trims = bv_heap_trims();
+    bv_heap_idle st = {.rss_after_trim_kb = 0};
+    assert_false(bv_heap_idle_tick(&st, 0, false, 0)); /* no request yet: nothing to give back */
+    assert_false(bv_heap_idle_tick(&st, 5, false, 0)); /* requests started during this tick */
+    assert_false(bv_heap_idle_tick(&st, 5, true, 0));  /* quiet, but one still in flight */
+    assert_true(bv_heap_idle_tick(&st, 5, false, 0));  /* a quiet tick after the burst */
+    assert_int_equal(bv_heap_trims(), trims + 1);
+    assert_true(st.rss_after_trim_kb > 0);
+    assert_false(bv_heap_idle_tick(&st, 5, false, 0)); /* once per burst */
+    assert_false(bv_heap_idle_tick(&st, 9, false, 0));
+    /* a burst that left the resident size where the last trim did: no trim, until it grows */
+    assert_false(bv_heap_idle_tick(&st, 9, false, 1L << 30));
+    assert_int_equal(bv_heap_trims(), trims + 1);
+    assert_true(bv_heap_idle_tick(&st, 9, false, 0));
+    assert_int_equal(bv_heap_trims(), trims + 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf_cap),       cmocka_unit_test(test_arena),
         cmocka_unit_test(test_parse_numbers), cmocka_unit_test(test_url_decode), cmocka_unit_test(test_query_split),
         cmocka_unit_test(test_base64),        cmocka_unit_test(test_dates),
-        cmocka_unit_test(test_uuid_and_rng),
+        cmocka_unit_test(test_uuid_and_rng),  cmocka_unit_test(test_heap_idle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
