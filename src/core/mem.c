@@ -250,7 +250,7 @@ void bv_heap_tune(void)
 {
     /* glibc gives each thread an arena of its own, up to 8 per CPU, and each keeps its free top
      * resident. Measured after the Synthea ingest on 2 CPUs: 16 arenas, RSS 119-120 MB; an arena
-     * per CPU, 88-95 MB, at the same ingest rate. */
+     * per CPU, 88-95 MB, and ingest faster in 4 of 4 interleaved runs (bench/README.md, Run Q). */
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     mallopt(M_ARENA_MAX, cpus > 2 ? (int)cpus : 2);
     /* Request arenas grow in large blocks: keep freed blocks in the heap during load instead of

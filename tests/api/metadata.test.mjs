@@ -1,7 +1,7 @@
 // CapabilityStatement, content negotiation, health, routing errors (405/415/406/404).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, client, assertOutcome, req } from './lib/server.mjs';
+import { startServer, client, assertOutcome, req, SLOW } from './lib/server.mjs';
 
 let srv;
 let c;
@@ -46,12 +46,13 @@ test('GET /healthz reports memory; an idle server gives its heap back once after
   const peak = await health();
   // health probes are not load: polling must not keep the trim from happening (bounded: 10 s)
   let m = peak;
-  for (let i = 0; i < 50 && m.heapTrims === start.heapTrims; i++) {
+  for (let i = 0; i < 50 * SLOW && m.heapTrims === start.heapTrims; i++) {
     await new Promise((resolve) => setTimeout(resolve, 200));
     m = await health();
   }
   assert.ok(m.heapTrims > start.heapTrims, `the heap was trimmed after the burst (RSS ${start.rssKb} -> ${peak.rssKb} kB)`);
-  assert.ok(m.rssKb <= peak.rssKb, `RSS ${peak.rssKb} -> ${m.rssKb} kB`);
+  // glibc's allocator gives the freed memory back; a sanitizer's allocator is another one
+  if (SLOW === 1) assert.ok(m.rssKb < peak.rssKb, `RSS ${peak.rssKb} -> ${m.rssKb} kB`);
   const trims = m.heapTrims;
   await new Promise((resolve) => setTimeout(resolve, 2500));
   assert.equal((await health()).heapTrims, trims, 'once per burst, not every idle second');
