@@ -10,6 +10,9 @@
 
 typedef struct bv_api bv_api;
 
+/* The operators' health route (not FHIR; docs/operations.md, "Health"). */
+#define BV_API_HEALTH_PATH "/healthz"
+
 typedef struct {
     bv_store *store;
     bool check_nhs_number;    /* UK Core NHS number check on Patient identifiers (default on) */

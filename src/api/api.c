@@ -238,7 +238,7 @@ static void route(api_ctx *c)
 {
     bv_request *req = c->req;
     const char *m = req->method;
-    if (strcmp(req->path, "/healthz") == 0) {
+    if (strcmp(req->path, BV_API_HEALTH_PATH) == 0) {
         c->resp->content_type = "application/json";
         if (bv_store_healthy(c->api->store)) {
             bv_buf_puts(&c->resp->body, "{\"status\":\"ok\"");

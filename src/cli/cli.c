@@ -321,7 +321,7 @@ static void serve_handle(void *ctx, bv_request *req, bv_response *resp)
     serve_ctx *sc = ctx;
     /* Health probes (a load balancer's, every few seconds) are not load: they must not keep the
      * memory of the last burst from going back (wait_for_stop). */
-    if (strcmp(req->path, "/healthz") != 0) atomic_fetch_add_explicit(&sc->requests, 1, memory_order_relaxed);
+    if (strcmp(req->path, BV_API_HEALTH_PATH) != 0) atomic_fetch_add_explicit(&sc->requests, 1, memory_order_relaxed);
     if (bv_web_handle(sc->web, req, resp)) return;
     bv_api_handle(sc->api, req, resp);
 }
