@@ -3,7 +3,8 @@
 # 100 MB at 1,000,000 stored resources). DATA is a store made once by
 #   build/bevan demo --data DATA --patients 20500 --sync normal     (about 1,000,000 resources)
 # It is written to (creates and a Synthea ingest): use a copy you can throw away.
-#   bench/rss-big.sh DATA            (BEVAN_BIN, DUR seconds per wrk run (10), SYNTHEA)
+#   bench/rss-big.sh DATA            (BEVAN_BIN, DUR seconds per wrk run (10), SYNTHEA,
+#                                     SERVE_ARGS: more `bevan serve` options, e.g. "--writer-cache-mb 16")
 # Prints VmRSS after each phase, VmHWM (the peak) at the end, and the idle RSS after it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -12,7 +13,7 @@ bin=${BEVAN_BIN:-$here/../build/bevan}
 dur=${DUR:-10}
 synthea=${SYNTHEA:-$here/../../shared/data/synthea-r4}
 tmp=$(mktemp -d)
-"$bin" serve --listen 127.0.0.1:0 --port-file "$tmp/port" --data "$data" --auth off --rate-limit 0 --no-ward 2>"$tmp/err" &
+"$bin" serve --listen 127.0.0.1:0 --port-file "$tmp/port" --data "$data" --auth off --rate-limit 0 --no-ward ${SERVE_ARGS:-} 2>"$tmp/err" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 for _ in $(seq 1 600); do [ -s "$tmp/port" ] && break; sleep 0.1; done

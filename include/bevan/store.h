@@ -35,6 +35,7 @@ typedef struct {
     unsigned linger_us;       /* longest wait for announced writes before a COMMIT (0 = 500 us; BV_STORE_NO_LINGER = none) */
     unsigned ckpt_pages;      /* WAL frames that start a checkpoint and let the WAL wrap (0 = 4000) */
     unsigned reader_cache_kb; /* page cache per reader connection (0 = 4096 KiB) */
+    unsigned writer_cache_kb; /* page cache of the writer connection (0 = 16384 KiB) */
     unsigned max_readers;     /* reader connections, lent per call (0 = 8) */
     bool read_only;           /* open for checks/export without the writer thread */
 } bv_store_options;

@@ -30,6 +30,7 @@ typedef struct {
     unsigned threads;
     bool sync_normal;
     unsigned reader_cache_mb;   /* 0 = the store's default */
+    unsigned writer_cache_mb;   /* 0 = the store's default */
     unsigned write_linger_us;
     bool write_linger_set;      /* false: the store's default */
     unsigned demo_patients;
@@ -104,6 +105,9 @@ static int parse_options(int argc, char **argv, options *o, const char *help)
         }
         else if (strcmp(a, "--reader-cache-mb") == 0 && next) {
             if (parse_uint(next, &o->reader_cache_mb) || o->reader_cache_mb == 0 || o->reader_cache_mb > 4096) goto bad;
+            i++;
+        } else if (strcmp(a, "--writer-cache-mb") == 0 && next) {
+            if (parse_uint(next, &o->writer_cache_mb) || o->writer_cache_mb == 0 || o->writer_cache_mb > 4096) goto bad;
             i++;
         } else if (strcmp(a, "--sync") == 0 && next) {
             if (strcmp(next, "normal") == 0) o->sync_normal = true;
@@ -186,6 +190,7 @@ static int open_store(const options *o, bv_store **s)
 {
     char err[256];
     bv_store_options so = {.dir = o->data, .sync_normal = o->sync_normal, .reader_cache_kb = o->reader_cache_mb * 1024u,
+                           .writer_cache_kb = o->writer_cache_mb * 1024u,
                            .linger_us = !o->write_linger_set ? 0
                                         : o->write_linger_us ? o->write_linger_us : BV_STORE_NO_LINGER};
     if (bv_store_open(&so, s, err, sizeof err)) {
@@ -272,11 +277,13 @@ static const char serve_help[] =
     "                   [--notify-endpoint PREFIX]... [--web DIR]\n"
     "                   [--auth on|off] [--base-url URL] [--jwks FILE]...\n"
     "                   [--trust-issuer ISS=JWKSFILE]... [--policy FILE]\n"
-    "                   [--max-connections N] [--reader-cache-mb N] [--write-linger-us N]\n"
+    "                   [--max-connections N] [--reader-cache-mb N] [--writer-cache-mb N]\n"
+    "                   [--write-linger-us N]\n"
     "Serves the FHIR R4 API at http://HOST:PORT/fhir (default 127.0.0.1:8080, data ./data).\n"
     "  --port-file F  write the bound port to F (use with --listen 127.0.0.1:0)\n"
     "  --sync normal  faster commits that may lose the last transactions on power loss (default full)\n"
     "  --reader-cache-mb N  SQLite page cache per reader connection (default 4; docs/storage.md)\n"
+    "  --writer-cache-mb N  SQLite page cache of the writer connection (default 16; docs/operations.md)\n"
     "  --write-linger-us N  longest wait of a group commit for writes about to arrive (default 500, 0 = none)\n"
     "  --demo N       on first start (empty store) seed N synthetic patients\n"
     "  --ward N       with --demo: N more on a virtual ward (docs/ward.md)\n"

@@ -140,6 +140,7 @@ struct bv_store {
     int ckpt_asked_at;           /* writer thread only: wal_pages when a checkpoint was last asked for */
     int ckpt_pages;              /* WAL frames at which a checkpoint starts (CKPT_PAGES by default) */
     int reader_cache_kb;         /* page cache of each reader connection */
+    int writer_cache_kb;         /* page cache of the writer connection */
     pthread_cond_t ccond;
     bv__conn *cconn;             /* checkpointer thread only */
     /* Durability pipeline: the writer COMMITs (no sync inside SQLite) and hands the group to the

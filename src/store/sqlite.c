@@ -493,7 +493,7 @@ static int conn_open(bv_store *s, bool writer, bv__conn **out, char *err, size_t
              /* KiB. The writer's working set is larger. A reader's cache is emptied by SQLite at
               * the next read after any commit, and RSS is what operators see: small by default
               * (--reader-cache-mb for read-heavy stores) */
-             writer ? -32768 : -s->reader_cache_kb,
+             writer ? -s->writer_cache_kb : -s->reader_cache_kb,
              /* readers sort in memory; the writer's statement journals: sqlite_global_init */
              writer ? "" : "PRAGMA temp_store=MEMORY;",
              writer || s->read_only ? "" : "PRAGMA query_only=ON;");
@@ -690,6 +690,7 @@ int bv_store_open(const bv_store_options *opt, bv_store **out, char *err, size_t
     s->linger_us = opt->linger_us ? (opt->linger_us == BV_STORE_NO_LINGER ? 0 : opt->linger_us) : 500;
     s->ckpt_pages = opt->ckpt_pages ? (int)opt->ckpt_pages : CKPT_PAGES;
     s->reader_cache_kb = opt->reader_cache_kb ? (int)opt->reader_cache_kb : 4096;
+    s->writer_cache_kb = opt->writer_cache_kb ? (int)opt->writer_cache_kb : 16384;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->wcond, NULL);
     pthread_cond_init(&s->ccond, NULL);

@@ -190,6 +190,13 @@ test('--help on every command; unknown commands and options fail', async () => {
   assert.equal((await runBevan(['--help'])).code, 0);
   assert.notEqual((await runBevan(['frobnicate'])).code, 0);
   assert.notEqual((await runBevan(['serve', '--nope'])).code, 0);
+  for (const opt of ['--writer-cache-mb', '--reader-cache-mb']) {
+    for (const v of ['0', '4097', 'many']) {
+      const r = await runBevan(['serve', opt, v, '--data', join(root, 'cache')]);
+      assert.notEqual(r.code, 0, `${opt} ${v} refused`);
+      assert.match(r.stderr, new RegExp(`bad option '${opt}'`));
+    }
+  }
   const chk = await runBevan(['check', '--data', join(root, 'does-not-exist')]);
   assert.notEqual(chk.code, 0, 'check of a missing folder fails');
   const imp = await runBevan(['import', '--data', join(root, 'imp'), join(root, 'no-such-file.json')]);

@@ -132,6 +132,50 @@ static int del(bv_store *s, const char *type, const char *id)
     return bv_store_write(s, put_fn, &c);
 }
 
+/* ---- Page-cache sizes (bv_store_options; bevan serve --writer-cache-mb / --reader-cache-mb) ---- */
+static int64_t pragma_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v = INT64_MIN;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static int writer_cache_fn(bv_store_txn *t, void *ctx)
+{
+    *(int64_t *)ctx = pragma_int(t->c->db, "PRAGMA cache_size"); /* runs on the writer's connection */
+    return BV_OK;
+}
+
+static void check_cache_sizes(const char *dir, unsigned writer_kb, unsigned reader_kb, int64_t want_w, int64_t want_r)
+{
+    bv_store_options o = {.dir = dir, .writer_cache_kb = writer_kb, .reader_cache_kb = reader_kb};
+    bv_store *s = NULL;
+    char err[256];
+    assert_int_equal(bv_store_open(&o, &s, err, sizeof err), 0);
+    int64_t w = 0;
+    assert_int_equal(bv_store_write(s, writer_cache_fn, &w), 0);
+    assert_int_equal(w, want_w); /* negative: KiB */
+    int e = 0;
+    bv__conn *c = bv__reader(s, &e);
+    assert_non_null(c);
+    assert_int_equal(pragma_int(c->db, "PRAGMA cache_size"), want_r);
+    bv__reader_done(s, c);
+    bv_store_close(s);
+}
+
+static void test_cache_sizes(void **state)
+{
+    fx *f = *state;
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/caches", f->dir);
+    check_cache_sizes(dir, 0, 0, -16384, -4096); /* the defaults (docs/operations.md, "Memory") */
+    check_cache_sizes(dir, 2048, 1024, -2048, -1024);
+    rm_flat(dir);
+}
+
 /* ---- Basics ---- */
 static void test_put_read_vread(void **state)
 {
@@ -2047,6 +2091,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_changes_kv_listeners, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sync_failure_poisons, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_async, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_sizes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
