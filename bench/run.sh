@@ -205,7 +205,7 @@ table=$(cat <<EOF
 | durable create, 8 connections | $cr_rps creates/s, p50 $cr_p50, p99 $cr_p99 (non-2xx: $cr_non2xx) | ≥ 8,000/s | $(verdict "$cr_rps" 8000) |
 ${sweep_rows}| transaction ingest (Synthea, $WORKERS workers, $ROUNDS rounds) | $ingest_rps resources/s | ≥ 10,000/s | $(verdict "$ingest_rps" 10000) |
 | idle RSS after start | $(mb "$rss_start") MB | < 30 MB | $(verdict "$(mb "$rss_start")" 30 low) |
-| idle RSS after read+create load | $(mb "$rss_after") MB (peak $(mb "$hwm") MB) | (reference: page caches, at most 32 MiB + 8 × 4 MiB, and allocator arenas after the load) | |
+| idle RSS after read+create load | $(mb "$rss_after") MB (peak $(mb "$hwm") MB) | (reference: page caches, at most 16 MiB + 8 × 4 MiB, and allocator arenas after the load) | |
 | idle RSS after ingest | $rss_ingest MB | (reference, as above) | |
 | ceiling: hello-world libmicrohttpd | $hello_line | (reference) | |
 EOF
