@@ -71,6 +71,7 @@ typedef struct bv__conn {
     uint64_t tick;
     bv_store *store;
     struct bv__tc_pending *tc;    /* writer only: the unit's token-count changes not yet applied */
+    int64_t unit_seq;             /* writer only: the highest history seq the running unit inserted */
     struct bv__conn *next;        /* the store's list of reader connections (closed with it) */
     struct bv__conn *idle_next;   /* the pool's list of idle reader connections */
 } bv__conn;
@@ -130,6 +131,7 @@ struct bv_store {
     uint64_t groups, units, commit_failures;
     bv__conn *wconn;             /* writer thread only */
     int64_t last_ms;             /* writer thread only: last timestamp handed out */
+    int64_t high_seq;            /* writer thread only: the highest history seq committed */
     _Atomic int64_t last_seq;
     /* checkpoints run on their own thread so the writer never waits for one */
     pthread_t ckpt;

@@ -133,7 +133,7 @@ static int del(bv_store *s, const char *type, const char *id)
 }
 
 /* ---- Page-cache sizes (bv_store_options; bevan serve --writer-cache-mb / --reader-cache-mb) ---- */
-static int64_t pragma_int(sqlite3 *db, const char *sql)
+static int64_t query_int(sqlite3 *db, const char *sql)
 {
     sqlite3_stmt *st = NULL;
     int64_t v = INT64_MIN;
@@ -145,7 +145,7 @@ static int64_t pragma_int(sqlite3 *db, const char *sql)
 
 static int writer_cache_fn(bv_store_txn *t, void *ctx)
 {
-    *(int64_t *)ctx = pragma_int(t->c->db, "PRAGMA cache_size"); /* runs on the writer's connection */
+    *(int64_t *)ctx = query_int(t->c->db, "PRAGMA cache_size"); /* runs on the writer's connection */
     return BV_OK;
 }
 
@@ -161,7 +161,7 @@ static void check_cache_sizes(const char *dir, unsigned writer_kb, unsigned read
     int e = 0;
     bv__conn *c = bv__reader(s, &e);
     assert_non_null(c);
-    assert_int_equal(pragma_int(c->db, "PRAGMA cache_size"), want_r);
+    assert_int_equal(query_int(c->db, "PRAGMA cache_size"), want_r);
     bv__reader_done(s, c);
     bv_store_close(s);
 }
@@ -407,6 +407,64 @@ static void test_unit_isolation(void **state)
     assert_int_equal(bv_store_read(f->s, f->a, "Patient", "b", &r), 0);
     char msg[256];
     assert_int_equal(bv_store_check(f->s, msg, sizeof msg), 0);
+}
+
+/* The seq the syncer publishes (the change feed's high mark) is the writer's own count of what it
+ * committed, not read back: it must equal max(seq) of history, also when a unit of a group was
+ * rolled back after inserting history rows whose seqs are then given out again. */
+static int64_t history_max_seq(bv_store *s)
+{
+    int e = 0;
+    bv__conn *c = bv__reader(s, &e);
+    assert_non_null(c);
+    int64_t v = query_int(c->db, "SELECT coalesce(max(seq), 0) FROM history");
+    bv__reader_done(s, c);
+    return v;
+}
+
+static void test_committed_seq(void **state)
+{
+    fx *f = *state;
+    assert_int_equal(put(f->s, "Patient", "s1", "{}", NULL, 0), 0);
+    int64_t base = history_max_seq(f->s);
+    assert_true(base >= 1);
+    assert_int_equal(atomic_load(&f->s->last_seq), base);
+
+    /* b is rolled back to its savepoint after inserting seq base + 2 */
+    put_ctx a = {.type = "Patient", .id = "s2", .body = "{}"};
+    put_ctx b = {.type = "Patient", .id = "s3", .body = "{}", .fail_with = BV_EPRECOND};
+    writer_arg args[2] = {{.fn = put_fn, .ctx = &a}, {.fn = put_fn, .ctx = &b}};
+    run_as_group(f->s, args, 2);
+    assert_int_equal(args[0].rc, 0);
+    assert_int_equal(args[1].rc, BV_EPRECOND);
+    assert_int_equal(history_max_seq(f->s), base + 1);
+    assert_int_equal(atomic_load(&f->s->last_seq), base + 1);
+
+    /* the first unit of a group fails alone (its ROLLBACK undoes only it), the next reuses its seq */
+    put_ctx c = {.type = "Patient", .id = "s4", .body = "{}", .fail_with = BV_EPRECOND};
+    put_ctx d = {.type = "Patient", .id = "s5", .body = "{}"};
+    put_ctx e = {.type = "Patient", .id = "s6", .body = "{}", .fail_with = BV_EPRECOND};
+    writer_arg args2[3] = {{.fn = put_fn, .ctx = &c}, {.fn = put_fn, .ctx = &d}, {.fn = put_fn, .ctx = &e}};
+    run_as_group(f->s, args2, 3);
+    assert_int_equal(args2[1].rc, 0);
+    assert_int_equal(history_max_seq(f->s), base + 2);
+    assert_int_equal(atomic_load(&f->s->last_seq), base + 2);
+
+    /* a group whose every unit fails commits nothing and publishes nothing new */
+    put_ctx g = {.type = "Patient", .id = "s7", .body = "{}", .fail_with = BV_EPRECOND};
+    assert_int_equal(bv_store_write(f->s, put_fn, &g), BV_EPRECOND);
+    assert_int_equal(atomic_load(&f->s->last_seq), base + 2);
+    assert_int_equal(put(f->s, "Patient", "s8", "{}", NULL, 0), 0);
+    assert_int_equal(history_max_seq(f->s), base + 3);
+    assert_int_equal(atomic_load(&f->s->last_seq), base + 3);
+
+    /* and after a restart the writer starts from what is stored */
+    bv_store_close(f->s);
+    f->s = open_dir(f->dir, false);
+    assert_non_null(f->s);
+    assert_int_equal(put(f->s, "Patient", "s9", "{}", NULL, 0), 0);
+    assert_int_equal(atomic_load(&f->s->last_seq), base + 4);
+    assert_int_equal(history_max_seq(f->s), base + 4);
 }
 
 /* This process's open descriptors whose file is named text (whole) or whose name contains it. */
@@ -2092,6 +2150,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sync_failure_poisons, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_async, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_sizes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_committed_seq, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
