@@ -18,17 +18,12 @@
  * Listens on 127.0.0.1 only; exits after SECONDS (default 60). bench/durable-floor.sh runs it under
  * wrk like bench/wrk/create.lua. */
 #define _POSIX_C_SOURCE 200809L
-#include <microhttpd.h>
+#include "mhd_bench.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #define LOG_BYTES ((off_t)64 << 20)
@@ -119,20 +114,6 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
     *con_cls = NULL;
 }
 
-static unsigned arg_u(const char *s, unsigned lo, unsigned hi, const char *what)
-{
-    unsigned v = 0;
-    if (!*s) goto bad;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9' || v > 1000000) goto bad;
-        v = v * 10 + (unsigned)(*p - '0');
-    }
-    if (v >= lo && v <= hi) return v;
-bad:
-    fprintf(stderr, "bad %s '%s'\n", what, s);
-    exit(2);
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 5) {
@@ -161,30 +142,8 @@ int main(int argc, char **argv)
     pthread_t tid;
     if (pthread_create(&tid, NULL, committer, NULL) != 0) return 1;
 
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
-    flags |= MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_POLL;
-    struct MHD_OptionItem pool[] = {
-        {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)threads, NULL},
-        {MHD_OPTION_END, 0, NULL},
-    };
-    struct MHD_Daemon *d = MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL,
-                                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                                            MHD_OPTION_ARRAY, pool,
-                                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-                                            MHD_OPTION_CONNECTION_LIMIT, 1024u,
-                                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-                                            MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-                                            MHD_OPTION_END);
-    if (!d) {
-        fprintf(stderr, "cannot listen on 127.0.0.1:%u\n", port);
-        return 1;
-    }
+    struct MHD_Daemon *d = bench_daemon_start(port, threads, MHD_ALLOW_SUSPEND_RESUME, handler, completed);
+    if (!d) return 1;
     printf("listening on 127.0.0.1:%u with %u thread(s), %zu bytes per write\n", port, threads, bytes_per_write);
     fflush(stdout);
     sleep(secs);
