@@ -77,10 +77,13 @@ static int parse_rate(const char *s, options *o)
     return 0;
 }
 
-static int parse_uint(const char *s, unsigned *out)
+#define UINT_OPTION_MAX 10000000u
+
+/* A whole decimal option value in [lo, hi] (hi at most UINT_OPTION_MAX). */
+static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
 {
     uint64_t v;
-    if (!s || bv_str_to_u64(s, strlen(s), 10000000, &v)) return -1;
+    if (!s || bv_str_to_u64(s, strlen(s), hi, &v) || v < lo) return -1;
     *out = (unsigned)v;
     return 0;
 }
@@ -97,24 +100,24 @@ static int parse_options(int argc, char **argv, options *o, const char *help)
         else if (strcmp(a, "--data") == 0 && next) { o->data = next; i++; }
         else if (strcmp(a, "--listen") == 0 && next) { o->listen = next; i++; }
         else if (strcmp(a, "--port-file") == 0 && next) { o->port_file = next; i++; }
-        else if (strcmp(a, "--threads") == 0 && next) { if (parse_uint(next, &o->threads)) goto bad; i++; }
+        else if (strcmp(a, "--threads") == 0 && next) { if (parse_uint(next, 0, UINT_OPTION_MAX, &o->threads)) goto bad; i++; }
         else if (strcmp(a, "--write-linger-us") == 0 && next) {
-            if (parse_uint(next, &o->write_linger_us) || o->write_linger_us > 100000) goto bad;
+            if (parse_uint(next, 0, 100000, &o->write_linger_us)) goto bad;
             o->write_linger_set = true;
             i++;
         }
         else if (strcmp(a, "--reader-cache-mb") == 0 && next) {
-            if (parse_uint(next, &o->reader_cache_mb) || o->reader_cache_mb == 0 || o->reader_cache_mb > 4096) goto bad;
+            if (parse_uint(next, 1, 4096, &o->reader_cache_mb)) goto bad;
             i++;
         } else if (strcmp(a, "--writer-cache-mb") == 0 && next) {
-            if (parse_uint(next, &o->writer_cache_mb) || o->writer_cache_mb == 0 || o->writer_cache_mb > 4096) goto bad;
+            if (parse_uint(next, 1, 4096, &o->writer_cache_mb)) goto bad;
             i++;
         } else if (strcmp(a, "--sync") == 0 && next) {
             if (strcmp(next, "normal") == 0) o->sync_normal = true;
             else if (strcmp(next, "full") != 0) goto bad;
             i++;
         } else if ((strcmp(a, "--demo") == 0 || strcmp(a, "--patients") == 0) && next) {
-            if (parse_uint(next, &o->demo_patients)) goto bad;
+            if (parse_uint(next, 0, UINT_OPTION_MAX, &o->demo_patients)) goto bad;
             i++;
         } else if (strcmp(a, "--seed") == 0 && next) {
             uint64_t v;
@@ -139,11 +142,11 @@ static int parse_options(int argc, char **argv, options *o, const char *help)
             i++;
         } else if (strcmp(a, "--rate-limit-loopback") == 0) o->rate_loopback = true;
         else if (strcmp(a, "--max-connections") == 0 && next) {
-            if (parse_uint(next, &o->max_connections) || o->max_connections == 0) goto bad;
+            if (parse_uint(next, 1, UINT_OPTION_MAX, &o->max_connections)) goto bad;
             i++;
         }
         else if (strcmp(a, "--no-ward") == 0) o->no_ward = true;
-        else if (strcmp(a, "--ward") == 0 && next) { if (parse_uint(next, &o->ward_patients)) goto bad; i++; }
+        else if (strcmp(a, "--ward") == 0 && next) { if (parse_uint(next, 0, UINT_OPTION_MAX, &o->ward_patients)) goto bad; i++; }
         else if (strcmp(a, "--news2-window") == 0 && next) { if (parse_minutes(next, &o->ward_window_ms)) goto bad; i++; }
         else if (strcmp(a, "--overdue-grace") == 0 && next) { if (parse_minutes(next, &o->ward_grace_ms)) goto bad; i++; }
         else if (strcmp(a, "--overdue-escalate") == 0 && next) {
@@ -158,13 +161,13 @@ static int parse_options(int argc, char **argv, options *o, const char *help)
             i++;
         }
         else if (strcmp(a, "--notify-attempts") == 0 && next) {
-            if (parse_uint(next, &o->notify_attempts) || o->notify_attempts == 0 || o->notify_attempts > 100) goto bad;
+            if (parse_uint(next, 1, 100, &o->notify_attempts)) goto bad;
             i++;
         } else if (strcmp(a, "--notify-backoff-ms") == 0 && next) {
-            if (parse_uint(next, &o->notify_backoff_ms) || o->notify_backoff_ms == 0) goto bad;
+            if (parse_uint(next, 1, UINT_OPTION_MAX, &o->notify_backoff_ms)) goto bad;
             i++;
         } else if (strcmp(a, "--notify-timeout-ms") == 0 && next) {
-            if (parse_uint(next, &o->notify_timeout_ms) || o->notify_timeout_ms == 0) goto bad;
+            if (parse_uint(next, 1, UINT_OPTION_MAX, &o->notify_timeout_ms)) goto bad;
             i++;
         } else if (strcmp(a, "--notify-endpoint") == 0 && next) {
             if (o->n_endpoints == sizeof o->endpoints / sizeof o->endpoints[0] ||
