@@ -602,7 +602,8 @@ static int migrate(bv_store *s, bv__conn *c, char *err, size_t errlen)
     return BV_OK;
 }
 
-/* Highest seq and last_updated in history (the writer starts its clock from the latter). */
+/* Highest seq and last_updated in history, read once at open: the writer counts the seqs it commits
+ * from there (commit_group) and starts its clock from the latter. */
 static int load_high_marks(bv__conn *c, int64_t *seq, int64_t *ms)
 {
     sqlite3_stmt *st = bv__stmt(c, ST_MAX_SEQ);
@@ -610,7 +611,7 @@ static int load_high_marks(bv__conn *c, int64_t *seq, int64_t *ms)
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         *seq = sqlite3_column_int64(st, 0);
-        if (ms) *ms = sqlite3_column_int64(st, 1);
+        *ms = sqlite3_column_int64(st, 1);
     }
     bv__done(st);
     return rc == SQLITE_ROW ? BV_OK : bv__fail(c, rc, "max seq");
