@@ -29,6 +29,7 @@ const lines = {};
 const add = (name, f) => { lines[name] = Array.from({ length: N }, (_, i) => f(i)); };
 
 add('patient-family', (i) => `/fhir/Patient?family=${enc(pickPat(i)[1])}`);
+add('patient-name', (i) => `/fhir/Patient?name=${enc(pickPat(i)[1])}`); // name: its own rows and family's and given's
 add('patient-family-birthdate', (i) => `/fhir/Patient?family=${enc(pickPat(i)[1])}&birthdate=${pickPat(i)[2]}`);
 add('patient-nhs-number', (i) => `/fhir/Patient?identifier=${enc(`${NHS}|${pickPat(i)[3]}`)}`);
 add('obs-patient-code', (i) => `/fhir/Observation?subject=Patient/${pickPat(i)[0]}&code=${enc(`${LOINC}|${codes[i % codes.length]}`)}`);

@@ -129,7 +129,10 @@ const fhir_search_param *fhir_search_params_of(const char *resource, size_t *n_o
 /* The param code that sp's index rows carry, as the store's search predicates take it: sp->code
  * itself (the same pointer) when sp stores its own rows; the code of an earlier parameter of the
  * same resource and kind whose expression selects exactly the same elements on that resource
- * (Patient phonetic -> name, CodeSystem url -> system, ...; share_rows in src/fhir/extract.c); or, when sp
+ * (Patient phonetic -> name, CodeSystem url -> system, ...; share_rows in src/fhir/extract.c); for a
+ * HumanName or Address parameter whose parts are parameters of their own, its code and theirs
+ * joined by '|' (Patient name -> "name|family|given"; part_rows), and sp stores rows only for the
+ * other parts; or, when sp
  * selects exactly the union of other parameters' elements (Observation combo-code = code |
  * component-code; union_rows in src/fhir/extract.c), their codes joined by '|', and sp stores no
  * rows of its own. */

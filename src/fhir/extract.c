@@ -10,7 +10,8 @@
  * Rows by parameter type and element type:
  *   string    string-like primitives: one row (text = value, norm = bv_fhir_normalize_string);
  *             HumanName: family, each given/prefix/suffix, text; Address: each line, city,
- *             district, state, postalCode, country, text (one row per part); other complex
+ *             district, state, postalCode, country, text (one row per part; none for the
+ *             parts that parameters of their own store: part_rows); other complex
  *             types: one row per direct string-like child.
  *   token     Coding: system|code, text = display; CodeableConcept: one row per coding with
  *             text = CodeableConcept.text (else the coding's display) and a text-only row for a
@@ -82,11 +83,26 @@ typedef struct {
     size_t n_branches;
     bool is_union;
     size_t stored;                   /* index of the parameter whose rows serve this one (share_rows) */
+    /* A HumanName or Address parameter: bit k set when part k of the type's string parts
+     * (string_parts) is another parameter's rows, so this one stores no row for it (part_rows). */
+    unsigned covered_parts;
     /* The stored code of this parameter's rows: its own code; the sharing parameter's; or, for a
      * union of other parameters (union_rows), their codes joined by '|'. Composites: per component. */
     const char *rows;
     const char **component_rows;
 } sp_compiled;
+
+/* The string parts of a HumanName and of an Address, in the order their rows are made. */
+static const char *const name_parts[] = {"family", "given", "prefix", "suffix", "text", NULL};
+static const char *const address_parts[] = {"line", "city", "district", "state", "postalCode", "country", "text", NULL};
+
+static const char *const *string_parts(const char *type)
+{
+    if (!type) return NULL;
+    if (strcmp(type, "HumanName") == 0) return name_parts;
+    if (strcmp(type, "Address") == 0) return address_parts;
+    return NULL;
+}
 
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 static sp_compiled *cache;
@@ -212,12 +228,67 @@ static void share_rows(void)
     }
 }
 
+/* The type of the element a branch "Resource.element" selects, when it is exactly that (one type,
+ * no choice); NULL for any other shape. */
+static const char *branch_element_type(const fp_node *n, const char *resource)
+{
+    if (n->t != FPN_DOT || n->l->t != FPN_IDENT || !n->l->is_type_name || strcmp(n->l->name, resource) != 0 ||
+        n->r->t != FPN_IDENT)
+        return NULL;
+    const fhir_type *t = fhir_type_find(resource);
+    const fhir_element *e = t ? fhir_type_element(t, n->r->name, NULL) : NULL;
+    return e && !e->choice && e->n_types == 1 ? e->types[0] : NULL;
+}
+
+/* A string parameter on a HumanName or an Address (Patient `name` = Patient.name) whose parts are
+ * also parameters of their own (`family` = Patient.name.family, `given` = Patient.name.given)
+ * would store each such part twice, under both codes. It stores rows only for the parts no other
+ * parameter covers (prefix, suffix, text), and its rows are its own and theirs ("name|family|given",
+ * one IN in SQL, as for union_rows). In R4: Patient and Practitioner `name` (family, given) and
+ * `address` (city, state, postalCode, country); Person and RelatedPerson `address` likewise. A
+ * part parameter must store its own rows from exactly "<the parameter's path>.<part>". */
+static void part_rows(void)
+{
+    for (size_t i = 0; i < fhir_search_params_count; i++) {
+        const fhir_search_param *sp = &fhir_search_params[i];
+        sp_compiled *cp = &cache[i];
+        if (sp->type != FHIR_SP_STRING || !cp->expr || cp->n_branches != 1 || cp->stored != i ||
+            !fhir_is_resource_type(sp->resource))
+            continue;
+        const fp_node *path = cp->branches[0]->root;
+        const char *const *parts = string_parts(branch_element_type(path, sp->resource));
+        if (!parts) continue;
+        unsigned covered = 0;
+        const char *rows = sp->code;
+        for (size_t j = 0; j < fhir_search_params_count; j++) {
+            const fhir_search_param *sq = &fhir_search_params[j];
+            const sp_compiled *cq = &cache[j];
+            if (j == i || sq->type != FHIR_SP_STRING || strcmp(sq->resource, sp->resource) != 0 || !cq->expr ||
+                cq->n_branches != 1 || cq->stored != j)
+                continue;
+            const fp_node *n = cq->branches[0]->root;
+            if (n->t != FPN_DOT || n->r->t != FPN_IDENT || !fp_node_equal(n->l, path)) continue;
+            for (unsigned k = 0; parts[k]; k++)
+                if (strcmp(parts[k], n->r->name) == 0 && !(covered & (1u << k))) {
+                    covered |= 1u << k;
+                    rows = bv_arena_printf(cache_arena, "%s|%s", rows, sq->code);
+                }
+        }
+        if (covered) {
+            cp->covered_parts = covered;
+            cp->rows = rows;
+        }
+    }
+}
+
 /* q's index rows are p's for the elements q selects: the same kind and, for composites, the same
  * components (kinds and expressions), so a group of q's rows is a group of p's. */
 static bool rows_compatible(size_t p, size_t q)
 {
     const fhir_search_param *sp = &fhir_search_params[p], *sq = &fhir_search_params[q];
-    if (sq->type != sp->type || !cache[q].expr || !cache[q].n_branches || cache[q].stored != q) return false;
+    if (sq->type != sp->type || !cache[q].expr || !cache[q].n_branches || cache[q].stored != q ||
+        cache[q].covered_parts)
+        return false;
     if (sp->type != FHIR_SP_COMPOSITE) return true;
     if (sq->n_components != sp->n_components || !cache[p].components || !cache[q].components) return false;
     for (unsigned k = 0; k < sp->n_components; k++)
@@ -339,6 +410,7 @@ static void build_cache(void)
         }
     }
     share_rows();
+    part_rows();
     union_rows();
 }
 
@@ -353,6 +425,15 @@ const char *fhir_search_param_rows(const fhir_search_param *sp)
 {
     const sp_compiled *cc = sp && sp >= fhir_search_params ? compiled_for(sp) : NULL;
     return cc && cc->rows ? cc->rows : sp->code;
+}
+
+/* Whether sp's rows are stored under its own code: not an earlier parameter's (share_rows), not the
+ * union of others' (union_rows). A parameter with covered parts (part_rows) stores the rest. */
+static bool stores_own_rows(const fhir_search_param *sp)
+{
+    const sp_compiled *cc = compiled_for(sp);
+    if (!cc || cc->stored != (size_t)(sp - fhir_search_params)) return false;
+    return cc->covered_parts || !cc->rows || cc->rows == sp->code;
 }
 
 bool fhir_search_rows_include(const char *rows, const char *param)
@@ -505,9 +586,12 @@ static void add_string(row_list *rl, const char *param, int32_t g, const char *s
     r->norm = bv_fhir_normalize_string(rl->a, s);
 }
 
-static void add_string_parts(row_list *rl, const char *param, int32_t g, const json_value *obj, const char *const *keys)
+/* Rows for each part of obj not in skip (bit k: keys[k]; part_rows). */
+static void add_string_parts(row_list *rl, const char *param, int32_t g, const json_value *obj, const char *const *keys,
+                             unsigned skip)
 {
     for (size_t k = 0; keys[k]; k++) {
+        if (skip & (1u << k)) continue;
         const json_value *v = json_get(obj, keys[k]);
         if (json_is(v, JSON_ARRAY))
             for (size_t i = 0; i < v->u.arr.count; i++) add_string(rl, param, g, json_str(v->u.arr.items[i]));
@@ -515,12 +599,10 @@ static void add_string_parts(row_list *rl, const char *param, int32_t g, const j
     }
 }
 
-static void rows_string(row_list *rl, const char *param, int32_t g, const fp_item *it)
+static void rows_string(row_list *rl, const char *param, int32_t g, const fp_item *it, unsigned covered_parts)
 {
-    static const char *const name_keys[] = {"family", "given", "prefix", "suffix", "text", NULL};
-    static const char *const addr_keys[] = {"line", "city", "district", "state", "postalCode", "country", "text", NULL};
-    if (is_type(it, "HumanName")) { add_string_parts(rl, param, g, it->node, name_keys); return; }
-    if (is_type(it, "Address")) { add_string_parts(rl, param, g, it->node, addr_keys); return; }
+    if (is_type(it, "HumanName")) { add_string_parts(rl, param, g, it->node, name_parts, covered_parts); return; }
+    if (is_type(it, "Address")) { add_string_parts(rl, param, g, it->node, address_parts, covered_parts); return; }
     if (it->kind == BV_FP_NODE && json_is(it->node, JSON_OBJECT)) {
         const json_value *o = it->node;
         for (size_t i = 0; i < o->u.obj.count; i++)
@@ -762,13 +844,14 @@ static void rows_uri(row_list *rl, const char *param, int32_t g, const fp_item *
     r->text = t;
 }
 
+/* covered_parts: string parts another parameter stores (part_rows); 0 for composite components. */
 static void rows_for(row_list *rl, const fhir_search_param *sp, fhir_sp_type type, const char *param, int32_t g,
-                     const fp_coll *vals)
+                     const fp_coll *vals, unsigned covered_parts)
 {
     for (size_t i = 0; i < vals->n; i++) {
         const fp_item *it = &vals->items[i];
         switch (type) {
-        case FHIR_SP_STRING: rows_string(rl, param, g, it); break;
+        case FHIR_SP_STRING: rows_string(rl, param, g, it, covered_parts); break;
         case FHIR_SP_TOKEN: rows_token(rl, param, g, it); break;
         case FHIR_SP_REFERENCE: rows_reference(rl, sp, param, g, it); break;
         case FHIR_SP_DATE: rows_date(rl, param, g, it); break;
@@ -841,7 +924,7 @@ static int extract_param(bv_arena *a, const fp_item *root, const fhir_search_par
         return BV_OK;
     }
     if (sp->type != FHIR_SP_COMPOSITE) {
-        rows_for(rl, sp, sp->type, sp->code, 0, &vals);
+        rows_for(rl, sp, sp->type, sp->code, 0, &vals, cc->covered_parts);
         return BV_OK;
     }
     for (size_t i = 0; i < vals.n; i++) {
@@ -858,7 +941,7 @@ static int extract_param(bv_arena *a, const fp_item *root, const fhir_search_par
                 break;
             }
             size_t before = rl->n;
-            rows_for(rl, NULL, cc->component_types[k], cc->component_params[k], g, &cv);
+            rows_for(rl, NULL, cc->component_types[k], cc->component_params[k], g, &cv, 0);
             complete = rl->n > before;
         }
         if (!complete) rl->n = mark;   /* a composite value needs every component */
@@ -890,8 +973,7 @@ int bv__fhir_extract_index_ex(bv_arena *a, const json_value *resource, bv_index_
     const fhir_search_param *ps = fhir_search_params_of(type, &np);
     for (size_t i = 0; i < np; i++) {
         if (ps[i].type == FHIR_SP_SPECIAL || !ps[i].expression) continue;
-        /* the same rows as an earlier one, or the union of others' */
-        if (fhir_search_param_rows(&ps[i]) != ps[i].code) continue;
+        if (!stores_own_rows(&ps[i])) continue; /* the same rows as an earlier one, or the union of others' */
         extract_param(a, &root, &ps[i], &rl, &next_group, &errs);
     }
     const fhir_search_param *base = fhir_search_params_of("Resource", &np);

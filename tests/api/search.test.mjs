@@ -116,3 +116,49 @@ test('a malformed _include is refused (not silently ignored)', async () => {
   assertOutcome(await c.get('/Observation?_include=Observation:nosuch'), 400, '_include');
   assertOutcome(await c.get('/Observation?_include=Observation:code'), 400, '_include on a token');
 });
+
+// name and address store no rows for the parts that family, given, address-city, -state,
+// -postalcode and -country store (docs/search.md, "Parts"): they search those rows too.
+test('name and address match every part, their part parameters only their own', async () => {
+  const p1 = await c.post('/Patient', { resourceType: 'Patient', name: [{ family: 'Partsmith', given: ['Annora', 'Rosalind'],
+    prefix: ['Dr'], suffix: ['PhD'], text: 'Dr Annora Partsmith' }], address: [{ line: ['Quillstreet House'], city: 'Leedsbury',
+    district: 'Westmarch', state: 'Yorkshireshire', postalCode: 'LQ1 1AA', country: 'Narnia', text: 'Quillstreet House, Leedsbury' }] });
+  assert.equal(p1.status, 201, p1.text);
+  const p2 = await c.post('/Patient', { resourceType: 'Patient', name: [{ family: 'Rosalind' }], address: [{ city: 'Quillstreet' }] });
+  assert.equal(p2.status, 201, p2.text);
+  const a = p1.json.id, b = p2.json.id;
+  const found = async (q) => {
+    const { entries } = await c.allPages(`/Patient?${q}`);
+    return entries.map((e) => e.resource.id).sort();
+  };
+  const both = [a, b].sort();
+  assert.deepEqual(await found('name=partsmith'), [a]);        // family
+  assert.deepEqual(await found('name=annora'), [a]);           // given
+  assert.deepEqual(await found('name=rosalind'), both);        // a's given, b's family: each once
+  assert.deepEqual(await found('name=phd'), [a]);              // suffix: name's own row
+  assert.deepEqual(await found(`name:exact=${encodeURIComponent('Dr Annora Partsmith')}`), [a]); // text
+  assert.deepEqual(await found('name:contains=osalin'), both);
+  assert.deepEqual(await found('family=rosalind'), [b]);
+  assert.deepEqual(await found('given=rosalind'), [a]);
+  assert.deepEqual(await found('phonetic=annora'), [a]);
+  assert.deepEqual(await found(`name:missing=true&_id=${a},${b}`), []);
+  assert.deepEqual(await found(`name:missing=false&_id=${a},${b}`), both);
+  const sorted = await c.get(`/Patient?_id=${a},${b}&_sort=name`);
+  assert.deepEqual(sorted.json.entry.map((e) => e.resource.id), [a, b]); // annora before rosalind
+  assert.deepEqual(await found('address=quillstreet'), both);  // a's line, b's city
+  assert.deepEqual(await found('address=leedsbury'), [a]);
+  assert.deepEqual(await found('address=westmarch'), [a]);     // district: address's own row
+  assert.deepEqual(await found('address=yorkshireshire'), [a]);
+  assert.deepEqual(await found('address=narnia'), [a]);
+  assert.deepEqual(await found(`address=${encodeURIComponent('LQ1 1AA')}`), [a]);
+  assert.deepEqual(await found('address-city=quillstreet'), [b]);
+  assert.deepEqual(await found('address-city=leedsbury'), [a]);
+  const o = await c.post('/Observation', { resourceType: 'Observation', status: 'final', code: { text: 'parts' },
+    subject: { reference: `Patient/${a}` } });
+  assert.equal(o.status, 201, o.text);
+  assert.equal(await c.count('/Observation?subject.name=annora'), 1);
+  const pr = await c.post('/Practitioner', { resourceType: 'Practitioner', name: [{ family: 'Quorbin', given: ['Ilse'] }] });
+  assert.equal(pr.status, 201, pr.text);
+  assert.equal(await c.count('/Practitioner?name=ilse'), 1);
+  assert.equal(await c.count('/Practitioner?name=quorbin'), 1);
+});

@@ -113,10 +113,14 @@ static void test_patient_example(void **state)
     assert_int_equal(errs, 0);
     assert_non_null(find_string(r, n, "family", "chalmers"));
     assert_non_null(find_string(r, n, "family", "windsor"));
-    assert_non_null(find_string(r, n, "name", "chalmers"));
-    assert_non_null(find_string(r, n, "name", "peter"));
+    assert_non_null(find_string(r, n, "given", "peter"));
     assert_non_null(find_string(r, n, "given", "jim"));
     assert_non_null(find_string(r, n, "address-city", "pleasantville"));
+    /* name's family and given parts are family's and given's rows (part_rows): not stored twice */
+    assert_null(find_string(r, n, "name", "chalmers"));
+    assert_null(find_string(r, n, "name", "peter"));
+    assert_null(find_string(r, n, "address", "pleasantville"));
+    assert_non_null(find_string(r, n, "address", "534 erewhon st")); /* a line: no parameter of its own */
     const bv_index_row *id = find_token(r, n, "identifier", "urn:oid:1.2.36.146.595.217.0.1", "12345");
     assert_non_null(id);
     assert_non_null(find_token(r, n, "gender", NULL, "male"));
@@ -159,6 +163,26 @@ static bool pinned(const char *const (*table)[3], size_t n, const char *resource
     return false;
 }
 
+/* How a parameter's rows are stored: its own code alone; its own and its parts' (part_rows,
+ * "name|family|given"); an earlier parameter's (shared, whatever those are); or a union of others'. */
+typedef enum { ROWS_OWN, ROWS_PARTS, ROWS_SHARED, ROWS_UNION } rows_kind;
+
+static rows_kind rows_kind_of(const fhir_search_param *sp, const char **first_out)
+{
+    const char *rows = fhir_search_param_rows(sp);
+    static char first[128];
+    size_t len = strcspn(rows, "|");
+    assert_true(len < sizeof first);
+    memcpy(first, rows, len);
+    first[len] = '\0';
+    *first_out = first;
+    if (rows == sp->code) return ROWS_OWN;
+    if (strcmp(first, sp->code) == 0) return ROWS_PARTS;
+    const fhir_search_param *st = fhir_search_param_find(sp->resource, first);
+    if (st && strcmp(fhir_search_param_rows(st), rows) == 0 && st != sp) return ROWS_SHARED;
+    return ROWS_UNION;
+}
+
 /* Parameters that share their rows: exactly the pairs whose expressions select the same
  * elements of one type, never a reference or a composite. */
 static void test_stored_params(void **state)
@@ -172,15 +196,16 @@ static void test_stored_params(void **state)
     size_t n_shared = 0;
     for (size_t i = 0; i < fhir_search_params_count; i++) {
         const fhir_search_param *sp = &fhir_search_params[i];
-        const char *rows = fhir_search_param_rows(sp);
-        if (rows == sp->code || strchr(rows, '|')) continue; /* its own rows, or a union's */
+        const char *rows;
+        if (rows_kind_of(sp, &rows) != ROWS_SHARED) continue;
         n_shared++;
         const fhir_search_param *st = fhir_search_param_find(sp->resource, rows);
         assert_non_null(st);
         assert_string_equal(st->resource, sp->resource);
         assert_int_equal(st->type, sp->type);
         assert_true(sp->type != FHIR_SP_REFERENCE && sp->type != FHIR_SP_COMPOSITE);
-        assert_true(fhir_search_param_rows(st) == st->code);
+        const char *own;
+        assert_true(rows_kind_of(st, &own) == ROWS_OWN || rows_kind_of(st, &own) == ROWS_PARTS);
         bool listed = pinned(shared, sizeof shared / sizeof shared[0], sp->resource, sp->code, st->code);
         if (!listed) fprintf(stderr, "unexpected: %s.%s stored as %s\n", sp->resource, sp->code, st->code);
         assert_true(listed);
@@ -207,8 +232,8 @@ static void test_union_params(void **state)
     size_t n_unions = 0;
     for (size_t i = 0; i < fhir_search_params_count; i++) {
         const fhir_search_param *sp = &fhir_search_params[i];
-        const char *rows = fhir_search_param_rows(sp);
-        if (!strchr(rows, '|')) continue;
+        const char *first, *rows = fhir_search_param_rows(sp);
+        if (rows_kind_of(sp, &first) != ROWS_UNION) continue;
         n_unions++;
         bool listed = pinned(unions, sizeof unions / sizeof unions[0], sp->resource, sp->code, rows);
         if (!listed) fprintf(stderr, "unexpected: %s.%s searches %s\n", sp->resource, sp->code, rows);
@@ -221,6 +246,72 @@ static void test_union_params(void **state)
     const fhir_search_param *own = fhir_search_param_find("Observation", "code-value-quantity");
     assert_string_equal(fhir_search_param_component_rows(own, 1), "code-value-quantity#1");
     assert_null(fhir_search_param_component_rows(fhir_search_param_find("Observation", "code"), 0));
+}
+
+/* HumanName and Address parameters whose parts are parameters of their own: exactly these, and
+ * their rows leave those parts to them. */
+static void test_part_params(void **state)
+{
+    (void)state;
+    static const char *const parts[][3] = {
+        {"Patient", "name", "name|family|given"},
+        {"Practitioner", "name", "name|family|given"},
+        {"Patient", "address", "address|address-city|address-country|address-postalcode|address-state"},
+        {"Practitioner", "address", "address|address-city|address-country|address-postalcode|address-state"},
+        {"Person", "address", "address|address-city|address-country|address-postalcode|address-state"},
+        {"RelatedPerson", "address", "address|address-city|address-country|address-postalcode|address-state"},
+        {"Organization", "address", "address|address-city|address-country|address-postalcode|address-state"},
+        {"Location", "address", "address|address-city|address-country|address-postalcode|address-state"},
+    };
+    size_t n_parts = 0;
+    for (size_t i = 0; i < fhir_search_params_count; i++) {
+        const fhir_search_param *sp = &fhir_search_params[i];
+        const char *first, *rows = fhir_search_param_rows(sp);
+        if (rows_kind_of(sp, &first) != ROWS_PARTS) continue;
+        n_parts++;
+        bool listed = pinned(parts, sizeof parts / sizeof parts[0], sp->resource, sp->code, rows);
+        if (!listed) fprintf(stderr, "unexpected: %s.%s searches %s\n", sp->resource, sp->code, rows);
+        assert_true(listed);
+    }
+    assert_int_equal(n_parts, sizeof parts / sizeof parts[0]);
+    /* phonetic shares name's rows, and so its parts too */
+    assert_string_equal(fhir_search_param_rows(fhir_search_param_find("Patient", "phonetic")), "name|family|given");
+    assert_string_equal(fhir_search_param_rows(fhir_search_param_find("Person", "phonetic")), "name");
+
+    bv_arena *a = bv_arena_new(1 << 14);
+    const char *j = "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Smith\",\"given\":[\"Ann\",\"Rose\"],"
+                    "\"prefix\":[\"Dr\"],\"suffix\":[\"PhD\"],\"text\":\"Dr Ann Smith\"}],"
+                    "\"address\":[{\"line\":[\"1 High St\"],\"city\":\"Leeds\",\"district\":\"West\","
+                    "\"postalCode\":\"LS1 1AA\",\"country\":\"UK\",\"text\":\"1 High St, Leeds\"}]}";
+    json_value *o;
+    json_error je;
+    assert_int_equal(json_parse(a, j, strlen(j), NULL, &o, &je), BV_OK);
+    bv_index_row *r;
+    size_t n, errs = 9;
+    assert_int_equal(bv__fhir_extract_index_ex(a, o, &r, &n, &errs), BV_OK);
+    assert_int_equal(errs, 0);
+    size_t n_name = 0, n_address = 0;
+    for (size_t i = 0; i < n; i++) {
+        n_name += strcmp(r[i].param, "name") == 0;
+        n_address += strcmp(r[i].param, "address") == 0;
+    }
+    /* name: prefix, suffix, text; address: line, district, text */
+    assert_int_equal(n_name, 3);
+    assert_non_null(find_string(r, n, "name", "dr"));
+    assert_non_null(find_string(r, n, "name", "phd"));
+    assert_non_null(find_string(r, n, "name", "dr ann smith"));
+    assert_null(find_string(r, n, "name", "smith"));
+    assert_non_null(find_string(r, n, "family", "smith"));
+    assert_non_null(find_string(r, n, "given", "rose"));
+    assert_int_equal(n_address, 3);
+    assert_non_null(find_string(r, n, "address", "1 high st"));
+    assert_non_null(find_string(r, n, "address", "west"));
+    assert_non_null(find_string(r, n, "address", "1 high st, leeds"));
+    assert_null(find_string(r, n, "address", "leeds"));
+    assert_non_null(find_string(r, n, "address-city", "leeds"));
+    assert_non_null(find_string(r, n, "address-postalcode", "ls1 1aa"));
+    assert_non_null(find_string(r, n, "address-country", "uk"));
+    bv_arena_free(a);
 }
 
 static void test_observation_example(void **state)
@@ -461,6 +552,7 @@ int main(void)
         cmocka_unit_test(test_patient_example),
         cmocka_unit_test(test_stored_params),
         cmocka_unit_test(test_union_params),
+        cmocka_unit_test(test_part_params),
         cmocka_unit_test(test_observation_example),
         cmocka_unit_test(test_special_forms),
         cmocka_unit_test(test_all_examples),

@@ -82,7 +82,7 @@ static void test_string(void **state)
     bv_search_request r;
     const bv_pred *p = one("Patient", "name=Smith", &r);
     assert_int_equal(p->kind, BV_IX_STRING);
-    assert_string_equal(p->param, "name");
+    assert_string_equal(p->param, "name|family|given"); /* name's own rows and its parts' (part_rows) */
     assert_int_equal(p->op, BV_OP_STR_STARTS);
     assert_string_equal(p->text, bv_fhir_normalize_string(A, "Smith"));
     assert_false(p->negate);
@@ -368,7 +368,7 @@ static void test_result_params(void **state)
     assert_string_equal(r.search.sort[0].param, "birthdate");
     assert_int_equal(r.search.sort[0].kind, BV_IX_DATE);
     assert_true(r.search.sort[0].desc);
-    assert_string_equal(r.search.sort[1].param, "name");
+    assert_string_equal(r.search.sort[1].param, "name|family|given");
     assert_int_equal(r.search.sort[1].kind, BV_IX_STRING);
     assert_false(r.search.sort[1].desc);
     assert_string_equal(r.search.sort[2].param, "_id");
@@ -464,7 +464,7 @@ static void test_chain(void **state)
     assert_string_equal(p->chain->type, "Patient");
     assert_int_equal(p->chain->n_ands, 1);
     assert_int_equal(p->chain->ands[0].n, 2);
-    assert_string_equal(p->chain->ands[0].preds[0].param, "name");
+    assert_string_equal(p->chain->ands[0].preds[0].param, "name|family|given");
     assert_int_equal(p->chain->ands[0].preds[1].op, BV_OP_STR_STARTS);
     assert_string_equal(r.applied[0].name, "subject:Patient.name");
 
