@@ -183,6 +183,22 @@ static rows_kind rows_kind_of(const fhir_search_param *sp, const char **first_ou
     return ROWS_UNION;
 }
 
+/* Exactly the parameters whose rows are of this kind are the n pinned (resource, code, rows). */
+static void assert_exactly(rows_kind kind, const char *const (*table)[3], size_t n)
+{
+    size_t found = 0;
+    for (size_t i = 0; i < fhir_search_params_count; i++) {
+        const fhir_search_param *sp = &fhir_search_params[i];
+        const char *first, *rows = fhir_search_param_rows(sp);
+        if (rows_kind_of(sp, &first) != kind) continue;
+        found++;
+        bool listed = pinned(table, n, sp->resource, sp->code, rows);
+        if (!listed) fprintf(stderr, "unexpected: %s.%s searches %s\n", sp->resource, sp->code, rows);
+        assert_true(listed);
+    }
+    assert_int_equal(found, n);
+}
+
 /* Parameters that share their rows: exactly the pairs whose expressions select the same
  * elements of one type, never a reference or a composite. */
 static void test_stored_params(void **state)
@@ -229,17 +245,7 @@ static void test_union_params(void **state)
         {"Observation", "combo-code-value-concept", "code-value-concept|component-code-value-concept"},
         {"Observation", "combo-code-value-quantity", "code-value-quantity|component-code-value-quantity"},
     };
-    size_t n_unions = 0;
-    for (size_t i = 0; i < fhir_search_params_count; i++) {
-        const fhir_search_param *sp = &fhir_search_params[i];
-        const char *first, *rows = fhir_search_param_rows(sp);
-        if (rows_kind_of(sp, &first) != ROWS_UNION) continue;
-        n_unions++;
-        bool listed = pinned(unions, sizeof unions / sizeof unions[0], sp->resource, sp->code, rows);
-        if (!listed) fprintf(stderr, "unexpected: %s.%s searches %s\n", sp->resource, sp->code, rows);
-        assert_true(listed);
-    }
-    assert_int_equal(n_unions, sizeof unions / sizeof unions[0]);
+    assert_exactly(ROWS_UNION, unions, sizeof unions / sizeof unions[0]);
     const fhir_search_param *cvq = fhir_search_param_find("Observation", "combo-code-value-quantity");
     assert_string_equal(fhir_search_param_component_rows(cvq, 0), "code-value-quantity#0|component-code-value-quantity#0");
     assert_string_equal(fhir_search_param_component_rows(cvq, 1), "code-value-quantity#1|component-code-value-quantity#1");
@@ -263,17 +269,7 @@ static void test_part_params(void **state)
         {"Organization", "address", "address|address-city|address-country|address-postalcode|address-state"},
         {"Location", "address", "address|address-city|address-country|address-postalcode|address-state"},
     };
-    size_t n_parts = 0;
-    for (size_t i = 0; i < fhir_search_params_count; i++) {
-        const fhir_search_param *sp = &fhir_search_params[i];
-        const char *first, *rows = fhir_search_param_rows(sp);
-        if (rows_kind_of(sp, &first) != ROWS_PARTS) continue;
-        n_parts++;
-        bool listed = pinned(parts, sizeof parts / sizeof parts[0], sp->resource, sp->code, rows);
-        if (!listed) fprintf(stderr, "unexpected: %s.%s searches %s\n", sp->resource, sp->code, rows);
-        assert_true(listed);
-    }
-    assert_int_equal(n_parts, sizeof parts / sizeof parts[0]);
+    assert_exactly(ROWS_PARTS, parts, sizeof parts / sizeof parts[0]);
     /* phonetic shares name's rows, and so its parts too */
     assert_string_equal(fhir_search_param_rows(fhir_search_param_find("Patient", "phonetic")), "name|family|given");
     assert_string_equal(fhir_search_param_rows(fhir_search_param_find("Person", "phonetic")), "name");
