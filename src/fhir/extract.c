@@ -245,7 +245,8 @@ static const char *branch_element_type(const fp_node *n, const char *resource)
  * would store each such part twice, under both codes. It stores rows only for the parts no other
  * parameter covers (prefix, suffix, text), and its rows are its own and theirs ("name|family|given",
  * one IN in SQL, as for union_rows). In R4: Patient and Practitioner `name` (family, given) and
- * `address` (city, state, postalCode, country); Person and RelatedPerson `address` likewise. A
+ * `address` (city, state, postalCode, country); Person, RelatedPerson, Organization and Location
+ * `address` likewise. A
  * part parameter must store its own rows from exactly "<the parameter's path>.<part>". */
 static void part_rows(void)
 {

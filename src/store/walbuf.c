@@ -71,10 +71,10 @@ struct wb_file {
     struct wb_db *shared; /* a main database file: what every connection to it shares */
     size_t unstarted;    /* database-file bytes written since writeback was last started */
     const char *name;    /* as SQLite named it; valid until the file closes */
-    int kick_fd;         /* on a WAL file: its own descriptor, to write each commit's frames in one call
-                          * and start their writeback; -1 before the first commit (readers never
-                          * commit), -2 if it could not be opened.
-                          * SQLite takes no POSIX lock on a WAL, so closing it drops none */
+    int kick_fd;         /* on a WAL file opened for writing: its own descriptor, opened with it, to
+                          * write each commit's frames in one call and start their writeback; -1 on
+                          * other files, -2 if it could not be opened. SQLite takes no POSIX lock on
+                          * a WAL, so closing it drops none */
 };
 
 static sqlite3_vfs *real_vfs;
@@ -145,13 +145,9 @@ static int write_pieces(wb_file *f, const unsigned char *data, size_t len, sqlit
     return rc;
 }
 
-/* The WAL's own descriptor (kick_fd), opened at the first commit; -1 if it cannot be had. */
-static int wal_own_fd(wb_file *f)
-{
-    if (f->kick_fd == -1 && f->name) f->kick_fd = open(f->name, O_RDWR | O_CLOEXEC);
-    if (f->kick_fd < 0) f->kick_fd = -2; /* not retried: SQLite's own writes work without it */
-    return f->kick_fd >= 0 ? f->kick_fd : -1;
-}
+/* The WAL's own descriptor (kick_fd, opened with the log); -1 if there is none: SQLite's own writes
+ * and syncs work without it. */
+static int wal_own_fd(const wb_file *f) { return f->kick_fd >= 0 ? f->kick_fd : -1; }
 
 /* After a commit's frames are written: the kernel starts writing them to the device now, while the
  * syncer is still being woken, so its fdatasync finds them written or under way and mostly waits for
@@ -406,6 +402,10 @@ static int wb_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *p, int
     if ((flags & SQLITE_OPEN_MAIN_DB) && name) f->shared = db_attach(name);
     f->name = name;
     if (f->is_wal && name) {
+        /* Its own descriptor now, by the name SQLite just opened: the same file as SQLite's (a lazy
+         * open at the first commit could name another, were the log ever replaced meanwhile). */
+        if (flags & SQLITE_OPEN_READWRITE) f->kick_fd = open(name, O_RDWR | O_CLOEXEC);
+        if (f->kick_fd < 0) f->kick_fd = -2;
         sqlite3_file *db = sqlite3_database_file_object(name);
         if (db && db->pMethods == &wb_methods) {
             f->db = (wb_file *)db;
