@@ -228,6 +228,16 @@ static void share_rows(void)
     }
 }
 
+/* [*lo, *hi): the entries of parameter i's resource type (the table is sorted by resource). */
+static void resource_span(size_t i, size_t *lo, size_t *hi)
+{
+    const char *r = fhir_search_params[i].resource;
+    *lo = i;
+    *hi = i + 1;
+    while (*lo > 0 && strcmp(fhir_search_params[*lo - 1].resource, r) == 0) (*lo)--;
+    while (*hi < fhir_search_params_count && strcmp(fhir_search_params[*hi].resource, r) == 0) (*hi)++;
+}
+
 /* The type of the element a branch "Resource.element" selects, when it is exactly that (one type,
  * no choice); NULL for any other shape. */
 static const char *branch_element_type(const fp_node *n, const char *resource)
@@ -246,8 +256,8 @@ static const char *branch_element_type(const fp_node *n, const char *resource)
  * parameter covers (prefix, suffix, text), and its rows are its own and theirs ("name|family|given",
  * one IN in SQL, as for union_rows). In R4: Patient and Practitioner `name` (family, given) and
  * `address` (city, state, postalCode, country); Person, RelatedPerson, Organization and Location
- * `address` likewise. A
- * part parameter must store its own rows from exactly "<the parameter's path>.<part>". */
+ * `address` likewise. A part parameter must store its own rows from exactly
+ * "<the parameter's path>.<part>". */
 static void part_rows(void)
 {
     for (size_t i = 0; i < fhir_search_params_count; i++) {
@@ -261,11 +271,12 @@ static void part_rows(void)
         if (!parts) continue;
         unsigned covered = 0;
         const char *rows = sp->code;
-        for (size_t j = 0; j < fhir_search_params_count; j++) {
+        size_t lo, hi;
+        resource_span(i, &lo, &hi);
+        for (size_t j = lo; j < hi; j++) {
             const fhir_search_param *sq = &fhir_search_params[j];
             const sp_compiled *cq = &cache[j];
-            if (j == i || sq->type != FHIR_SP_STRING || strcmp(sq->resource, sp->resource) != 0 || !cq->expr ||
-                cq->n_branches != 1 || cq->stored != j)
+            if (j == i || sq->type != FHIR_SP_STRING || !cq->expr || cq->n_branches != 1 || cq->stored != j)
                 continue;
             const fp_node *n = cq->branches[0]->root;
             if (n->t != FPN_DOT || n->r->t != FPN_IDENT || !fp_node_equal(n->l, path)) continue;
@@ -312,9 +323,8 @@ static bool find_union(size_t i, const bool *skip, size_t *parts, size_t *n_part
     if (!cp->expr || cp->n_branches < 2 || cp->n_branches > sizeof covered / sizeof covered[0] || cp->stored != i ||
         sp->type == FHIR_SP_REFERENCE || sp->type == FHIR_SP_SPECIAL || !fhir_is_resource_type(sp->resource))
         return false;
-    size_t lo = i, hi = i + 1;
-    while (lo > 0 && strcmp(fhir_search_params[lo - 1].resource, sp->resource) == 0) lo--;
-    while (hi < fhir_search_params_count && strcmp(fhir_search_params[hi].resource, sp->resource) == 0) hi++;
+    size_t lo, hi;
+    resource_span(i, &lo, &hi);
     for (size_t j = lo; j < hi && *n_parts < MAX_UNION_PARTS; j++) {
         if (j == i || (skip && skip[j]) || !rows_compatible(i, j) || cache[j].n_branches >= cp->n_branches ||
             !branches_within(&cache[j], cp))

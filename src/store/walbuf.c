@@ -71,10 +71,10 @@ struct wb_file {
     struct wb_db *shared; /* a main database file: what every connection to it shares */
     size_t unstarted;    /* database-file bytes written since writeback was last started */
     const char *name;    /* as SQLite named it; valid until the file closes */
-    int kick_fd;         /* on a WAL file opened for writing: its own descriptor, opened with it, to
+    int own_fd;          /* on a WAL file opened for writing: its own descriptor, opened with it, to
                           * write each commit's frames in one call and start their writeback; -1 on
-                          * other files, -2 if it could not be opened. SQLite takes no POSIX lock on
-                          * a WAL, so closing it drops none */
+                          * other files or if it could not be opened (SQLite's own writes work
+                          * without it). SQLite takes no POSIX lock on a WAL, so closing it drops none */
 };
 
 static sqlite3_vfs *real_vfs;
@@ -145,10 +145,6 @@ static int write_pieces(wb_file *f, const unsigned char *data, size_t len, sqlit
     return rc;
 }
 
-/* The WAL's own descriptor (kick_fd, opened with the log); -1 if there is none: SQLite's own writes
- * and syncs work without it. */
-static int wal_own_fd(const wb_file *f) { return f->kick_fd >= 0 ? f->kick_fd : -1; }
-
 /* After a commit's frames are written: the kernel starts writing them to the device now, while the
  * syncer is still being woken, so its fdatasync finds them written or under way and mostly waits for
  * the device's flush (WAL syncs under 8-connection creates 364 -> 279 us on average). Only started:
@@ -157,8 +153,7 @@ static int wal_own_fd(const wb_file *f) { return f->kick_fd >= 0 ? f->kick_fd : 
  * on failure: the sync writes whatever was not started. */
 static void start_wal_writeback(wb_file *f)
 {
-    int fd = wal_own_fd(f); /* none: the syncs work without it */
-    if (fd >= 0 && sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE) == 0) atomic_fetch_add(&wal_kicks, 1);
+    if (f->own_fd >= 0 && sync_file_range(f->own_fd, 0, 0, SYNC_FILE_RANGE_WRITE) == 0) atomic_fetch_add(&wal_kicks, 1);
 }
 
 /* The buffer in one pwrite on the WAL's own descriptor: through the platform VFS a group commit's
@@ -168,7 +163,7 @@ static void start_wal_writeback(wb_file *f)
  * SQLITE_FULL); -1: no own descriptor, write through the platform VFS instead. */
 static int write_own(wb_file *f, const unsigned char *data, size_t len, sqlite3_int64 off)
 {
-    int fd = wal_own_fd(f);
+    int fd = f->own_fd;
     if (fd < 0) return -1;
     atomic_fetch_add(&wal_writes, 1);
     for (size_t done = 0; done < len;) {
@@ -205,7 +200,7 @@ static int wb_close(sqlite3_file *p)
     free(f->buf);
     f->buf = NULL;
     int rc2 = f->real->pMethods->xClose(f->real);
-    if (f->kick_fd >= 0) close(f->kick_fd);
+    if (f->own_fd >= 0) close(f->own_fd);
     if (f->shared) db_detach(f->shared); /* after SQLite's own close, which may release its locks */
     return rc != SQLITE_OK ? rc : rc2;
 }
@@ -391,7 +386,7 @@ static int wb_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *p, int
     wb_file *f = (wb_file *)p;
     memset(f, 0, sizeof *f);
     f->real = (sqlite3_file *)((char *)f + WB_HEAD);
-    f->kick_fd = -1;
+    f->own_fd = -1;
     int rc = real_vfs->xOpen(real_vfs, name, f->real, flags, out_flags);
     if (rc != SQLITE_OK) {
         if (f->real->pMethods) f->real->pMethods->xClose(f->real);
@@ -404,8 +399,7 @@ static int wb_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *p, int
     if (f->is_wal && name) {
         /* Its own descriptor now, by the name SQLite just opened: the same file as SQLite's (a lazy
          * open at the first commit could name another, were the log ever replaced meanwhile). */
-        if (flags & SQLITE_OPEN_READWRITE) f->kick_fd = open(name, O_RDWR | O_CLOEXEC);
-        if (f->kick_fd < 0) f->kick_fd = -2;
+        if (flags & SQLITE_OPEN_READWRITE) f->own_fd = open(name, O_RDWR | O_CLOEXEC);
         sqlite3_file *db = sqlite3_database_file_object(name);
         if (db && db->pMethods == &wb_methods) {
             f->db = (wb_file *)db;
