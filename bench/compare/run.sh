@@ -2,7 +2,9 @@
 # Side-by-side: the same workload against Bevan (durable, SQLite) and Medplum's FHIR router with
 # its in-memory repository (bench/compare/medplum-server.mjs), both on 127.0.0.1, both driven by
 # the same wrk scripts and the same ingest driver; plus the hello-world libmicrohttpd ceiling
-# (bench/hello.sh). Writes bench/results/YYYY-MM-DD-compare.md with the machine and the commands.
+# (bench/hello.sh) and the durable-write floor (bench/durable-floor.sh: libmicrohttpd acknowledging each
+# POST after an fdatasync of as many bytes as a Bevan create writes, nothing else done). Writes
+# bench/results/YYYY-MM-DD-compare.md with the machine and the commands.
 #   bench/compare/run.sh            (DUR=5 s per wrk run, SEED=1000 patients, INGEST_ROUNDS=1)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -67,6 +69,11 @@ echo "== Bevan"; start_bevan; measure bevan
 echo "== Medplum (in-memory)"; start_medplum; measure medplum
 echo "== hello-world libmicrohttpd"
 hello=$(bench/hello.sh 18931 "$(nproc)" 1 2>&1 | awk '/req\/s/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /req\/s/) { print $i; exit } }')
+echo "== durable-write floor"
+# "bytes 40960, 8 connections, run 1: 12504 durable writes/s, p50 0.61ms, p99 2.1ms" -> R[floor,8]="12504 0.61 2.10"
+while read -r conns rest; do R[floor,$conns]=$rest; done < <(CONNS="8 32" DUR=$DUR bench/durable-floor.sh 40960 2>&1 |
+  awk 'function ms(v) { if (v ~ /us,?$/) return v / 1000; if (v ~ /ms,?$/) return v + 0; if (v ~ /s,?$/) return v * 1000; return v }
+       / durable writes\/s/ { c = $3; r = $7; p50 = $11; p99 = $13; printf "%s %d %.2f %.2f\n", c, r, ms(p50), ms(p99) }')
 
 f() { echo "${R[$1,$2]}" | cut -d' ' -f"$3"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "-" }'; }
@@ -84,7 +91,10 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; el
   echo "and 32 connections for the rows create_32 and update_32),"
   echo "\`create.lua BASE/Patient\`, \`update.lua BASE/Patient/ID\` (PUT of one resource), \`BASE/Observation?subject=Patient/ID&code=http://loinc.org|8867-4\`,"
   echo "\`BASE/Patient?family=Smith&_count=20\`; then \`node bench/ingest.mjs BASE $SYNTHEA 3 $INGEST_ROUNDS\` (Synthea transaction bundles)."
-  echo "Ceiling: \`bench/hello.sh\` (hello-world libmicrohttpd, same wrk)."
+  echo "Ceiling: \`bench/hello.sh\` (hello-world libmicrohttpd, same wrk). Durable-write floor: \`CONNS=\"8 32\" DUR=$DUR bench/durable-floor.sh 40960\`"
+  echo "(libmicrohttpd answering each POST of create.lua only after its group's fdatasync of 40,960 bytes per request, about"
+  echo "what a Bevan create adds to the WAL; no parsing, no index, no database): what this disk allows any server that"
+  echo "syncs as many bytes per create, at that moment."
   echo
   echo "| interaction | Bevan req/s | p50 ms | p99 ms | Medplum req/s | p50 ms | p99 ms | Bevan / Medplum | Bevan / ceiling |"
   echo "|---|---|---|---|---|---|---|---|---|"
@@ -95,6 +105,11 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; el
   b=$(f bevan ingest 1); m=$(f medplum ingest 1)
   echo "| transaction ingest (resources/s) | $b | | | $m | | | $(ratio "$b" "$m") | |"
   echo "| hello-world ceiling | ${hello:-?} | | | | | | | |"
+  for c in 8 32; do
+    k=create; [ "$c" = 32 ] && k=create_32
+    fl=$(f floor "$c" 1)
+    echo "| durable-write floor, $c connections | ${fl:-?} | $(f floor "$c" 2) | $(f floor "$c" 3) | | | | Medplum $k / floor $(ratio "$(f medplum $k 1)" "${fl:-0}") | Bevan $k / floor $(ratio "$(f bevan $k 1)" "${fl:-0}") |"
+  done
   echo
   echo "| RSS (MB) | after start | after the wrk runs | after ingest |"
   echo "|---|---|---|---|"
