@@ -19,11 +19,12 @@ tmp=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
 
+# wrk's latency ("612.00us", "1.2ms", "2s") in ms, for awk
+AWK_MS='function ms(v) { sub(/,$/, "", v); if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }'
 # wrk output -> "req/s p50_ms p99_ms non2xx"
 wrk_run() { # conns script url
   timeout $((DUR + 30)) wrk -t2 -c"$1" -d"${DUR}s" --latency -s "$2" "$3" >"$tmp/wrk.txt" 2>&1 || true
-  awk '
-    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+  awk "$AWK_MS"'
     /Requests\/sec:/ { rps = $2 }
     /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) }
     /Non-2xx or 3xx responses:/ { bad = $5 }
@@ -72,7 +73,7 @@ hello=$(bench/hello.sh 18931 "$(nproc)" 1 2>&1 | awk '/req\/s/ { for (i = 1; i <
 echo "== durable-write floor"
 # "bytes 40960, 8 connections, run 1: 12504 durable writes/s, p50 0.61ms, p99 2.1ms" -> R[floor,8]="12504 0.61 2.10"
 while read -r conns rest; do R[floor,$conns]=$rest; done < <(CONNS="8 32" DUR=$DUR bench/durable-floor.sh 40960 2>&1 |
-  awk 'function ms(v) { if (v ~ /us,?$/) return v / 1000; if (v ~ /ms,?$/) return v + 0; if (v ~ /s,?$/) return v * 1000; return v }
+  awk "$AWK_MS"'
        / durable writes\/s/ { c = $3; r = $7; p50 = $11; p99 = $13; printf "%s %d %.2f %.2f\n", c, r, ms(p50), ms(p99) }')
 
 f() { echo "${R[$1,$2]}" | cut -d' ' -f"$3"; }

@@ -70,7 +70,6 @@ struct wb_file {
     bool commit_pending; /* the last buffered write was a commit frame's header */
     struct wb_db *shared; /* a main database file: what every connection to it shares */
     size_t unstarted;    /* database-file bytes written since writeback was last started */
-    const char *name;    /* as SQLite named it; valid until the file closes */
     int own_fd;          /* on a WAL file opened for writing: its own descriptor, opened with it, to
                           * write each commit's frames in one call and start their writeback; -1 on
                           * other files or if it could not be opened (SQLite's own writes work
@@ -395,7 +394,6 @@ static int wb_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *p, int
     }
     f->is_wal = (flags & SQLITE_OPEN_WAL) != 0;
     if ((flags & SQLITE_OPEN_MAIN_DB) && name) f->shared = db_attach(name);
-    f->name = name;
     if (f->is_wal && name) {
         /* Its own descriptor now, by the name SQLite just opened: the same file as SQLite's (a lazy
          * open at the first commit could name another, were the log ever replaced meanwhile). */
