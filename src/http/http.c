@@ -58,6 +58,7 @@ struct bv_http_server {
     int port;
     atomic_int in_flight;     /* requests between uri_log_cb and completed_cb */
     atomic_int open_conns;    /* connections accepted and not yet closed (notify_conn_cb) */
+    atomic_bool refusing;     /* set by bv_http_stop: accept_policy_cb turns new connections away */
     unsigned max_conn;        /* past this many open connections a request is answered 503 */
     char fallback_base[96];   /* "http://HOST:PORT" from the listen address */
     /* write offload (see the top comment) */
@@ -396,6 +397,17 @@ static void notify_conn_cb(void *cls, struct MHD_Connection *conn, void **socket
     bv_http_server *s = cls;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) atomic_fetch_add(&s->open_conns, 1);
     else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) atomic_fetch_sub(&s->open_conns, 1);
+}
+
+/* Stands in for MHD_quiesce_daemon, which under epoll with MHD's own threads races its workers for
+ * the listen socket and can abort the process (MHD 0.9.75, "Failed to remove listen FD from epoll
+ * set"). Refused connections are closed at once; MHD_stop_daemon closes the listen socket. */
+static enum MHD_Result accept_policy_cb(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    (void)addr;
+    (void)addrlen;
+    bv_http_server *s = cls;
+    return atomic_load(&s->refusing) ? MHD_NO : MHD_YES;
 }
 
 static enum MHD_Result send_response(struct MHD_Connection *conn, const http_req *hr, bv_response *resp)
@@ -799,7 +811,7 @@ int bv_http_start(const bv_http_options *opt, bv_http_handler handler, void *ctx
         {MHD_OPTION_END, 0, NULL},
     };
     unsigned timeout = opt->timeout_s ? opt->timeout_s : BV_CONNECTION_TIMEOUT_S;
-    s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, access_cb, s,
+    s->daemon = MHD_start_daemon(flags, 0, accept_policy_cb, s, access_cb, s,
                                  MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, s,
                                  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                                  MHD_OPTION_ARRAY, pool,
@@ -854,7 +866,7 @@ void bv_http_stop(bv_http_server *s)
 {
     if (!s) return;
     if (s->daemon) {
-        MHD_socket fd = MHD_quiesce_daemon(s->daemon);   /* stop accepting */
+        atomic_store(&s->refusing, true);   /* stop accepting (see accept_policy_cb) */
         /* WebSocket connections end now (1001 going away): MHD must not hold upgraded sockets
          * when it stops. */
         bv__ws_hub_stop(s->ws_hub);
@@ -877,7 +889,6 @@ void bv_http_stop(bv_http_server *s)
             nanosleep(&ts, NULL);
         }
         MHD_stop_daemon(s->daemon);
-        if (fd != MHD_INVALID_SOCKET) close(fd);
     }
     stop_workers(s);
     server_free(s);

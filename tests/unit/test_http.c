@@ -13,7 +13,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <pthread.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bevan/http.h"
@@ -509,6 +511,71 @@ static void test_listen_errors(void **state)
     }
 }
 
+/* Stopping: a request in progress is answered, a connection opened meanwhile gets no answer. */
+static void slow_echo(void *ctx, bv_request *req, bv_response *resp)
+{
+    if (strcmp(req->path, "/slow") == 0) {
+        struct timespec ts = {0, 400 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    echo(ctx, req, resp);
+}
+
+static void *get_slow(void *arg)
+{
+    http_resp *r = arg;
+    get("/slow", r);
+    return NULL;
+}
+
+static void *stop_server(void *arg)
+{
+    bv_http_stop(arg);
+    return NULL;
+}
+
+static void test_stop_refuses_new_connections(void **state)
+{
+    (void)state;
+    bv_http_server *s = NULL;
+    char err[256];
+    bv_http_options o = {.listen = "127.0.0.1:0", .threads = 2, .max_body = MAX_BODY, .timeout_s = 10};
+    assert_int_equal(bv_http_start(&o, slow_echo, NULL, &s, err, sizeof err), BV_OK);
+    int shared_port = port;
+    port = bv_http_port(s);
+    http_resp slow;
+    pthread_t t_slow, t_stop;
+    assert_int_equal(pthread_create(&t_slow, NULL, get_slow, &slow), 0);
+    for (int i = 0; i < 400 && bv_http_in_flight(s) == 0; i++) {
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(bv_http_in_flight(s), 1);
+    assert_int_equal(pthread_create(&t_stop, NULL, stop_server, s), 0);
+    struct timespec settle = {0, 50 * 1000 * 1000};   /* the slow request still has ~350 ms to run */
+    nanosleep(&settle, NULL);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {   /* refused outright is fine too */
+        const char *rq = "GET /late HTTP/1.1\r\nHost: x\r\n\r\n";
+        send_all(fd, rq, strlen(rq));
+        http_resp late;
+        assert_int_equal(read_resp(fd, &late, false), -1);
+        resp_free(&late);
+    }
+    close(fd);
+    pthread_join(t_slow, NULL);
+    pthread_join(t_stop, NULL);
+    assert_int_equal(slow.status, 200);
+    assert_non_null(strstr(slow.body, "path=/slow"));
+    resp_free(&slow);
+    port = shared_port;
+}
+
 /* Token bucket: the burst is served, then one request per 1/rate seconds; Retry-After rounds up;
  * clients are independent; the table stays bounded with many clients. */
 static void test_ratelimit(void **state)
@@ -561,6 +628,7 @@ int main(void)
         cmocka_unit_test(test_header_lookup_and_fallback_base),
         cmocka_unit_test(test_dispatch_local),
         cmocka_unit_test(test_listen_errors),
+        cmocka_unit_test(test_stop_refuses_new_connections),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
