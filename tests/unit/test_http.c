@@ -73,19 +73,30 @@ static const char *ci_find(const char *hay, const char *needle)
     return NULL;
 }
 
-static int connect_local(void)
+/* A connection to 127.0.0.1:p with 5 s timeouts, or -1. Asserts nothing: usable off the test's thread. */
+static int connect_port(int p)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
+    if (fd < 0) return -1;
     struct timeval tv = {5, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
+    sa.sin_port = htons((uint16_t)p);
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int connect_local(void)
+{
+    int fd = connect_port(port);
+    assert_true(fd >= 0);
     return fd;
 }
 
@@ -521,10 +532,23 @@ static void slow_echo(void *ctx, bv_request *req, bv_response *resp)
     echo(ctx, req, resp);
 }
 
+typedef struct {
+    int port;
+    int rc;   /* read_resp's result; -1 also when the connection failed */
+    http_resp resp;
+} slow_call;
+
+/* GET /slow on its own thread: no cmocka assertion here (they must stay on the test's thread). */
 static void *get_slow(void *arg)
 {
-    http_resp *r = arg;
-    get("/slow", r);
+    slow_call *c = arg;
+    c->rc = -1;
+    int fd = connect_port(c->port);
+    if (fd < 0) return NULL;
+    const char *rq = "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n";
+    send_all(fd, rq, strlen(rq));
+    c->rc = read_resp(fd, &c->resp, false);
+    close(fd);
     return NULL;
 }
 
@@ -541,9 +565,7 @@ static void test_stop_refuses_new_connections(void **state)
     char err[256];
     bv_http_options o = {.listen = "127.0.0.1:0", .threads = 2, .max_body = MAX_BODY, .timeout_s = 10};
     assert_int_equal(bv_http_start(&o, slow_echo, NULL, &s, err, sizeof err), BV_OK);
-    int shared_port = port;
-    port = bv_http_port(s);
-    http_resp slow;
+    slow_call slow = {.port = bv_http_port(s)};
     pthread_t t_slow, t_stop;
     assert_int_equal(pthread_create(&t_slow, NULL, get_slow, &slow), 0);
     for (int i = 0; i < 400 && bv_http_in_flight(s) == 0; i++) {
@@ -554,26 +576,21 @@ static void test_stop_refuses_new_connections(void **state)
     assert_int_equal(pthread_create(&t_stop, NULL, stop_server, s), 0);
     struct timespec settle = {0, 50 * 1000 * 1000};   /* the slow request still has ~350 ms to run */
     nanosleep(&settle, NULL);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {   /* refused outright is fine too */
+    int fd = connect_port(slow.port);
+    if (fd >= 0) {   /* refused outright is fine too */
         const char *rq = "GET /late HTTP/1.1\r\nHost: x\r\n\r\n";
         send_all(fd, rq, strlen(rq));
         http_resp late;
         assert_int_equal(read_resp(fd, &late, false), -1);
         resp_free(&late);
+        close(fd);
     }
-    close(fd);
     pthread_join(t_slow, NULL);
     pthread_join(t_stop, NULL);
-    assert_int_equal(slow.status, 200);
-    assert_non_null(strstr(slow.body, "path=/slow"));
-    resp_free(&slow);
-    port = shared_port;
+    assert_int_equal(slow.rc, 0);
+    assert_int_equal(slow.resp.status, 200);
+    assert_non_null(strstr(slow.resp.body, "path=/slow"));
+    resp_free(&slow.resp);
 }
 
 /* Token bucket: the burst is served, then one request per 1/rate seconds; Retry-After rounds up;
